@@ -1,0 +1,31 @@
+"""moleblend-hf: MoleBLEND (ICLR 2024) as a Hugging Face `transformers` model.
+
+Importing the package registers the model with the Auto classes (`AutoConfig`, `AutoModel`,
+`AutoFeatureExtractor` / `AutoProcessor`) and marks the classes so that `save_pretrained` writes remote code.
+"""
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+from .modeling import MoleBlendConfig, MoleBlendModel, MoleBlendPreTrainedModel
+from .processing import (
+    AtomsWithCoordinates,
+    MoleBlendCollator,
+    MoleBlendProcessor,
+    MoleculeError,
+    SkippedMolecule,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(MoleBlendConfig.model_type, MoleBlendConfig, exist_ok=True)
+AutoModel.register(MoleBlendConfig, MoleBlendModel, exist_ok=True)
+AutoFeatureExtractor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
+# Saved checkpoints carry the sources and an `auto_map`, so `trust_remote_code=True` loads them without this package.
+MoleBlendConfig.register_for_auto_class()
+MoleBlendModel.register_for_auto_class("AutoModel")
+MoleBlendProcessor.register_for_auto_class("AutoFeatureExtractor")
+
+__all__ = [
+    "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendConfig", "MoleBlendModel", "MoleBlendPreTrainedModel",
+    "MoleBlendProcessor", "MoleculeError", "SkippedMolecule", "__version__",
+]

@@ -1,0 +1,128 @@
+"""Configuration of the MoleBLEND encoder (Yu et al., ICLR 2024).
+
+Depends on `transformers` only, so it can ship as Hub remote code.
+"""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+
+class MoleBlendConfig(PreTrainedConfig):
+    r"""Configuration for [`MoleBlendModel`] and its heads.
+
+    Defaults are the paper's base model (12 layers, hidden 768, 32 heads, FFN 768).
+
+    Args:
+        hidden_size: Width of atom representations.
+        num_hidden_layers: Number of post-LN Transformer blocks.
+        num_attention_heads: Attention heads; also the width of every per-pair bias.
+        intermediate_size: Width of the feed-forward layer.
+        hidden_act: Activation of the feed-forward layer and of the 3D bias MLP.
+        hidden_dropout_prob: Dropout on the embeddings and, in layers without drop-path, on residual branches.
+        attention_probs_dropout_prob: Dropout on attention probabilities.
+        activation_dropout: Dropout after the feed-forward activation.
+        drop_path_rate: Stochastic depth of the last layer; layer `l` uses `drop_path_rate * l / (L - 1)`.
+        layer_norm_eps: Epsilon of all LayerNorms.
+        initializer_range: Std of the normal initialisation of linear and embedding weights.
+        num_atom_features: Categorical atom feature columns (the 9 of OGB's `atom_to_feature_vector`).
+        atom_feature_vocab_size: Vocabulary range reserved for each atom feature column (official: 512).
+        num_bond_features: Categorical bond feature columns (the 3 of OGB's `bond_to_feature_vector`).
+        bond_feature_vocab_size: Vocabulary range reserved for each bond feature column (official: 512).
+        num_degrees: Size of the heavy-atom degree vocabulary.
+        num_spatial: Size of the shortest-path-distance vocabulary. Must exceed `unreachable_distance + 1`.
+        unreachable_distance: Shortest-path value the processor writes for atoms in different fragments.
+        max_path_hops: K, the number of hops of a shortest path whose bonds enter the path bias.
+        num_gaussian_kernels: Gaussian basis functions of the 3D distance encoding.
+        num_atom_types: Vocabulary of the element column used by the 3D per-atom-type-pair affine.
+        atom_3d_feature_scale: Scale of the summed Gaussian features added to atom embeddings (official 0.01).
+        max_atoms: Largest number of atoms per molecule (graph token excluded).
+        use_2d_relations: Use degree, shortest-path and path-bond terms.
+        use_3d_relations: Use 3D distance terms for molecules that have a conformer (`has_3d`).
+    """
+
+    model_type = "moleblend"
+
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 32,
+        intermediate_size: int = 768,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float | int = 0.0,
+        attention_probs_dropout_prob: float | int = 0.1,
+        activation_dropout: float | int = 0.1,
+        drop_path_rate: float | int = 0.1,
+        layer_norm_eps: float | int = 1e-5,
+        initializer_range: float | int = 0.02,
+        num_atom_features: int = 9,
+        atom_feature_vocab_size: int = 512,
+        num_bond_features: int = 3,
+        bond_feature_vocab_size: int = 512,
+        num_degrees: int = 512,
+        num_spatial: int = 512,
+        unreachable_distance: int = 510,
+        max_path_hops: int = 5,
+        num_gaussian_kernels: int = 128,
+        num_atom_types: int = 512,
+        atom_3d_feature_scale: float | int = 0.01,
+        max_atoms: int = 512,
+        use_2d_relations: bool = True,
+        use_3d_relations: bool = True,
+        **kwargs,
+    ):
+        if hidden_size % num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads ({num_attention_heads})"
+            )
+        if not (use_2d_relations or use_3d_relations):
+            raise ValueError("At least one of use_2d_relations and use_3d_relations must be True")
+        if unreachable_distance + 1 >= num_spatial:
+            raise ValueError(
+                f"num_spatial ({num_spatial}) must exceed unreachable_distance + 1 ({unreachable_distance + 1})"
+            )
+        if max_path_hops < 1:
+            raise ValueError(f"max_path_hops must be >= 1, got {max_path_hops}")
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.activation_dropout = activation_dropout
+        self.drop_path_rate = drop_path_rate
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.num_atom_features = num_atom_features
+        self.atom_feature_vocab_size = atom_feature_vocab_size
+        self.num_bond_features = num_bond_features
+        self.bond_feature_vocab_size = bond_feature_vocab_size
+        self.num_degrees = num_degrees
+        self.num_spatial = num_spatial
+        self.unreachable_distance = unreachable_distance
+        self.max_path_hops = max_path_hops
+        self.num_gaussian_kernels = num_gaussian_kernels
+        self.num_atom_types = num_atom_types
+        self.atom_3d_feature_scale = atom_3d_feature_scale
+        self.max_atoms = max_atoms
+        self.use_2d_relations = use_2d_relations
+        self.use_3d_relations = use_3d_relations
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "MoleBlendConfig":
+        """A named size: `tiny` (tests, demos), `small`, or `base` (the paper's model); `overrides` win."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 num_gaussian_kernels=16),
+    "small": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=16, intermediate_size=256,
+                  num_gaussian_kernels=64),
+    "base": dict(),
+}

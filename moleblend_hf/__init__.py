@@ -4,7 +4,7 @@ Importing the package registers the model with the Auto classes (`AutoConfig`, `
 `AutoFeatureExtractor` / `AutoProcessor`) and marks the classes so that `save_pretrained` writes remote code.
 """
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 
 from .modeling import MoleBlendConfig, MoleBlendModel, MoleBlendPreTrainedModel
 from .processing import (
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 AutoConfig.register(MoleBlendConfig.model_type, MoleBlendConfig, exist_ok=True)
 AutoModel.register(MoleBlendConfig, MoleBlendModel, exist_ok=True)
 AutoFeatureExtractor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
+AutoProcessor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
 # Saved checkpoints carry the sources and an `auto_map`, so `trust_remote_code=True` loads them without this package.
 MoleBlendConfig.register_for_auto_class()
 MoleBlendModel.register_for_auto_class("AutoModel")

@@ -33,7 +33,7 @@ from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from .conformers import ConformerError, check_positions, generate_positions, given_positions
 from .featurization import NUM_ATOM_FEATURES, NUM_BOND_FEATURES, atom_features, bond_features
-from .graph import UNREACHABLE, heavy_degree, path_bond_features, shortest_path_matrix
+from .graph import UNREACHABLE, canonical_priority, heavy_degree, path_bond_features, shortest_path_matrix
 
 CONFORMER_POLICIES = ("given", "generate", "none")
 CONTRACT_KEYS = ("atom_features", "attention_mask", "degree", "shortest_path", "path_bonds", "positions", "has_3d")
@@ -165,7 +165,9 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             "atom_features": atom_features(mol),
             "degree": np.minimum(heavy_degree(n, ends), 255).astype(np.uint8),
             "shortest_path": distance,
-            "path_bonds": path_bond_features(distance, ends, bond_feats, self.max_path_hops),
+            "path_bonds": path_bond_features(
+                distance, ends, bond_feats, self.max_path_hops, canonical_priority(mol)
+            ),
             "positions": positions if positions is not None else np.zeros((n, 3), dtype=np.float32),
             "has_3d": positions is not None,
             "num_atoms": n,

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import moleblend_hf
+from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor
+
+DATA = Path(__file__).parent / "data"
+PACKAGE_DATA = Path(moleblend_hf.__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def esol() -> pd.DataFrame:
+    return pd.read_csv(DATA / "esol.csv")
+
+
+@pytest.fixture(scope="session")
+def bbbp() -> pd.DataFrame:
+    return pd.read_csv(DATA / "bbbp.csv")
+
+
+@pytest.fixture(scope="session")
+def qm9() -> pd.DataFrame:
+    return pd.read_parquet(PACKAGE_DATA / "qm9_small.parquet")
+
+
+@pytest.fixture(scope="session")
+def moses_conformers() -> pd.DataFrame:
+    return pd.read_parquet(DATA / "moses_200_conformers.parquet")
+
+
+@pytest.fixture()
+def processor() -> MoleBlendProcessor:
+    return MoleBlendProcessor()
+
+
+def tiny_model(seed: int = 0, **overrides) -> MoleBlendModel:
+    torch.manual_seed(seed)
+    return MoleBlendModel(MoleBlendConfig.from_preset("tiny", **overrides)).eval()
+
+
+@pytest.fixture()
+def model() -> MoleBlendModel:
+    return tiny_model()

@@ -1,0 +1,210 @@
+"""MoleBlendProcessor: inputs, conformer policies, collation, save/load and bad inputs."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+from rdkit.Chem import AllChem
+from transformers import AutoFeatureExtractor, AutoProcessor
+
+from moleblend_hf import AtomsWithCoordinates, MoleBlendCollator, MoleBlendProcessor, MoleculeError
+from moleblend_hf.processing import conformers as conformer_module
+from moleblend_hf.processing.processing_moleblend import CONTRACT_KEYS
+
+
+def _embedded(smiles: str, seed: int = 0) -> Chem.Mol:
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
+    return mol
+
+
+def test_contract_shapes_and_dtypes(processor):
+    batch = processor(["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"])
+    n = 11
+    assert batch["atom_features"].shape == (3, n, 9) and batch["atom_features"].dtype == torch.int64
+    assert batch["attention_mask"].tolist()[0] == [1] * 3 + [0] * (n - 3)
+    assert batch["shortest_path"].shape == (3, n, n)
+    assert batch["path_bonds"].shape == (3, n, n, 5, 3)
+    assert batch["positions"].dtype == torch.float32 and batch["has_3d"].dtype == torch.bool
+    assert set(CONTRACT_KEYS) == set(batch.keys())
+    # padding stays zero everywhere
+    assert (batch["atom_features"][0, 3:] == 0).all() and (batch["path_bonds"][0, 3:] == 0).all()
+    assert batch.input_indices == [0, 1, 2] and batch.skipped == []
+
+
+def test_smiles_mol_molblock_and_sdf_agree(processor, tmp_path):
+    mol = _embedded("CC(=O)Nc1ccc(O)cc1")
+    block = Chem.MolToMolBlock(mol)
+    sdf = tmp_path / "two.sdf"
+    writer = Chem.SDWriter(str(sdf))
+    writer.write(mol)
+    writer.write(_embedded("CCO"))
+    writer.close()
+    gz = tmp_path / "two.sdf.gz"
+    gz.write_bytes(gzip.compress(sdf.read_bytes()))
+
+    from_smiles = processor.featurize("CC(=O)Nc1ccc(O)cc1")
+    from_mol = processor.featurize(mol)
+    from_block = processor.featurize(block)
+    for key in ("atom_features", "degree", "shortest_path", "path_bonds"):
+        np.testing.assert_array_equal(from_smiles[key], from_mol[key])
+        np.testing.assert_array_equal(from_smiles[key], from_block[key])
+    assert not from_smiles["has_3d"] and from_mol["has_3d"] and from_block["has_3d"]
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    np.testing.assert_allclose(from_mol["positions"], mol.GetConformer().GetPositions()[heavy], atol=1e-5)
+    np.testing.assert_allclose(from_block["positions"], from_mol["positions"], atol=1e-3)
+
+    for path in (sdf, gz):
+        batch = processor(path)
+        assert batch["has_3d"].tolist() == [True, True]
+        assert batch["attention_mask"].sum(1).tolist() == [11, 3]
+
+
+def test_qm9_molblocks_keep_dft_geometry(processor, qm9):
+    rows = qm9.head(20)
+    batch = processor(rows["molblock"].tolist())
+    assert batch["has_3d"].all()
+    for row, (_, record) in enumerate(rows.iterrows()):
+        mol = Chem.MolFromMolBlock(record.molblock, removeHs=False)
+        heavy = mol.GetConformer().GetPositions()[[a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]]
+        n = len(heavy)
+        np.testing.assert_allclose(batch["positions"][row, :n].numpy(), heavy, atol=1e-5)
+        from_smiles = processor.featurize(record.smiles)
+        np.testing.assert_array_equal(batch["shortest_path"][row, :n, :n].numpy(), from_smiles["shortest_path"])
+
+
+def test_atoms_with_coordinates_in_any_order(processor, qm9):
+    record = qm9.iloc[5]
+    mol = Chem.MolFromMolBlock(record.molblock, removeHs=False)
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    coords = mol.GetConformer().GetPositions()
+    direct = processor.featurize(AtomsWithCoordinates(record.smiles, numbers, coords))
+    assert direct["has_3d"]
+    np.testing.assert_allclose(direct["positions"], processor.featurize(record.molblock)["positions"], atol=1e-4)
+    perm = np.random.default_rng(1).permutation(len(numbers))
+    shuffled = processor.featurize(AtomsWithCoordinates(record.smiles, [numbers[i] for i in perm], coords[perm]))
+    # matching through perceived connectivity may map symmetric atoms differently: compare distance spectra
+    d1 = np.sort(np.linalg.norm(direct["positions"][:, None] - direct["positions"][None], axis=-1).ravel())
+    d2 = np.sort(np.linalg.norm(shuffled["positions"][:, None] - shuffled["positions"][None], axis=-1).ravel())
+    np.testing.assert_allclose(d1, d2, atol=1e-4)
+
+
+def test_conformer_policies(qm9):
+    block = qm9.iloc[0].molblock
+    assert not MoleBlendProcessor(conformers="none").featurize(block)["has_3d"]
+    given = MoleBlendProcessor(conformers="given")
+    assert given.featurize(block)["conformer_source"] == "given"
+    assert given.featurize("CCO")["conformer_source"] == "none"
+    generating = MoleBlendProcessor(conformers="generate", seed=3)
+    first, second = generating.featurize("CC(=O)Nc1ccc(O)cc1"), generating.featurize("CC(=O)Nc1ccc(O)cc1")
+    assert first["has_3d"] and first["conformer_source"] == "generated"
+    np.testing.assert_array_equal(first["positions"], second["positions"])  # seeded
+    distances = np.linalg.norm(first["positions"][:, None] - first["positions"][None], axis=-1)
+    bonded = first["shortest_path"] == 1
+    assert 1.1 < distances[bonded].min() and distances[bonded].max() < 1.6  # real bond lengths
+
+
+def test_failed_generation_falls_back_to_2d_with_reason(monkeypatch):
+    monkeypatch.setattr(conformer_module.AllChem, "EmbedMolecule", lambda *a, **k: -1)
+    batch = MoleBlendProcessor(conformers="generate")(["CCO", "CCN"])
+    assert batch["has_3d"].tolist() == [False, False]
+    assert all("ETKDG embedding did not converge" in s for s in batch.conformer_sources)
+    assert (batch["positions"] == 0).all()
+
+
+def test_explicit_hydrogens_are_removed_by_default(processor):
+    plain = processor.featurize("OCC")
+    explicit = processor.featurize("[H]OC([H])([H])C([H])([H])[H]")
+    for key in ("atom_features", "shortest_path", "path_bonds", "degree"):
+        np.testing.assert_array_equal(plain[key], explicit[key])
+    with_h = MoleBlendProcessor(keep_hydrogens=True).featurize("CCO")
+    assert with_h["num_atoms"] == 9
+
+
+def test_multi_fragment_molecules_are_allowed(processor):
+    features = processor.featurize("CC(=O)[O-].[Na+]")
+    assert features["shortest_path"][0, 4] == processor.unreachable_distance
+
+
+def test_save_and_auto_load(tmp_path):
+    processor = MoleBlendProcessor(conformers="generate", max_path_hops=3, seed=7)
+    processor.save_pretrained(tmp_path)
+    assert (tmp_path / "preprocessor_config.json").exists()
+    for loader in (AutoProcessor, AutoFeatureExtractor, MoleBlendProcessor):
+        loaded = loader.from_pretrained(tmp_path)
+        assert isinstance(loaded, MoleBlendProcessor)
+        assert (loaded.conformers, loaded.max_path_hops, loaded.seed) == ("generate", 3, 7)
+        a, b = processor(["CCO", "c1ccncc1"]), loaded(["CCO", "c1ccncc1"])
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_collator_pads_cached_features_and_keeps_labels(processor):
+    rows = [{**processor.featurize(s), "labels": y} for s, y in [("CCO", 1.5), ("c1ccccc1", float("nan"))]]
+    # simulate a datasets cache: arrays become nested lists
+    cached = [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in row.items()} for row in rows]
+    batch = MoleBlendCollator(processor)(cached)
+    direct = processor(["CCO", "c1ccccc1"])
+    assert all(torch.equal(batch[k], direct[k]) for k in direct)
+    assert batch["labels"].dtype == torch.float32
+    assert batch["labels"][0] == 1.5 and torch.isnan(batch["labels"][1])
+    raw = MoleBlendCollator(processor)([{"smiles": "CCO", "labels": 1}, {"smiles": "c1ccccc1", "labels": 0}])
+    assert torch.equal(raw["atom_features"], direct["atom_features"]) and raw["labels"].tolist() == [1, 0]
+
+
+BAD_INPUTS = [
+    ("not_a_smiles(", "not a valid SMILES"),
+    ("", "empty SMILES"),
+    (None, "input is None"),
+    ("c1cccc1", "kekulize"),
+    ("[*]CC", "unsupported element"),
+    ("C" * 40, "max_atoms is 32"),
+    (AtomsWithCoordinates("CCO", [6, 6, 8], np.zeros((4, 3))), "4 coordinates given for 3 atoms"),
+    (AtomsWithCoordinates("CCO", [6, 6, 8], np.full((3, 3), np.nan)), "NaN"),
+    (AtomsWithCoordinates("CCO", [6, 6, 8], np.zeros((3, 3))), "coordinates are missing"),
+    (AtomsWithCoordinates("CCO", [6, 6, 7], np.eye(3) * 1.5), "do not match the SMILES"),
+    (3.14, "unsupported input type float"),
+]
+
+
+@pytest.mark.parametrize("bad,reason", BAD_INPUTS, ids=[str(i) for i in range(len(BAD_INPUTS))])
+def test_bad_input_raises_naming_molecule_index_and_reason(bad, reason):
+    processor = MoleBlendProcessor(max_atoms=32)
+    with pytest.raises(MoleculeError) as info:
+        processor(["CCO", bad, "CCN"])
+    message = str(info.value)
+    assert "index 1" in message and reason.lower() in message.lower()
+    assert info.value.index == 1 and isinstance(info.value, ValueError)
+
+
+def test_bad_molblocks():
+    processor = MoleBlendProcessor()
+    mol = _embedded("CCO")
+    lines = Chem.MolToMolBlock(mol).splitlines()
+    nan_block = "\n".join(lines[:4] + ["       nan" + lines[4][10:]] + lines[5:])
+    missing = Chem.Mol(mol)
+    for i in range(missing.GetNumAtoms()):
+        missing.GetConformer().SetAtomPosition(i, (0.0, 0.0, 0.0))
+    truncated = "\n".join(lines[:6] + lines[-1:])  # counts line promises more atoms than are listed
+    for block, reason in [(nan_block, "could not parse"), (Chem.MolToMolBlock(missing), "coordinates are missing"),
+                          (truncated, "could not parse")]:
+        with pytest.raises(MoleculeError, match=reason):
+            processor.featurize(block, 0)
+    nan_mol = Chem.Mol(mol)
+    nan_mol.GetConformer().SetAtomPosition(0, (float("nan"), 0.0, 0.0))
+    with pytest.raises(MoleculeError, match="NaN"):
+        processor.featurize(nan_mol, 0)
+
+
+def test_skip_mode_reports_dropped_inputs_and_keeps_alignment():
+    smiles = ["CCO", "bad(", None, "c1ccccc1", "[*]C", "CCN"]
+    batch = MoleBlendProcessor()(smiles, errors="skip")
+    assert batch.input_indices == [0, 3, 5]
+    assert [(s.index, s.reason.split(" ")[0]) for s in batch.skipped] == [(1, "not"), (2, "input"), (4, "unsupported")]
+    expected = MoleBlendProcessor()(["CCO", "c1ccccc1", "CCN"])
+    assert all(torch.equal(batch[k], expected[k]) for k in expected)
+    with pytest.raises(MoleculeError, match="no molecule of the batch"):
+        MoleBlendProcessor()(["bad(", None], errors="skip")

@@ -38,28 +38,33 @@ def _lookup(values: list) -> dict:
     return {value: index for index, value in enumerate(values)}
 
 
+def _enum_lookup(enum_type, names: list[str], default: int) -> dict:
+    """RDKit enum member -> OGB index (keyed by the enum objects themselves: no str() per atom on the hot path)."""
+    return {member: names.index(member.name) if member.name in names else default
+            for member in enum_type.values.values()}
+
+
 _ATOMIC = _lookup(ATOMIC_NUMBERS)
-_CHIRAL = _lookup(CHIRALITY)
+_CHIRAL = _enum_lookup(Chem.ChiralType, CHIRALITY, len(CHIRALITY))
 _DEGREE = _lookup(DEGREES)
 _CHARGE = _lookup(FORMAL_CHARGES)
 _NUM_HS = _lookup(NUM_HS)
 _RADICAL = _lookup(RADICAL_ELECTRONS)
-_HYBRID = _lookup(HYBRIDIZATION)
-_BOND_TYPE = _lookup(BOND_TYPES)
-_STEREO = _lookup(BOND_STEREO)
-_STEREO_ANY = BOND_STEREO.index("STEREOANY")
+_HYBRID = _enum_lookup(Chem.HybridizationType, HYBRIDIZATION, len(HYBRIDIZATION))
+_BOND_TYPE = _enum_lookup(Chem.BondType, BOND_TYPES, len(BOND_TYPES))
+_STEREO = _enum_lookup(Chem.BondStereo, BOND_STEREO, BOND_STEREO.index("STEREOANY"))
 
 
 def atom_feature_vector(atom: Chem.Atom) -> list[int]:
     """The 9 OGB atom feature indices of `atom` (unknown values -> the 'misc' index, as in OGB)."""
     return [
         _ATOMIC.get(atom.GetAtomicNum(), len(ATOMIC_NUMBERS)),
-        _CHIRAL.get(str(atom.GetChiralTag()), len(CHIRALITY)),
+        _CHIRAL[atom.GetChiralTag()],
         _DEGREE.get(atom.GetTotalDegree(), len(DEGREES)),
         _CHARGE.get(atom.GetFormalCharge(), len(FORMAL_CHARGES)),
         _NUM_HS.get(atom.GetTotalNumHs(), len(NUM_HS)),
         _RADICAL.get(atom.GetNumRadicalElectrons(), len(RADICAL_ELECTRONS)),
-        _HYBRID.get(str(atom.GetHybridization()), len(HYBRIDIZATION)),
+        _HYBRID[atom.GetHybridization()],
         int(atom.GetIsAromatic()),
         int(atom.IsInRing()),
     ]
@@ -67,22 +72,23 @@ def atom_feature_vector(atom: Chem.Atom) -> list[int]:
 
 def bond_feature_vector(bond: Chem.Bond) -> list[int]:
     """The 3 OGB bond feature indices of `bond`."""
-    return [
-        _BOND_TYPE.get(str(bond.GetBondType()), len(BOND_TYPES)),
-        _STEREO.get(str(bond.GetStereo()), _STEREO_ANY),
-        int(bond.GetIsConjugated()),
-    ]
+    return [_BOND_TYPE[bond.GetBondType()], _STEREO[bond.GetStereo()], int(bond.GetIsConjugated())]
 
 
 def atom_features(mol: Chem.Mol) -> np.ndarray:
     """[N, 9] uint8: OGB atom feature index + 1 for every atom (0 is reserved for padding)."""
-    rows = [atom_feature_vector(atom) for atom in mol.GetAtoms()]
-    return (np.asarray(rows, dtype=np.uint8).reshape(-1, NUM_ATOM_FEATURES) + 1).astype(np.uint8)
+    get = mol.GetAtomWithIdx  # indexing is much faster than RDKit's Python atom-sequence iterator
+    rows = [atom_feature_vector(get(i)) for i in range(mol.GetNumAtoms())]
+    return np.asarray(rows, dtype=np.uint8).reshape(-1, NUM_ATOM_FEATURES) + np.uint8(1)
 
 
 def bond_features(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     """Bond endpoints [E, 2] int64 and OGB bond feature index + 1 [E, 3] uint8."""
-    bonds = list(mol.GetBonds())
-    ends = np.asarray([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in bonds], dtype=np.int64).reshape(-1, 2)
-    feats = np.asarray([bond_feature_vector(b) for b in bonds], dtype=np.uint8).reshape(-1, NUM_BOND_FEATURES)
-    return ends, feats + 1
+    get = mol.GetBondWithIdx
+    rows = []
+    for i in range(mol.GetNumBonds()):
+        bond = get(i)
+        rows.append((bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), _BOND_TYPE[bond.GetBondType()],
+                     _STEREO[bond.GetStereo()], int(bond.GetIsConjugated())))
+    table = np.asarray(rows, dtype=np.int64).reshape(-1, 2 + NUM_BOND_FEATURES)
+    return table[:, :2], (table[:, 2:] + 1).astype(np.uint8)

@@ -37,30 +37,24 @@ def next_hop_matrix(distance: np.ndarray, bond_ends: np.ndarray, priority: np.nd
     Among equally short continuations the neighbour with the smallest `priority` [N] wins (default: atom index).
     """
     n = distance.shape[0]
-    if n == 0:
-        return np.zeros((0, 0), dtype=np.int64)
-    both = np.concatenate([bond_ends, bond_ends[:, ::-1]]) if len(bond_ends) else np.zeros((0, 2), np.int64)
-    rank = np.arange(n) if priority is None else np.asarray(priority)
-    order = np.lexsort((rank[both[:, 1]], both[:, 0]))  # by atom, then by neighbour priority
-    both = both[order]
-    counts = np.bincount(both[:, 0], minlength=n)
-    max_degree = int(counts.max()) if len(both) else 0
-    stay = np.broadcast_to(np.arange(n)[:, None], (n, n)).copy()
-    if max_degree == 0:
+    stay = np.repeat(np.arange(n)[:, None], n, axis=1)
+    if n == 0 or len(bond_ends) == 0:
         return stay
-    slot = np.arange(len(both)) - np.repeat(np.cumsum(counts) - counts, counts)
-    neighbours = np.full((n, max_degree), -1, dtype=np.int64)
-    neighbours[both[:, 0], slot] = both[:, 1]
-
-    d = distance.astype(np.int32)
-    valid = neighbours >= 0
-    safe = np.where(valid, neighbours, 0)
-    # closer[a, s, j]: neighbour s of a is one step closer to j than a is.
-    closer = (d[safe] == (d[:, None, :] - 1)) & valid[:, :, None] & (d[:, None, :] < UNREACHABLE)
-    first = closer.argmax(axis=1)  # lowest slot = highest-priority neighbour
-    found = closer.any(axis=1)
-    hop = np.take_along_axis(safe, first, axis=1)
-    return np.where(found, hop, stay)
+    source = np.concatenate([bond_ends[:, 0], bond_ends[:, 1]])
+    target = np.concatenate([bond_ends[:, 1], bond_ends[:, 0]])
+    rank = np.arange(n) if priority is None else np.asarray(priority)
+    order = np.lexsort((rank[target], source))  # by atom, then by neighbour priority
+    source, target = source[order], target[order]
+    counts = np.bincount(source, minlength=n)
+    slot = np.arange(len(source)) - np.repeat(np.cumsum(counts) - counts, counts)
+    neighbours = np.full((n, int(counts.max())), n, dtype=np.int64)  # n = "no neighbour" sentinel
+    neighbours[source, slot] = target
+    # Sentinel row n has a distance no atom can be one step closer than.
+    d = np.vstack([distance.astype(np.int32), np.full((1, n), -2, dtype=np.int32)])
+    closer = d[neighbours] == (d[:n, None, :] - 1)  # [a, slot, j]: that neighbour is one step closer to j
+    closer &= d[:n, None, :] < UNREACHABLE
+    hop = np.take_along_axis(neighbours, closer.argmax(axis=1), axis=1)  # first slot = highest priority
+    return np.where(closer.any(axis=1), hop, stay)
 
 
 def path_bond_features(
@@ -72,23 +66,27 @@ def path_bond_features(
 ) -> np.ndarray:
     """[N, N, K, F] uint8: bond features (+1) of the first K hops of one shortest path i -> j; 0 = no hop."""
     n = distance.shape[0]
-    num_feats = bond_feats.shape[1]
-    out = np.zeros((n, n, max_hops, num_feats), dtype=np.uint8)
-    if n == 0 or len(bond_ends) == 0:
-        return out
-    # Bond feature lookup per ordered atom pair; row n*n (all zeros) serves "no bond".
-    table = np.zeros((n * n + 1, num_feats), dtype=np.uint8)
-    table[bond_ends[:, 0] * n + bond_ends[:, 1]] = bond_feats
-    table[bond_ends[:, 1] * n + bond_ends[:, 0]] = bond_feats
-    hop = next_hop_matrix(distance, bond_ends, priority)
-    target = np.broadcast_to(np.arange(n)[None, :], (n, n))
-    current = np.broadcast_to(np.arange(n)[:, None], (n, n))
+    num_bonds, num_feats = bond_feats.shape
+    if n == 0 or num_bonds == 0:
+        return np.zeros((n, n, max_hops, num_feats), dtype=np.uint8)
+    # Bond id of every ordered atom pair; id num_bonds (an all-zero feature row) means "no bond", incl. a -> a.
+    bond_id = np.full(n * n, num_bonds, dtype=np.int64)
+    ids = np.arange(num_bonds)
+    bond_id[bond_ends[:, 0] * n + bond_ends[:, 1]] = ids
+    bond_id[bond_ends[:, 1] * n + bond_ends[:, 0]] = ids
+    hop = next_hop_matrix(distance, bond_ends, priority).ravel()
+    # Walk all N^2 pairs at once. Pair p = a * n + j (at atom a, heading to j) steps to pair hop[p] * n + j and
+    # crosses bond bond_id[a * n + hop[p]] on the way.
+    pair = np.arange(n * n)
+    target = pair % n
+    step_to = hop * n + target
+    crossed = bond_id[(pair - target) + hop]
+    hop_bonds = np.empty((max_hops, n * n), dtype=np.int64)
     for k in range(max_hops):
-        following = hop[current, target]
-        moved = following != current
-        out[:, :, k] = table[np.where(moved, current * n + following, n * n)]
-        current = following
-    return out
+        hop_bonds[k] = crossed[pair]
+        pair = step_to[pair]
+    table = np.vstack([bond_feats, np.zeros((1, num_feats), dtype=np.uint8)])
+    return table[hop_bonds.T].reshape(n, n, max_hops, num_feats)
 
 
 def shortest_path_atoms(

@@ -32,10 +32,12 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from .conformers import ConformerError, check_positions, generate_positions, given_positions
-from .featurization import NUM_ATOM_FEATURES, NUM_BOND_FEATURES, atom_features, bond_features
+from .featurization import ATOMIC_NUMBERS, NUM_ATOM_FEATURES, NUM_BOND_FEATURES, atom_features, bond_features
 from .graph import UNREACHABLE, canonical_priority, heavy_degree, path_bond_features, shortest_path_matrix
 
 CONFORMER_POLICIES = ("given", "generate", "none")
+#: atom_features[:, 0] of an atom whose element OGB files under 'misc' (atomic number 0: dummy / query atoms).
+MISC_ELEMENT = len(ATOMIC_NUMBERS) + 1
 CONTRACT_KEYS = ("atom_features", "attention_mask", "degree", "shortest_path", "path_bonds", "positions", "has_3d")
 
 
@@ -153,6 +155,10 @@ class MoleBlendProcessor(FeatureExtractionMixin):
 
     def _featurize_mol(self, mol: Chem.Mol, positions: np.ndarray | None) -> dict[str, Any]:
         n = mol.GetNumAtoms()
+        atoms = atom_features(mol)  # before conformer generation: reject unsupported atoms cheaply
+        dummies = np.flatnonzero(atoms[:, 0] == MISC_ELEMENT)
+        if len(dummies):
+            raise MoleculeError(f"unsupported element: dummy/query atom '*' (atomic number 0) at atom {dummies[0]}")
         source = "given" if positions is not None else "none"
         if self.conformers == "none":
             positions, source = None, "none"
@@ -162,7 +168,7 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         ends, bond_feats = bond_features(mol)
         distance = shortest_path_matrix(mol)
         return {
-            "atom_features": atom_features(mol),
+            "atom_features": atoms,
             "degree": np.minimum(heavy_degree(n, ends), 255).astype(np.uint8),
             "shortest_path": distance,
             "path_bonds": path_bond_features(
@@ -193,9 +199,6 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             )
         if mol.GetNumAtoms() == 0:
             raise MoleculeError("molecule has no atoms")
-        dummies = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 0]
-        if dummies:
-            raise MoleculeError(f"unsupported element: dummy/query atom '*' (atomic number 0) at atom {dummies[0]}")
         if positions is not None:
             conformer = Chem.Conformer(mol.GetNumAtoms())
             conformer.Set3D(True)
@@ -212,7 +215,7 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         try:
             if self.keep_hydrogens:
                 return Chem.AddHs(mol, addCoords=mol.GetNumConformers() > 0)
-            has_hydrogen_atoms = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
+            has_hydrogen_atoms = mol.GetNumHeavyAtoms() < mol.GetNumAtoms()
             return Chem.RemoveHs(mol) if has_hydrogen_atoms else mol
         except Exception as error:  # noqa: BLE001 - RDKit raises several unrelated types here
             raise MoleculeError(f"hydrogen handling failed: {error}") from None

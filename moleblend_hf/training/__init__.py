@@ -1,0 +1,1 @@
+"""Jobs built on the model and the processor: data reading, embedding, pretraining, fine-tuning."""

@@ -1,0 +1,158 @@
+"""`moleblend embed`: molecules in, a parquet dataset of graph (and optionally atom) embeddings out.
+
+Output is a directory of parquet parts (`part-00000.parquet`, ...; read them with `pandas.read_parquet(DIR)`),
+each covering `chunk_size` input rows and written atomically, so an interrupted job resumes at the first missing
+part. Molecules that cannot be featurized are listed in `_skipped.jsonl` (underscore files are ignored by parquet readers) with row, identifier and reason; the
+embedding rows keep the input row number, so nothing shifts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from ..modeling import MoleBlendConfig, MoleBlendModel
+from ..processing import MoleBlendProcessor, MoleculeError
+from .data import MoleculeRecord, read_table
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedSummary:
+    input: str
+    output: str
+    rows: int
+    embedded: int
+    skipped: int
+    parts_written: int
+    parts_resumed: int
+    skip_reasons: dict[str, int]
+
+
+def load_model_and_processor(
+    model_path: str | None, preset: str = "tiny", seed: int = 0, conformers: str | None = None
+) -> tuple[MoleBlendModel, MoleBlendProcessor]:
+    """A saved model (+ its processor when saved alongside), or a freshly initialised preset model."""
+    if model_path is None:
+        torch.manual_seed(seed)
+        model = MoleBlendModel(MoleBlendConfig.from_preset(preset))
+        processor = MoleBlendProcessor(max_atoms=model.config.max_atoms, max_path_hops=model.config.max_path_hops)
+    else:
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(model_path)
+        saved = Path(model_path) / "preprocessor_config.json"
+        processor = MoleBlendProcessor.from_pretrained(model_path) if saved.exists() else MoleBlendProcessor(
+            max_atoms=model.config.max_atoms, max_path_hops=model.config.max_path_hops)
+    if conformers is not None:
+        processor.conformers = conformers
+    return model, processor
+
+
+def _embed_chunk(
+    model: MoleBlendModel, processor: MoleBlendProcessor, records: list[MoleculeRecord], batch_size: int,
+    per_atom: bool, device: torch.device,
+) -> tuple[pa.Table, list[dict]]:
+    columns: dict[str, list] = {"row": [], "id": [], "embedding": [], "has_3d": [], "conformer_source": []}
+    if per_atom:
+        columns["atom_embeddings"] = []
+    skipped = []
+    for start in range(0, len(records), batch_size):
+        batch_records = records[start: start + batch_size]
+        features, kept = [], []
+        for record in batch_records:
+            try:
+                features.append(processor.featurize(record.molecule, record.row))
+                kept.append(record)
+            except MoleculeError as error:
+                skipped.append({"row": record.row, "id": record.identifier, "reason": error.reason})
+        if not features:
+            continue
+        batch = processor.pad(features).to(device)
+        with torch.inference_mode():
+            hidden = model(**batch).last_hidden_state.float().cpu()
+        for position, (record, feature) in enumerate(zip(kept, features)):
+            columns["row"].append(record.row)
+            columns["id"].append(record.identifier)
+            columns["embedding"].append(hidden[position, 0].numpy())
+            columns["has_3d"].append(bool(feature["has_3d"]))
+            columns["conformer_source"].append(feature["conformer_source"])
+            if per_atom:
+                columns["atom_embeddings"].append(hidden[position, 1: 1 + feature["num_atoms"]].numpy().tolist())
+    table = pa.table({
+        "row": pa.array(columns["row"], pa.int64()),
+        "id": pa.array(columns["id"], pa.string()),
+        "embedding": pa.array([e.tolist() for e in columns["embedding"]], pa.list_(pa.float32())),
+        "has_3d": pa.array(columns["has_3d"], pa.bool_()),
+        "conformer_source": pa.array(columns["conformer_source"], pa.string()),
+        **({"atom_embeddings": pa.array(columns["atom_embeddings"], pa.list_(pa.list_(pa.float32())))}
+           if per_atom else {}),
+    })
+    return table, skipped
+
+
+def embed_file(
+    input_path: str | Path,
+    output_dir: str | Path,
+    model: MoleBlendModel,
+    processor: MoleBlendProcessor,
+    batch_size: int = 64,
+    chunk_size: int = 2048,
+    per_atom: bool = False,
+    device: str = "cpu",
+    smiles_column: str | None = None,
+    molblock_column: str | None = None,
+    progress: bool = True,
+) -> EmbedSummary:
+    """Embed every molecule of `input_path` into parquet parts under `output_dir` (resumes existing parts)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    torch_device = torch.device(device)
+    model = model.to(torch_device).eval()
+    records = read_table(input_path, smiles_column=smiles_column, molblock_column=molblock_column)
+    rows = embedded = written = resumed = 0
+    reasons: dict[str, int] = {}
+    all_skipped: list[dict] = []
+    bar = tqdm(desc="embedding", unit="mol", disable=not progress)
+    for part in itertools.count():
+        chunk = list(itertools.islice(records, chunk_size))
+        if not chunk:
+            break
+        rows += len(chunk)
+        part_path = output_dir / f"part-{part:05d}.parquet"
+        skip_path = output_dir / f"_part-{part:05d}.skipped.json"
+        if part_path.exists() and skip_path.exists():
+            skipped = json.loads(skip_path.read_text())
+            embedded += pq.ParquetFile(part_path).metadata.num_rows
+            resumed += 1
+        else:
+            table, skipped = _embed_chunk(model, processor, chunk, batch_size, per_atom, torch_device)
+            tmp = output_dir / f"_part-{part:05d}.tmp"
+            pq.write_table(table, tmp)
+            skip_path.write_text(json.dumps(skipped))
+            tmp.replace(part_path)  # the part exists only once complete
+            embedded += table.num_rows
+            written += 1
+        all_skipped.extend(skipped)
+        for item in skipped:
+            key = item["reason"].split(" (")[0].split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+        bar.update(len(chunk))
+        bar.set_postfix(embedded=embedded, skipped=len(all_skipped))
+    bar.close()
+    with open(output_dir / "_skipped.jsonl", "w") as handle:
+        for item in all_skipped:
+            handle.write(json.dumps(item) + "\n")
+    summary = EmbedSummary(str(input_path), str(output_dir), rows, embedded, len(all_skipped), written, resumed,
+                           reasons)
+    (output_dir / "_summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    return summary

@@ -1,0 +1,56 @@
+"""`moleblend embed` end to end: real files, skipped rows reported, rows aligned, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from moleblend_hf import MoleBlendProcessor
+from moleblend_hf.cli import main
+from moleblend_hf.training.embed import embed_file, load_model_and_processor
+
+from .conftest import DATA
+
+
+def test_embed_cli_on_csv_with_invalid_rows(tmp_path, esol):
+    frame = esol.head(30).copy()
+    frame.loc[[3, 17], "smiles"] = ["not_a_smiles(", "[*]CC"]
+    frame.loc[9, "smiles"] = None
+    source = tmp_path / "mols.csv"
+    frame.to_csv(source, index=False)
+    out = tmp_path / "emb"
+    assert main(["embed", "--input", str(source), "--output", str(out), "--batch-size", "8", "--chunk-size", "10",
+                 "--no-progress", "--per-atom"]) == 0
+    table = pd.read_parquet(out).sort_values("row")
+    assert table["row"].tolist() == [r for r in range(30) if r not in (3, 9, 17)]
+    skipped = [json.loads(line) for line in (out / "_skipped.jsonl").read_text().splitlines()]
+    assert [s["row"] for s in skipped] == [3, 9, 17]
+    assert "not a valid SMILES" in skipped[0]["reason"] and "input is None" in skipped[1]["reason"]
+    # embeddings belong to their rows: recompute row 20 alone with the same (seeded) model
+    model, processor = load_model_and_processor(None, "tiny", seed=0)
+    with torch.no_grad():
+        expected = model.eval()(**processor([frame.smiles[20]])).last_hidden_state[0]
+    got = table.set_index("row").loc[20]
+    np.testing.assert_allclose(got["embedding"], expected[0].numpy(), atol=1e-5)
+    assert len(got["atom_embeddings"]) == expected.shape[0] - 1
+    summary = json.loads((out / "_summary.json").read_text())
+    assert (summary["rows"], summary["embedded"], summary["skipped"]) == (30, 27, 3)
+
+
+def test_embed_resumes_completed_parts(tmp_path):
+    model, processor = load_model_and_processor(None, "tiny")
+    source = DATA / "moses_200_conformers.parquet"
+    out = tmp_path / "emb"
+    first = embed_file(source, out, model, processor, chunk_size=64, progress=False)
+    (out / "part-00002.parquet").unlink()  # as if the job died while writing part 2
+    (out / "_part-00002.skipped.json").unlink()
+    before = pd.read_parquet(out / "part-00000.parquet")
+    second = embed_file(source, out, model, processor, chunk_size=64, progress=False)
+    assert (second.parts_resumed, second.parts_written) == (first.parts_written - 1, 1)
+    assert second.embedded == first.embedded == 200
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "part-00000.parquet"), before)
+    assert pd.read_parquet(out)["has_3d"].all()  # molblocks carry conformers
+    assert isinstance(processor, MoleBlendProcessor)

@@ -169,4 +169,4 @@ def randomize_(module: nn.Module, seed: int = 0) -> None:
         for sub in module.modules():
             if isinstance(sub, nn.Embedding) and sub.padding_idx is not None:
                 sub.weight[sub.padding_idx].zero_()
-    assert math.isfinite(sum(float(p.sum()) for p in module.parameters()))
+    assert math.isfinite(sum(float(p.detach().sum()) for p in module.parameters()))

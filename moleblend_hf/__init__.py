@@ -4,9 +4,9 @@ Importing the package registers the model with the Auto classes (`AutoConfig`, `
 `AutoFeatureExtractor` / `AutoProcessor`) and marks the classes so that `save_pretrained` writes remote code.
 """
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining, AutoProcessor
 
-from .modeling import MoleBlendConfig, MoleBlendModel, MoleBlendPreTrainedModel
+from .modeling import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendModel, MoleBlendPreTrainedModel
 from .processing import (
     AtomsWithCoordinates,
     MoleBlendCollator,
@@ -19,14 +19,16 @@ __version__ = "0.1.0"
 
 AutoConfig.register(MoleBlendConfig.model_type, MoleBlendConfig, exist_ok=True)
 AutoModel.register(MoleBlendConfig, MoleBlendModel, exist_ok=True)
+AutoModelForPreTraining.register(MoleBlendConfig, MoleBlendForPreTraining, exist_ok=True)
 AutoFeatureExtractor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
 AutoProcessor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
 # Saved checkpoints carry the sources and an `auto_map`, so `trust_remote_code=True` loads them without this package.
 MoleBlendConfig.register_for_auto_class()
 MoleBlendModel.register_for_auto_class("AutoModel")
+MoleBlendForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 MoleBlendProcessor.register_for_auto_class("AutoFeatureExtractor")
 
 __all__ = [
-    "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendConfig", "MoleBlendModel", "MoleBlendPreTrainedModel",
+    "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendModel", "MoleBlendPreTrainedModel",
     "MoleBlendProcessor", "MoleculeError", "SkippedMolecule", "__version__",
 ]

@@ -2,6 +2,7 @@
 
 from .configuration_moleblend import PRESETS, MoleBlendConfig
 from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations, sum_relations
+from .modeling_moleblend_pretraining import MoleBlendForPreTraining, MoleBlendForPreTrainingOutput
 
-__all__ = ["PRESETS", "MoleBlendConfig", "MoleBlendModel", "MoleBlendPreTrainedModel", "MoleBlendRelations",
+__all__ = ["PRESETS", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPreTrainingOutput", "MoleBlendModel", "MoleBlendPreTrainedModel", "MoleBlendRelations",
            "sum_relations"]

@@ -39,6 +39,26 @@ class MoleBlendConfig(PreTrainedConfig):
         max_atoms: Largest number of atoms per molecule (graph token excluded).
         use_2d_relations: Use degree, shortest-path and path-bond terms.
         use_3d_relations: Use 3D distance terms for molecules that have a conformer (`has_3d`).
+        noise_std: Pretraining: std (Angstrom) of the Gaussian noise added to input coordinates.
+        blend_probabilities: Pretraining: probability that an atom pair's bias comes from (SPD, path bonds, 3D).
+        blend_mask_mode: Pretraining: `"per_molecule_symmetric"` (default: one mask per molecule, pair (i, j) and
+            (j, i) share their relation), `"per_molecule"` (not symmetric) or `"shared_batch"` (the official code:
+            one non-symmetric N x N mask for the whole batch).
+        atom_blend_probabilities: Pretraining: probability that an atom gets the (degree, 3D) atom feature.
+        pair_head_rank: Width of the row/column transforms of the pair heads (their outer product has rank^2
+            features).
+        pair_head_implementation: `"bilinear"` (two einsums, never materializes [B, N, N, rank^2]) or
+            `"outer_product"` (the explicit reference computation; same parameters, same values).
+        spd_num_classes: Shortest-path classes predicted: distances 1 .. n-1, and n-1 or more merged.
+        relative_position_hidden_size: Hidden width of the 3D relative-position head.
+        denoise_per_axis_projection: Use one output projection per axis in the denoising head, as the official
+            code does (then the head is not rotation-equivariant); default: one shared projection (equivariant).
+        denoise_attention_dropout: Dropout on the denoising head's attention probabilities.
+        relative_position_loss_weight, spd_loss_weight, path_loss_weight, denoise_loss_weight: Weights of the
+            pretraining losses (paper: 0.5, 0.1, 0.1, 6).
+        bond_feature_dims: Vocabulary sizes of the bond feature columns (OGB: type 5, stereo 6, conjugated 2); the
+            path-bond head predicts their joint class (60 by default), so every value the processor emits has a
+            class (the official code's 4 x 3 x 2 classes overflow for stereo values > 2).
     """
 
     model_type = "moleblend"
@@ -70,6 +90,21 @@ class MoleBlendConfig(PreTrainedConfig):
         max_atoms: int = 512,
         use_2d_relations: bool = True,
         use_3d_relations: bool = True,
+        noise_std: float | int = 0.2,
+        blend_probabilities: list[float] | tuple[float, ...] = (0.2, 0.2, 0.6),
+        blend_mask_mode: str = "per_molecule_symmetric",
+        atom_blend_probabilities: list[float] | tuple[float, ...] = (0.4, 0.6),
+        pair_head_rank: int = 32,
+        pair_head_implementation: str = "bilinear",
+        spd_num_classes: int = 11,
+        relative_position_hidden_size: int = 256,
+        denoise_per_axis_projection: bool = False,
+        denoise_attention_dropout: float | int = 0.1,
+        relative_position_loss_weight: float | int = 0.5,
+        spd_loss_weight: float | int = 0.1,
+        path_loss_weight: float | int = 0.1,
+        denoise_loss_weight: float | int = 6.0,
+        bond_feature_dims: list[int] | tuple[int, ...] = (5, 6, 2),
         **kwargs,
     ):
         if hidden_size % num_attention_heads != 0:
@@ -109,6 +144,32 @@ class MoleBlendConfig(PreTrainedConfig):
         self.max_atoms = max_atoms
         self.use_2d_relations = use_2d_relations
         self.use_3d_relations = use_3d_relations
+        if blend_mask_mode not in BLEND_MASK_MODES:
+            raise ValueError(f"blend_mask_mode must be one of {BLEND_MASK_MODES}, got {blend_mask_mode!r}")
+        if pair_head_implementation not in ("bilinear", "outer_product"):
+            raise ValueError(f"pair_head_implementation must be 'bilinear' or 'outer_product', "
+                             f"got {pair_head_implementation!r}")
+        for name, probabilities, size in (("blend_probabilities", blend_probabilities, 3),
+                                          ("atom_blend_probabilities", atom_blend_probabilities, 2)):
+            if len(probabilities) != size or min(probabilities) < 0 or abs(sum(probabilities) - 1) > 1e-6:
+                raise ValueError(f"{name} must be {size} non-negative numbers summing to 1, got {probabilities}")
+        if spd_num_classes < 2:
+            raise ValueError(f"spd_num_classes must be >= 2, got {spd_num_classes}")
+        self.noise_std = noise_std
+        self.blend_probabilities = [float(p) for p in blend_probabilities]
+        self.blend_mask_mode = blend_mask_mode
+        self.atom_blend_probabilities = [float(p) for p in atom_blend_probabilities]
+        self.pair_head_rank = pair_head_rank
+        self.pair_head_implementation = pair_head_implementation
+        self.spd_num_classes = spd_num_classes
+        self.relative_position_hidden_size = relative_position_hidden_size
+        self.denoise_per_axis_projection = denoise_per_axis_projection
+        self.denoise_attention_dropout = denoise_attention_dropout
+        self.relative_position_loss_weight = relative_position_loss_weight
+        self.spd_loss_weight = spd_loss_weight
+        self.path_loss_weight = path_loss_weight
+        self.denoise_loss_weight = denoise_loss_weight
+        self.bond_feature_dims = [int(d) for d in bond_feature_dims]
         super().__init__(**kwargs)
 
     @classmethod
@@ -118,6 +179,8 @@ class MoleBlendConfig(PreTrainedConfig):
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
+
+BLEND_MASK_MODES = ("per_molecule_symmetric", "per_molecule", "shared_batch")
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,

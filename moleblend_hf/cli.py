@@ -47,9 +47,93 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects FIELD=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_pretrain(subparsers) -> None:
+    from .training.pretrain import PretrainArguments
+
+    d = PretrainArguments()
+    parser = subparsers.add_parser(
+        "pretrain", help="pretrain MoleBLEND (blend relations, predict them back)",
+        description="Pretrain MoleBLEND with Accelerate. Without inputs, pretrains the tiny preset on the bundled "
+                    "QM9 subset (2,000 molecules with DFT geometries). Several processes: launch with torchrun or "
+                    "accelerate launch.")
+    parser.add_argument("inputs", nargs="*", help="files or globs: .smi, .csv, .parquet, .sdf, .sdf.gz, or datasets "
+                                                  "directories (default: the bundled QM9 subset)")
+    parser.add_argument("--output", default=d.output_dir, help="run directory (checkpoints, logs, final model)")
+    parser.add_argument("--preset", default=d.preset, choices=["tiny", "small", "base"])
+    parser.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[],
+                        metavar="FIELD=VALUE", help="override any MoleBlendConfig field (JSON value), repeatable")
+    parser.add_argument("--init-from", help="start from a saved MoleBlendForPreTraining / MoleBlendModel directory")
+    parser.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="molecules per batch and process")
+    parser.add_argument("--max-tokens", type=int, help="instead of --batch-size: budget of (atoms+1)^2 x molecules")
+    parser.add_argument("--window-size", type=int, default=d.window_size,
+                        help="molecules grouped by atom count before batching")
+    parser.add_argument("--shuffle-buffer", type=int, default=d.shuffle_buffer)
+    parser.add_argument("--gradient-accumulation-steps", type=int, default=d.gradient_accumulation_steps)
+    parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    parser.add_argument("--min-lr-ratio", type=float, default=d.min_learning_rate_ratio)
+    parser.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
+    parser.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default=d.mixed_precision)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--num-workers", type=int, default=d.num_workers,
+                        help="DataLoader workers (featurization and conformer generation happen there)")
+    parser.add_argument("--conformers", choices=["given", "generate", "none"], default=d.conformers)
+    parser.add_argument("--smiles-column")
+    parser.add_argument("--molblock-column")
+    parser.add_argument("--save-steps", type=int, default=d.save_steps)
+    parser.add_argument("--save-total-limit", type=int, default=d.save_total_limit)
+    parser.add_argument("--logging-steps", type=int, default=d.logging_steps)
+    parser.add_argument("--report-to", nargs="*", default=d.report_to, choices=["jsonl", "tensorboard"])
+    parser.add_argument("--resume", nargs="?", const="latest",
+                        help="continue from the latest checkpoint in --output (or the given checkpoint dir)")
+    parser.add_argument("--stop-after-steps", type=int,
+                        help="end this invocation after N more steps (checkpointed; resume later)")
+    parser.add_argument("--log-molecule-ids", action="store_true",
+                        help="write the id of every molecule trained on, in order, per rank")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the final model to the Hub")
+    parser.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from .training.data import BUNDLED_QM9
+    from .training.pretrain import PretrainArguments, pretrain
+
+    summary = pretrain(PretrainArguments(
+        inputs=args.inputs or [str(BUNDLED_QM9)], output_dir=args.output, preset=args.preset,
+        config_overrides=dict(args.overrides), init_from=args.init_from, max_steps=args.max_steps,
+        batch_size=args.batch_size, max_tokens=args.max_tokens, window_size=args.window_size,
+        shuffle_buffer=args.shuffle_buffer, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+        min_learning_rate_ratio=args.min_lr_ratio, max_grad_norm=args.max_grad_norm,
+        mixed_precision=args.mixed_precision, seed=args.seed, num_workers=args.num_workers,
+        conformers=args.conformers, smiles_column=args.smiles_column, molblock_column=args.molblock_column,
+        save_steps=args.save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
+        report_to=args.report_to, resume=args.resume, stop_after_steps=args.stop_after_steps,
+        log_molecule_ids=args.log_molecule_ids, push_to_hub=args.push_to_hub, progress=not args.no_progress,
+        cpu=args.cpu,
+    ))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moleblend", description="MoleBLEND molecular Transformer tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_pretrain(subparsers)
     _add_embed(subparsers)
     return parser
 

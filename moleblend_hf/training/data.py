@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..processing import read_sdf_records
 
@@ -37,14 +39,18 @@ def _pick_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str,
 
 def read_table(path: str | Path, smiles_column: str | None = None, molblock_column: str | None = None,
                id_column: str | None = None) -> Iterator[MoleculeRecord]:
-    """Yield the molecules of one file in row order.
+    """Yield the molecules of one file (or `datasets` dataset directory) in row order, streaming.
 
     `.smi` / `.smiles` / `.txt`: one SMILES per line (an optional second whitespace-separated field is the
-    identifier). `.csv` / `.parquet`: a SMILES or molblock column (detected, or given). `.sdf` / `.sdf.gz` /
-    `.mol`: records as molblocks. Empty cells are yielded as None so they are reported, not dropped.
+    identifier). `.csv` / `.parquet` / a `save_to_disk` dataset: a molblock or SMILES column (detected, or given).
+    `.sdf` / `.sdf.gz` / `.mol`: records as molblocks. Empty cells are yielded as None so they are reported,
+    not dropped. Files are read in chunks, so they may be larger than memory.
     """
     path = Path(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.is_dir():
+        yield from _read_saved_dataset(path, smiles_column, molblock_column, id_column)
+        return
     if suffixes.endswith((".sdf", ".sdf.gz", ".mol")):
         for row, block in enumerate(read_sdf_records(path)):
             title = block.splitlines()[0].strip() if block else ""
@@ -57,19 +63,58 @@ def read_table(path: str | Path, smiles_column: str | None = None, molblock_colu
                 yield MoleculeRecord(row, fields[0] if fields else None, fields[1] if len(fields) > 1 else str(row))
         return
     if suffixes.endswith(".csv"):
-        frame = pd.read_csv(path)
+        header = pd.read_csv(path, nrows=0)
+        chunks = (chunk for chunk in pd.read_csv(path, chunksize=65536))
     elif suffixes.endswith(".parquet"):
-        frame = pd.read_parquet(path)
+        parquet = pq.ParquetFile(path)
+        header = parquet.schema_arrow.empty_table().to_pandas()
+        chunks = (batch.to_pandas() for batch in parquet.iter_batches(batch_size=65536))
     else:
-        raise ValueError(f"{path}: unsupported file type; use .smi, .csv, .parquet, .sdf, .sdf.gz or .mol")
+        raise ValueError(f"{path}: unsupported input; use .smi, .csv, .parquet, .sdf, .sdf.gz, .mol or a "
+                         "datasets directory (save_to_disk)")
+    column, id_name = _columns(header, smiles_column, molblock_column, id_column, path)
+    row = 0
+    for chunk in chunks:
+        ids = chunk[id_name].tolist() if id_name else None
+        for offset, value in enumerate(chunk[column].tolist()):
+            yield MoleculeRecord(row, value if isinstance(value, str) else None,
+                                 str(ids[offset]) if ids is not None else str(row))
+            row += 1
+
+
+def _columns(frame: pd.DataFrame, smiles_column, molblock_column, id_column, path) -> tuple[str, str | None]:
     column = _pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, path) if smiles_column is None else None
     column = column or _pick_column(frame, smiles_column, SMILES_COLUMNS, path)
     if column is None:
-        raise ValueError(f"{path}: no SMILES or molblock column found (looked for {SMILES_COLUMNS + MOLBLOCK_COLUMNS}); "
-                         "pass --smiles-column or --molblock-column")
-    ids = frame[id_column] if id_column is not None else None
-    if id_column is None and "id" in frame.columns:
-        ids = frame["id"]
-    for row, value in enumerate(frame[column].tolist()):
-        molecule = value if isinstance(value, str) else None
-        yield MoleculeRecord(row, molecule, str(ids.iloc[row]) if ids is not None else str(row))
+        raise ValueError(f"{path}: no SMILES or molblock column found (looked for "
+                         f"{SMILES_COLUMNS + MOLBLOCK_COLUMNS}); pass --smiles-column or --molblock-column")
+    if id_column is not None and id_column not in frame.columns:
+        raise ValueError(f"{path}: id column {id_column!r} not found")
+    return column, id_column or ("id" if "id" in frame.columns else None)
+
+
+def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column) -> Iterator[MoleculeRecord]:
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(path))
+    if hasattr(dataset, "keys"):  # a DatasetDict: use its train split
+        if "train" not in dataset:
+            raise ValueError(f"{path}: a DatasetDict without a 'train' split; point at one split's directory")
+        dataset = dataset["train"]
+    column, id_name = _columns(pd.DataFrame(columns=dataset.column_names), smiles_column, molblock_column,
+                               id_column, path)
+    for row, example in enumerate(dataset.select_columns([c for c in (column, id_name) if c]).to_iterable_dataset()):
+        value = example[column]
+        yield MoleculeRecord(row, value if isinstance(value, str) else None,
+                             str(example[id_name]) if id_name else str(row))
+
+
+def expand_sources(patterns: list[str | Path]) -> list[Path]:
+    """Files (and dataset directories) named by paths or glob patterns, in a stable sorted order."""
+    sources: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(pattern), recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"no input matches {pattern!r}")
+        sources.extend(Path(m) for m in matches)
+    return sources

@@ -1,0 +1,343 @@
+"""`moleblend pretrain`: the MoleBLEND pretraining job (Accelerate).
+
+One process or many (`torchrun` / `accelerate launch`): each rank reads its own share of the streamed corpus
+(see `streaming.py`) and gradients are synchronised by DDP. Checkpoints (`checkpoint-<step>/`) hold model,
+optimizer, scheduler and RNG states (Accelerate `save_state`) plus `trainer_state.json` (step, every worker's data
+position, skip counts); `--resume` continues exactly where a run stopped. The run ends with `save_pretrained`
+of model + processor + model card in `<output>/final`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
+from ..processing import MoleBlendProcessor
+from .data import BUNDLED_QM9, expand_sources
+from .streaming import Position, PretrainingStream, StreamSettings, next_position
+
+logger = logging.getLogger(__name__)
+LOSS_NAMES = ("loss", "relative_position_loss", "spd_loss", "path_loss", "denoise_loss")
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class PretrainArguments:
+    """Every option of the pretraining job (the CLI maps its flags onto these fields)."""
+
+    inputs: list[str] = field(default_factory=lambda: [str(BUNDLED_QM9)])
+    output_dir: str = "outputs/pretrain"
+    preset: str = "tiny"
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    max_steps: int = 300
+    batch_size: int | None = 32
+    max_tokens: int | None = None
+    window_size: int = 1024
+    shuffle_buffer: int = 10_000
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    warmup_steps: int = 30
+    min_learning_rate_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    seed: int = 0
+    num_workers: int = 0
+    conformers: str = "given"
+    smiles_column: str | None = None
+    molblock_column: str | None = None
+    save_steps: int = 100
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    report_to: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
+    resume: str | None = None  # "latest" or a checkpoint directory
+    stop_after_steps: int | None = None  # end this invocation early (checkpointed), e.g. under a wall-clock limit
+    log_molecule_ids: bool = False
+    push_to_hub: str | None = None
+    progress: bool = True
+    cpu: bool = False
+
+
+def cosine_schedule(step: int, warmup: int, total: int, floor: float) -> float:
+    """Learning-rate multiplier: linear warmup to 1, then cosine decay to `floor`."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    found = [p for p in output_dir.glob("checkpoint-*") if (p / STATE_FILE).exists()]
+    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+
+
+def weights_checksum(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class Pretrainer:
+    def __init__(self, args: PretrainArguments):
+        self.args = args
+        self.output_dir = Path(args.output_dir)
+        trackers = ["tensorboard"] if "tensorboard" in args.report_to and _has_tensorboard() else None
+        self.accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            log_with=trackers,
+            project_dir=str(self.output_dir),
+            cpu=args.cpu,
+            # molecules without a conformer leave the 3D parameters unused in some batches
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        set_seed(args.seed)
+        self.sources = [str(p) for p in expand_sources(args.inputs)]
+        self.processor = MoleBlendProcessor(conformers=args.conformers, seed=args.seed)
+        self.model = self._build_model()
+        self.processor.max_atoms = self.model.config.max_atoms
+        self.processor.max_path_hops = self.model.config.max_path_hops
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            (no_decay if param.ndim < 2 or "norm" in name or "embedding" in name else decay).append(param)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=args.learning_rate, betas=args.adam_betas, eps=args.adam_eps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: cosine_schedule(step, args.warmup_steps, args.max_steps, args.min_learning_rate_ratio))
+        # The schedule counts optimizer steps, so the scheduler is stepped here (not by Accelerate, which would
+        # step it once per process) and checkpointed alongside.
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.step = 0
+        self.positions: dict[int, Position] = {}
+        self.skipped: Counter = Counter()
+        self.molecules_seen = 0
+
+    def _build_model(self) -> MoleBlendForPreTraining:
+        args = self.args
+        if args.init_from:
+            return MoleBlendForPreTraining.from_pretrained(args.init_from, **args.config_overrides)
+        return MoleBlendForPreTraining(MoleBlendConfig.from_preset(args.preset, **args.config_overrides))
+
+    # ---------------------------------------------------------------------------------------- checkpoints
+    def _state(self) -> dict:
+        return {
+            "step": self.step,
+            "positions": {str(w): asdict(p) for w, p in self.positions.items()},
+            "skipped": dict(self.skipped),
+            "molecules_seen": self.molecules_seen,
+            "world_size": self.accelerator.num_processes,
+            "num_workers": self.args.num_workers,
+            "stream": asdict(self._stream_settings()),
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write checkpoint-<step> atomically (a temporary directory renamed once complete)."""
+        target = self.output_dir / f"checkpoint-{self.step}"
+        temporary = self.output_dir / f".tmp-checkpoint-{self.step}"
+        accelerator = self.accelerator
+        if accelerator.is_main_process and temporary.exists():
+            shutil.rmtree(temporary)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(temporary))
+        # every rank's data positions differ: each writes its own state file
+        rank = accelerator.process_index
+        (temporary / f"data_state_rank{rank}.json").write_text(json.dumps(self._state(), indent=2))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (temporary / STATE_FILE).write_text(json.dumps(self._state(), indent=2))
+            if target.exists():
+                shutil.rmtree(target)
+            temporary.rename(target)
+            self._rotate_checkpoints()
+        accelerator.wait_for_everyone()
+        return target
+
+    def _rotate_checkpoints(self) -> None:
+        found = sorted(self.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        for old in found[: max(0, len(found) - self.args.save_total_limit)]:
+            shutil.rmtree(old)
+
+    def load_checkpoint(self, path: Path) -> None:
+        rank = self.accelerator.process_index
+        state = json.loads((path / f"data_state_rank{rank}.json").read_text())
+        if state["world_size"] != self.accelerator.num_processes or state["num_workers"] != self.args.num_workers:
+            raise ValueError(
+                f"{path} was written by {state['world_size']} processes x {state['num_workers']} data workers; "
+                f"resume with the same (now {self.accelerator.num_processes} x {self.args.num_workers})")
+        now = json.loads(json.dumps(asdict(self._stream_settings())))
+        if state["stream"] != now:
+            raise ValueError(f"{path}: the data settings differ from the checkpoint's; resume with the same inputs, "
+                             f"seed, batch size, token budget, window and shuffle buffer\n"
+                             f"checkpoint: {state['stream']}\nnow: {now}")
+        self.accelerator.load_state(str(path))
+        self.step = state["step"]
+        self.positions = {int(w): Position(**p) for w, p in state["positions"].items()}
+        self.skipped = Counter(state["skipped"])
+        self.molecules_seen = state["molecules_seen"]
+
+    # ---------------------------------------------------------------------------------------- data
+    def _stream_settings(self) -> StreamSettings:
+        args = self.args
+        return StreamSettings(
+            sources=tuple(self.sources), seed=args.seed, shuffle_buffer=args.shuffle_buffer,
+            batch_size=None if args.max_tokens else args.batch_size, max_tokens=args.max_tokens,
+            window_size=args.window_size, rank=self.accelerator.process_index,
+            world_size=self.accelerator.num_processes, smiles_column=args.smiles_column,
+            molblock_column=args.molblock_column,
+        )
+
+    def _loader(self) -> DataLoader:
+        stream = PretrainingStream(self._stream_settings(), self.processor, self.positions,
+                                   log_molecule_ids=self.args.log_molecule_ids)
+        # Its own generator: creating the iterator must not draw from the global RNG that the model's noise and
+        # blend masks use, or a resumed run would diverge from an uninterrupted one.
+        return DataLoader(stream, batch_size=None, num_workers=self.args.num_workers,
+                          persistent_workers=self.args.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.args.seed))
+
+    # ---------------------------------------------------------------------------------------- training
+    def train(self) -> dict:
+        args, accelerator = self.args, self.accelerator
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if args.resume:
+            path = latest_checkpoint(self.output_dir) if args.resume == "latest" else Path(args.resume)
+            if path is None:
+                raise FileNotFoundError(f"--resume latest: no checkpoint in {self.output_dir}")
+            self.load_checkpoint(path)
+            logger.info("resumed from %s at step %d", path, self.step)
+        accelerator.init_trackers("moleblend-pretrain", config={k: str(v) for k, v in asdict(args).items()})
+        rank = accelerator.process_index
+        log_path = self.output_dir / ("train_log.jsonl" if rank == 0 else f"train_log_rank{rank}.jsonl")
+        ids_path = self.output_dir / f"molecule_ids_rank{rank}.txt"
+        stop_at = args.max_steps if args.stop_after_steps is None else min(args.max_steps,
+                                                                            self.step + args.stop_after_steps)
+        batches = iter(self._loader())
+        bar = tqdm(total=args.max_steps, initial=self.step, desc="pretraining", unit="step",
+                   disable=not (args.progress and accelerator.is_main_process))
+        window: list[dict] = []
+        started, molecules_since = time.perf_counter(), 0
+        self.model.train()
+        with open(log_path, "a") as log, open(ids_path, "a") if args.log_molecule_ids else _Null() as ids_log:
+            while self.step < stop_at:
+                totals = Counter()
+                for _ in range(args.gradient_accumulation_steps):
+                    batch, meta = next(batches)
+                    self.positions[meta["worker"]] = next_position(meta)
+                    self.skipped.update(meta["skipped"])
+                    self.molecules_seen += meta["molecules"]
+                    molecules_since += meta["molecules"]
+                    if args.log_molecule_ids:
+                        ids_log.write("\n".join(meta["ids"]) + "\n")
+                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                    with accelerator.accumulate(self.model):
+                        out = self.model(**batch)
+                        accelerator.backward(out.loss)
+                        if accelerator.sync_gradients and args.max_grad_norm:
+                            accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                        self.optimizer.step()
+                        if accelerator.sync_gradients:
+                            self.scheduler.step()
+                        self.optimizer.zero_grad()
+                    for name in LOSS_NAMES:
+                        totals[name] += float(out[name].detach()) / args.gradient_accumulation_steps
+                self.step += 1
+                window.append(dict(totals))
+                elapsed = time.perf_counter() - started
+                record = {"step": self.step, **{k: round(v, 6) for k, v in totals.items()},
+                          "lr": self.scheduler.get_last_lr()[0], "molecules_seen": self.molecules_seen,
+                          "skipped": sum(self.skipped.values())}
+                log.write(json.dumps(record) + "\n")
+                if self.step % args.logging_steps == 0 or self.step == stop_at:
+                    mean = {k: sum(w[k] for w in window) / len(window) for k in LOSS_NAMES}
+                    rate = molecules_since * accelerator.num_processes / max(elapsed, 1e-9)
+                    accelerator.log({**{f"train/{k}": v for k, v in mean.items()}, "train/molecules_per_s": rate,
+                                     "train/lr": record["lr"]}, step=self.step)
+                    bar.set_postfix(loss=f"{mean['loss']:.3f}", spd=f"{mean['spd_loss']:.3f}",
+                                    path=f"{mean['path_loss']:.3f}", pos=f"{mean['relative_position_loss']:.3f}",
+                                    noise=f"{mean['denoise_loss']:.3f}", mol_s=f"{rate:.0f}",
+                                    skipped=sum(self.skipped.values()))
+                    log.flush()
+                    window, started, molecules_since = [], time.perf_counter(), 0
+                bar.update(1)
+                if self.step % args.save_steps == 0 or self.step == stop_at:
+                    self.save_checkpoint()
+        bar.close()
+        summary = {"step": self.step, "max_steps": args.max_steps, "molecules_seen": self.molecules_seen,
+                   "skipped": dict(self.skipped), "finished": self.step >= args.max_steps,
+                   "weights_sha256": weights_checksum(accelerator.unwrap_model(self.model))}
+        (self.output_dir / f"summary_rank{rank}.json").write_text(json.dumps(summary, indent=2))
+        if summary["finished"]:
+            self.save_final()
+        accelerator.end_training()
+        return summary
+
+    def save_final(self) -> Path:
+        final = self.output_dir / "final"
+        accelerator = self.accelerator
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            model = accelerator.unwrap_model(self.model)
+            model.save_pretrained(final)
+            self.processor.save_pretrained(final)
+            from .hub import write_model_card
+
+            write_model_card(final, model.config, pretraining={
+                "inputs": self.sources, "steps": self.step, "molecules_seen": self.molecules_seen,
+                "skipped": dict(self.skipped), "batch_size": self.args.batch_size,
+                "max_tokens": self.args.max_tokens, "learning_rate": self.args.learning_rate,
+                "processes": accelerator.num_processes})
+            if self.args.push_to_hub:
+                from .hub import push_directory
+
+                push_directory(final, self.args.push_to_hub)
+        accelerator.wait_for_everyone()
+        return final
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, *_):
+        pass
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pretrain(args: PretrainArguments) -> dict:
+    """Run (or resume) a pretraining job; returns this rank's summary."""
+    os.makedirs(args.output_dir, exist_ok=True)
+    return Pretrainer(args).train()

@@ -108,11 +108,12 @@ class Pretrainer:
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             log_with=trackers,
             project_dir=str(self.output_dir),
-            cpu=args.cpu,
+            # Accelerate only sets up multi-process CPU (gloo) when told to use the CPU
+            cpu=args.cpu or (int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()),
             # molecules without a conformer leave the 3D parameters unused in some batches
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
-        set_seed(args.seed)
+        set_seed(args.seed, device_specific=True)  # ranks draw different noise and blend masks
         self.sources = [str(p) for p in expand_sources(args.inputs)]
         self.processor = MoleBlendProcessor(conformers=args.conformers, seed=args.seed)
         self.model = self._build_model()
@@ -159,8 +160,10 @@ class Pretrainer:
         target = self.output_dir / f"checkpoint-{self.step}"
         temporary = self.output_dir / f".tmp-checkpoint-{self.step}"
         accelerator = self.accelerator
-        if accelerator.is_main_process and temporary.exists():
-            shutil.rmtree(temporary)
+        if accelerator.is_main_process:
+            if temporary.exists():
+                shutil.rmtree(temporary)
+            temporary.mkdir(parents=True)  # before any rank writes its random states into it
         accelerator.wait_for_everyone()
         accelerator.save_state(str(temporary))
         # every rank's data positions differ: each writes its own state file

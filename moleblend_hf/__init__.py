@@ -4,9 +4,22 @@ Importing the package registers the model with the Auto classes (`AutoConfig`, `
 `AutoFeatureExtractor` / `AutoProcessor`) and marks the classes so that `save_pretrained` writes remote code.
 """
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining, AutoProcessor
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+    AutoProcessor,
+)
 
-from .modeling import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendModel, MoleBlendPreTrainedModel
+from .modeling import (
+    MoleBlendConfig,
+    MoleBlendForPreTraining,
+    MoleBlendForPropertyPrediction,
+    MoleBlendModel,
+    MoleBlendPreTrainedModel,
+)
 from .processing import (
     AtomsWithCoordinates,
     MoleBlendCollator,
@@ -20,15 +33,17 @@ __version__ = "0.1.0"
 AutoConfig.register(MoleBlendConfig.model_type, MoleBlendConfig, exist_ok=True)
 AutoModel.register(MoleBlendConfig, MoleBlendModel, exist_ok=True)
 AutoModelForPreTraining.register(MoleBlendConfig, MoleBlendForPreTraining, exist_ok=True)
+AutoModelForSequenceClassification.register(MoleBlendConfig, MoleBlendForPropertyPrediction, exist_ok=True)
 AutoFeatureExtractor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
 AutoProcessor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
 # Saved checkpoints carry the sources and an `auto_map`, so `trust_remote_code=True` loads them without this package.
 MoleBlendConfig.register_for_auto_class()
 MoleBlendModel.register_for_auto_class("AutoModel")
 MoleBlendForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+MoleBlendForPropertyPrediction.register_for_auto_class("AutoModelForSequenceClassification")
 MoleBlendProcessor.register_for_auto_class("AutoFeatureExtractor")
 
 __all__ = [
-    "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendModel", "MoleBlendPreTrainedModel",
+    "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction", "MoleBlendModel", "MoleBlendPreTrainedModel",
     "MoleBlendProcessor", "MoleculeError", "SkippedMolecule", "__version__",
 ]

@@ -130,10 +130,69 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_finetune(subparsers) -> None:
+    from .training.finetune import MODALITIES, TASKS, FinetuneArguments
+
+    d = FinetuneArguments(data="", label_columns=[])
+    parser = subparsers.add_parser(
+        "finetune", help="fine-tune on a CSV / parquet / SDF of molecules and labels",
+        description="Fine-tune MoleBLEND with the transformers Trainer; early stopping and checkpoint choice on the "
+                    "validation metric; writes model/, metrics.json, split.json, test_predictions.csv, "
+                    "skipped_rows.csv.")
+    parser.add_argument("data", help=".csv, .parquet, .sdf or .sdf.gz")
+    parser.add_argument("--label-columns", nargs="+", required=True)
+    parser.add_argument("--smiles-column")
+    parser.add_argument("--molblock-column")
+    parser.add_argument("--task", choices=TASKS, default=d.task,
+                        help="auto: 0/1 labels -> classification (one task per column), else regression")
+    parser.add_argument("--split", choices=["scaffold", "balanced_scaffold", "random", "column", "file"],
+                        default=d.split)
+    parser.add_argument("--split-column", help="with --split column: a column of train/valid/test")
+    parser.add_argument("--split-file", help='with --split file: JSON {"train": [rows], "valid": [...], "test": [...]}')
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--model", help="pretrained directory (pretraining or encoder checkpoint)")
+    parser.add_argument("--preset", default=d.preset, choices=["tiny", "small", "base"])
+    parser.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[],
+                        metavar="FIELD=VALUE")
+    parser.add_argument("--modality", choices=MODALITIES, default=d.modality,
+                        help="relations used: 2d (the released recipe), 3d, or both (conformers generated)")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--max-steps", type=int, default=d.max_steps)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
+    parser.add_argument("--gradient-accumulation-steps", type=int, default=d.gradient_accumulation_steps)
+    parser.add_argument("--patience", type=int, default=d.patience, help="early stopping, in epochs")
+    parser.add_argument("--cache-dir", help="cache featurized molecules (and conformers) here")
+    parser.add_argument("--num-workers", type=int, default=d.num_workers)
+    parser.add_argument("--output", default=d.output_dir)
+    parser.add_argument("--push-to-hub", metavar="REPO_ID")
+    parser.set_defaults(func=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from .training.finetune import FinetuneArguments, finetune
+
+    result = finetune(FinetuneArguments(
+        data=args.data, label_columns=args.label_columns, output_dir=args.output, smiles_column=args.smiles_column,
+        molblock_column=args.molblock_column, task=args.task, split=args.split, split_column=args.split_column,
+        split_file=args.split_file, seed=args.seed, model=args.model, preset=args.preset,
+        config_overrides=dict(args.overrides), modality=args.modality, epochs=args.epochs, max_steps=args.max_steps,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        patience=args.patience, cache_dir=args.cache_dir, num_workers=args.num_workers,
+        push_to_hub=args.push_to_hub,
+    ))
+    print(json.dumps({k: result[k] for k in ("problem_type", "split", "valid", "test", "skipped_rows")}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moleblend", description="MoleBLEND molecular Transformer tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_pretrain(subparsers)
+    _add_finetune(subparsers)
     _add_embed(subparsers)
     return parser
 

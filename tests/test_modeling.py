@@ -68,11 +68,20 @@ def test_save_and_auto_load_give_identical_outputs(tmp_path, qm9_batch):
     torch.testing.assert_close(_graph_output(loaded, qm9_batch), _graph_output(model, qm9_batch), rtol=0, atol=0)
 
 
-def test_remote_code_loads_without_the_package(tmp_path, qm9, qm9_batch):
-    """A saved checkpoint + processor load with trust_remote_code=True where moleblend_hf cannot be imported."""
+@pytest.mark.parametrize("saved", ["encoder", "pretraining"])
+def test_remote_code_loads_without_the_package(tmp_path, qm9, qm9_batch, saved):
+    """A saved checkpoint + processor load with trust_remote_code=True where moleblend_hf cannot be imported;
+    a pretraining checkpoint also loads as the plain encoder (AutoModel)."""
     model = tiny_model(seed=2)
     processor = MoleBlendProcessor()
-    model.save_pretrained(tmp_path)
+    if saved == "pretraining":
+        from moleblend_hf import MoleBlendForPreTraining
+
+        full = MoleBlendForPreTraining(model.config)
+        full.moleblend.load_state_dict(model.state_dict())
+        full.save_pretrained(tmp_path)
+    else:
+        model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     for name in ("configuration_moleblend.py", "modeling_moleblend.py", "processing_moleblend.py", "graph.py"):
         assert (tmp_path / name).exists(), name
@@ -92,6 +101,10 @@ def test_remote_code_loads_without_the_package(tmp_path, qm9, qm9_batch):
         with torch.no_grad():
             out = model(**processor(blocks)).pooler_output
         torch.testing.assert_close(out, torch.load({str(tmp_path / "expected.pt")!r}), rtol=0, atol=1e-6)
+        if {saved!r} == "pretraining":
+            from transformers import AutoModelForPreTraining
+            full = AutoModelForPreTraining.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+            assert type(full).__name__ == "MoleBlendForPreTraining"
         print("REMOTE_OK")
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from moleblend_hf import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendProcessor
-from moleblend_hf.modeling.modeling_moleblend_pretraining import PairRelationHead, path_targets, spd_targets
+from moleblend_hf.modeling.modeling_moleblend_pretraining import (
+    PairRelationHead,
+    path_targets,
+    relative_position_targets,
+    spd_targets,
+)
 
 from .test_modeling import _random_rotation
 
@@ -68,6 +73,20 @@ def test_path_targets_per_hop():
     # every (type, stereo, conjugated) value the processor emits has its own class: no overflow, no collision
     classes = {(t * 6 + s) * 2 + c for t in range(5) for s in range(6) for c in range(2)}
     assert classes == set(range(60))
+
+
+def test_relative_position_targets():
+    positions = torch.tensor([[[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [1.5, 2.0, 0.0]],
+                              [[0.0, 0.0, 0.0], [0.0, 0.0, 1.2], [0.0, 0.0, 0.0]]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
+    pair = mask[:, :, None] & mask[:, None, :]
+    target, valid = relative_position_targets(positions, pair, torch.tensor([True, False]))
+    torch.testing.assert_close(target[0, 0, 2], torch.tensor([1.5, 2.0, 0.0]))  # r_2 - r_0
+    torch.testing.assert_close(target[0, 2, 1], torch.tensor([0.0, -2.0, 0.0]))  # r_1 - r_2
+    assert valid[0].tolist() == [[False, True, True], [True, False, True], [True, True, False]]
+    assert not valid[1].any()  # no conformer: nothing to predict
+    target, valid = relative_position_targets(positions, pair, torch.tensor([True, True]))
+    assert valid[1].tolist() == [[False, True, False], [True, False, False], [False, False, False]]  # padding
 
 
 def test_blend_masks_follow_probabilities_and_symmetry(qm9_features):

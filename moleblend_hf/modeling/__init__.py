@@ -3,6 +3,7 @@
 from .configuration_moleblend import PRESETS, MoleBlendConfig
 from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations, sum_relations
 from .modeling_moleblend_pretraining import MoleBlendForPreTraining, MoleBlendForPreTrainingOutput
+from .modeling_moleblend_property import MoleBlendForPropertyPrediction
 
-__all__ = ["PRESETS", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPreTrainingOutput", "MoleBlendModel", "MoleBlendPreTrainedModel", "MoleBlendRelations",
+__all__ = ["PRESETS", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction", "MoleBlendForPreTrainingOutput", "MoleBlendModel", "MoleBlendPreTrainedModel", "MoleBlendRelations",
            "sum_relations"]

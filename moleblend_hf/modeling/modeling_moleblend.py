@@ -285,6 +285,15 @@ class MoleBlendLayer(GradientCheckpointingLayer):
         return self.final_layer_norm(hidden_states + self.residual_dropout(ffn))
 
 
+#: Every Auto class a saved checkpoint should answer to with `trust_remote_code=True`, by source file.
+REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_moleblend.MoleBlendConfig",
+    "AutoModel": "modeling_moleblend.MoleBlendModel",
+    "AutoModelForPreTraining": "modeling_moleblend_pretraining.MoleBlendForPreTraining",
+    "AutoModelForSequenceClassification": "modeling_moleblend_property.MoleBlendForPropertyPrediction",
+}
+
+
 class MoleBlendPreTrainedModel(PreTrainedModel):
     config_class = MoleBlendConfig
     config: MoleBlendConfig
@@ -297,6 +306,33 @@ class MoleBlendPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
     _can_record_outputs = {"hidden_states": MoleBlendLayer, "attentions": MoleBlendSelfAttention}
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """`PreTrainedModel.save_pretrained`, plus remote code for every MoleBLEND class (not only this one).
+
+        transformers copies the source of the saved class only; a pretraining checkpoint should still load as
+        `AutoModel` (the encoder) with `trust_remote_code=True`, so all model sources and their `auto_map` entries
+        are written.
+        """
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self._auto_class is None or not kwargs.get("is_main_process", True):
+            return
+        import json
+        import shutil
+        from pathlib import Path
+
+        here, target = Path(__file__).resolve().parent, Path(save_directory)
+        auto_map = {}
+        for auto_class, reference in REMOTE_CODE_AUTO_MAP.items():
+            source = here / (reference.split(".")[0] + ".py")
+            if source.exists():
+                if not (target / source.name).exists():
+                    shutil.copy(source, target / source.name)
+                auto_map[auto_class] = reference
+        config_path = target / "config.json"
+        config = json.loads(config_path.read_text())
+        config["auto_map"] = {**config.get("auto_map", {}), **auto_map}
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

@@ -144,6 +144,16 @@ def path_targets(path_bonds: torch.Tensor, dims: list[int]) -> torch.Tensor:
     return torch.where(exists, joint, IGNORE)
 
 
+def relative_position_targets(
+    positions: torch.Tensor, pair_mask: torch.Tensor, has_3d: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets [B, N, N, 3] = r_j - r_i of the clean conformer, and which pairs count: real, off-diagonal pairs
+    of molecules with a conformer."""
+    n = positions.shape[1]
+    valid = pair_mask & has_3d[:, None, None] & ~torch.eye(n, dtype=torch.bool, device=positions.device)
+    return positions.unsqueeze(1) - positions.unsqueeze(2), valid
+
+
 def cosine_loss(
     prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, per_molecule: bool = False
 ) -> torch.Tensor:
@@ -263,9 +273,7 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         path_target = torch.where(pair_mask.unsqueeze(-1), path_target, IGNORE)
         path_loss = _cross_entropy_or_zero(path_logits, path_target)
 
-        pair_3d = pair_mask & has_3d[:, None, None]
-        pair_3d = pair_3d & ~torch.eye(n, dtype=torch.bool, device=pair_3d.device)
-        relative = clean.unsqueeze(1) - clean.unsqueeze(2)  # [b, i, j] = r_j - r_i of the clean conformer
+        relative, pair_3d = relative_position_targets(clean, pair_mask, has_3d)
         relative_loss = cosine_loss(self.relative_position_head(atoms), relative, pair_3d, per_molecule=True)
 
         if relations.unit_direction is not None:
@@ -293,4 +301,4 @@ def _cross_entropy_or_zero(logits: torch.Tensor, target: torch.Tensor) -> torch.
 
 
 __all__ = ["DenoisingHead", "MoleBlendForPreTraining", "MoleBlendForPreTrainingOutput", "PairRelationHead",
-           "path_targets", "spd_targets"]
+           "path_targets", "relative_position_targets", "spd_targets"]

@@ -1,0 +1,312 @@
+"""`moleblend finetune`: a CSV / parquet / SDF of molecules and labels -> a tuned, evaluated model.
+
+Writes to the output directory: `model/` (save_pretrained model + processor), `split.json` (row indices used),
+`metrics.json` (validation and test metrics of the checkpoint chosen on the validation metric),
+`test_predictions.csv` (one line per test row of the input, in input order; rows that could not be featurized
+are there too, with an empty prediction and the reason), and `skipped_rows.csv` (every row that was left out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+
+from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
+from ..processing import MoleBlendCollator, MoleBlendProcessor, MoleculeError
+from .data import MOLBLOCK_COLUMNS, SMILES_COLUMNS
+from .metrics import SELECTION_METRIC, compute_metrics
+from .splits import SPLIT_NAMES, make_split
+
+logger = logging.getLogger(__name__)
+TASKS = ("auto", "regression", "classification", "multiclass")
+MODALITIES = ("2d", "3d", "both")
+
+
+@dataclass
+class FinetuneArguments:
+    data: str
+    label_columns: list[str]
+    output_dir: str = "outputs/finetune"
+    smiles_column: str | None = None
+    molblock_column: str | None = None
+    task: str = "auto"
+    split: str = "scaffold"  # scaffold | balanced_scaffold | random | column | file
+    split_column: str | None = None
+    split_file: str | None = None
+    seed: int = 0
+    model: str | None = None  # a pretrained directory; default: a fresh `preset` model
+    preset: str = "tiny"
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    modality: str = "2d"
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06  # a fraction of all steps (TrainingArguments.warmup_steps < 1)
+    gradient_accumulation_steps: int = 1
+    patience: int = 10
+    max_steps: int = -1
+    cache_dir: str | None = None
+    num_workers: int = 0
+    push_to_hub: str | None = None
+    report_to: list[str] = field(default_factory=list)
+
+
+def read_labeled_table(path: str | Path, smiles_column: str | None, molblock_column: str | None
+                       ) -> tuple[pd.DataFrame, str]:
+    """The table and the name of its molecule column (a molblock column for SDF input)."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".sdf", ".sdf.gz")):
+        from ..processing import read_sdf_records
+        from rdkit import Chem
+
+        rows = []
+        for block in read_sdf_records(path):
+            mol = Chem.MolFromMolBlock(block, sanitize=False) if block else None
+            properties = mol.GetPropsAsDict() if mol is not None else {}
+            rows.append({"molblock": block, **properties})
+        return pd.DataFrame(rows), "molblock"
+    frame = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+    for wanted in (molblock_column, smiles_column):
+        if wanted is not None:
+            if wanted not in frame.columns:
+                raise ValueError(f"{path}: column {wanted!r} not found; columns are {list(frame.columns)}")
+            return frame, wanted
+    for candidate in SMILES_COLUMNS + MOLBLOCK_COLUMNS:
+        if candidate in frame.columns:
+            return frame, candidate
+    raise ValueError(f"{path}: no SMILES or molblock column found; pass --smiles-column or --molblock-column")
+
+
+def detect_problem_type(task: str, labels: np.ndarray) -> str:
+    """auto: all present labels 0/1 -> binary (multi-label) classification; otherwise regression."""
+    if task == "regression":
+        return "regression"
+    if task == "multiclass":
+        return "single_label_classification"
+    present = labels[~np.isnan(labels)]
+    binary = present.size > 0 and np.isin(present, (0.0, 1.0)).all()
+    if task == "classification" and not binary:
+        raise ValueError("--task classification needs 0/1 labels (NaN = missing); use --task multiclass for "
+                         "class indices")
+    return "multi_label_classification" if binary else "regression"
+
+
+class FeatureDataset(Dataset):
+    """Featurized rows (compact arrays) with their labels, for the Trainer."""
+
+    def __init__(self, features: list[dict], labels: np.ndarray, rows: list[int]):
+        self.features, self.labels, self.rows = features, labels, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.features[index], "labels": self.labels[index]}
+
+
+def featurize_rows(processor: MoleBlendProcessor, molecules: list, cache: Path | None
+                   ) -> tuple[dict[int, dict], dict[int, str]]:
+    """Features of every row that can be featurized, and the reason for every row that cannot.
+
+    With `cache`, features (conformers included, the slow part) are stored with `datasets.save_to_disk` under a
+    key of the inputs and the processor settings, and reused by later runs.
+    """
+    key = hashlib.sha256(json.dumps([processor.to_dict(), [str(m) for m in molecules]], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    target = cache / f"features-{key}" if cache else None
+    if target is not None and (target / "dataset_info.json").exists():
+        from datasets import load_from_disk
+
+        stored = load_from_disk(str(target))
+        features = {int(r["row"]): {k: v for k, v in r.items() if k not in ("row", "error")}
+                    for r in stored if r["error"] is None}
+        failures = {int(r["row"]): r["error"] for r in stored if r["error"] is not None}
+        return features, failures
+    features, failures = {}, {}
+    for row, molecule in enumerate(molecules):
+        try:
+            features[row] = processor.featurize(molecule, row)
+        except MoleculeError as error:
+            failures[row] = error.reason
+    if target is not None:
+        from datasets import Dataset as HFDataset
+
+        records = [{"row": r, "error": None, **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                                 for k, v in f.items()}} for r, f in features.items()]
+        template = records[0] if records else {}
+        records += [{**{k: None for k in template}, "row": r, "error": reason} for r, reason in failures.items()]
+        HFDataset.from_list(records).save_to_disk(str(target))
+    return features, failures
+
+
+def build_model(args: FinetuneArguments, problem_type: str, num_labels: int) -> MoleBlendForPropertyPrediction:
+    relations = {"use_2d_relations": args.modality in ("2d", "both"),
+                 "use_3d_relations": args.modality in ("3d", "both")}
+    overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type}
+    if args.model:
+        return MoleBlendForPropertyPrediction.from_pretrained(args.model, **overrides)
+    torch.manual_seed(args.seed)
+    return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(args.preset, **overrides))
+
+
+def finetune(args: FinetuneArguments) -> dict:
+    """Run one fine-tuning job; returns the metrics written to metrics.json."""
+    if args.modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}")
+    if args.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}")
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    frame, molecule_column = read_labeled_table(args.data, args.smiles_column, args.molblock_column)
+    missing = [c for c in args.label_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"label columns {missing} not in {args.data}; columns are {list(frame.columns)}")
+    molecules = [m if isinstance(m, str) else None for m in frame[molecule_column].tolist()]
+    labels = frame[args.label_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    problem_type = detect_problem_type(args.task, labels)
+
+    # The split is made on every input row (unusable ones included), so it does not depend on featurization.
+    is_smiles = molecule_column not in MOLBLOCK_COLUMNS
+    split_smiles = molecules if is_smiles else [_smiles_of_block(m) for m in molecules]
+    split = make_split(args.split, split_smiles, seed=args.seed,
+                       column_values=frame[args.split_column].tolist() if args.split_column else None,
+                       path=args.split_file)
+    (output / "split.json").write_text(json.dumps({"method": args.split, "seed": args.seed, **split}))
+
+    conformers = "none" if args.modality == "2d" else ("generate" if is_smiles else "given")
+    model = build_model(args, problem_type, num_labels=_num_labels(problem_type, labels))
+    processor = MoleBlendProcessor(conformers=conformers, seed=args.seed, max_atoms=model.config.max_atoms,
+                                   max_path_hops=model.config.max_path_hops)
+    features, failures = featurize_rows(processor, molecules, Path(args.cache_dir) if args.cache_dir else None)
+    unlabeled = {r for r in range(len(frame)) if np.isnan(labels[r]).all()}
+    for row in unlabeled - failures.keys():
+        failures[row] = "no label"
+    target = labels if problem_type != "single_label_classification" else labels[:, 0]
+
+    datasets = {}
+    for name in SPLIT_NAMES:
+        rows = [r for r in split[name] if r not in failures]
+        if not rows:
+            raise ValueError(f"the {name} split has no usable molecule")
+        values = target[rows].astype(np.float32) if problem_type != "single_label_classification" else \
+            target[rows].astype(np.int64)
+        datasets[name] = FeatureDataset([features[r] for r in rows], values, rows)
+    if problem_type == "regression":
+        model.set_label_statistics(torch.as_tensor(datasets["train"].labels))
+
+    metric, greater = SELECTION_METRIC[problem_type]
+    training_args = TrainingArguments(
+        output_dir=str(output / "checkpoints"), num_train_epochs=args.epochs, max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, weight_decay=args.weight_decay, warmup_steps=args.warmup_ratio,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, eval_strategy="epoch", save_strategy="epoch",
+        load_best_model_at_end=True, metric_for_best_model=metric, greater_is_better=greater, save_total_limit=2,
+        logging_strategy="epoch", seed=args.seed, report_to=args.report_to, remove_unused_columns=False,
+        label_names=["labels"], dataloader_num_workers=args.num_workers, use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
+        data_collator=MoleBlendCollator(processor), compute_metrics=_metrics_function(problem_type),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)],
+    )
+    trainer.train()  # ends with the checkpoint that was best on the validation metric
+    test_output = trainer.predict(datasets["test"], metric_key_prefix="test")
+    result = {
+        "task": args.label_columns, "problem_type": problem_type, "data": str(args.data), "modality": args.modality,
+        "split": {"method": args.split, "seed": args.seed, **{k: len(v) for k, v in split.items()}},
+        "selection_metric": metric,
+        "valid": _strip(trainer.predict(datasets["valid"], metric_key_prefix="valid").metrics, "valid"),
+        "test": _strip(test_output.metrics, "test"),
+        "skipped_rows": len(failures),
+        "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
+    }
+    (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    _write_predictions(output, test_output.predictions, datasets["test"], split["test"], frame, molecule_column,
+                       args.label_columns, failures, problem_type)
+    _write_skipped(output, split, failures, molecules)
+    model_dir = output / "model"
+    trainer.model.save_pretrained(model_dir)  # not trainer.save_model: it adds a pickled training_args.bin
+    processor.save_pretrained(model_dir)
+    from .hub import write_model_card
+
+    write_model_card(model_dir, model.config, base_model=args.model)
+    (model_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    if args.push_to_hub:
+        from .hub import push_directory
+
+        push_directory(model_dir, args.push_to_hub)
+    return result
+
+
+def _num_labels(problem_type: str, labels: np.ndarray) -> int:
+    if problem_type == "single_label_classification":
+        present = labels[~np.isnan(labels[:, 0]), 0]
+        if not np.equal(np.mod(present, 1), 0).all() or present.min() < 0:
+            raise ValueError("multiclass labels must be non-negative class indices")
+        return int(present.max()) + 1
+    return labels.shape[1]
+
+
+def _metrics_function(problem_type: str):
+    def metrics(prediction) -> dict[str, float]:
+        return compute_metrics(problem_type, prediction.label_ids, prediction.predictions)
+
+    return metrics
+
+
+def _strip(metrics: dict, prefix: str) -> dict:
+    return {k[len(prefix) + 1:]: v for k, v in metrics.items() if k.startswith(prefix + "_")}
+
+
+def _smiles_of_block(block: str | None) -> str | None:
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromMolBlock(block) if block else None
+    RDLogger.EnableLog("rdApp.*")
+    return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+def _write_predictions(output: Path, logits: np.ndarray, test: FeatureDataset, test_rows: list[int],
+                       frame: pd.DataFrame, molecule_column: str, label_columns: list[str],
+                       failures: dict[int, str], problem_type: str) -> None:
+    if problem_type == "multi_label_classification":
+        values = 1.0 / (1.0 + np.exp(-logits))
+        names = [f"probability_{c}" for c in label_columns]
+    elif problem_type == "single_label_classification":
+        values = np.exp(logits - logits.max(1, keepdims=True))
+        values /= values.sum(1, keepdims=True)
+        names = [f"probability_class_{k}" for k in range(values.shape[1])]
+    else:
+        values = logits
+        names = [f"prediction_{c}" for c in label_columns]
+    by_row = dict(zip(test.rows, values))
+    records = []
+    for row in test_rows:  # input order; unusable rows stay, with the reason
+        record = {"row": row, "molecule": frame[molecule_column].iloc[row] if molecule_column not in
+                  MOLBLOCK_COLUMNS else f"molblock row {row}"}
+        record.update({c: frame[c].iloc[row] for c in label_columns})
+        predicted = by_row.get(row)
+        record.update({n: (float(predicted[i]) if predicted is not None else None) for i, n in enumerate(names)})
+        record["skipped_reason"] = failures.get(row)
+        records.append(record)
+    pd.DataFrame(records).to_csv(output / "test_predictions.csv", index=False)
+
+
+def _write_skipped(output: Path, split: dict, failures: dict[int, str], molecules: list) -> None:
+    where = {row: name for name, rows in split.items() for row in rows}
+    pd.DataFrame([{"row": r, "split": where[r], "input": str(molecules[r])[:200], "reason": reason}
+                  for r, reason in sorted(failures.items())],
+                 columns=["row", "split", "input", "reason"]).to_csv(output / "skipped_rows.csv", index=False)

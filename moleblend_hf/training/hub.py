@@ -1,84 +1,471 @@
-"""Model cards and publishing to the Hugging Face Hub."""
+"""Model cards and publishing MoleBLEND models to the Hugging Face Hub.
+
+`push_to_hub` uploads a saved model directory (or a model object) as one commit: the weights and `config.json`,
+the processor's `preprocessor_config.json`, the remote code that `save_pretrained` writes (so that
+`trust_remote_code=True` works without this package), and a model card (`README.md`). Pushing to an existing
+repo updates it: the new commit replaces the files and, by default, removes files the directory no longer has.
+
+Failures (network errors, a rejected token, Hub server errors) raise `HubPushError`; the local directory is
+never modified by a push (a card that the directory lacks is generated in memory and uploaded).
+
+Evaluation results (`metrics.json`)
+-----------------------------------
+When the directory holds a `metrics.json`, the card's metadata gets a `model-index` with its results. The file
+is one object, or a list of them::
+
+    {"task": "regression",            # task type, free text (e.g. "regression", "classification")
+     "dataset": "esol",               # dataset id (a Hub dataset id where there is one) or short name
+     "dataset_name": "ESOL",          # optional, human-readable (default: "dataset")
+     "split": "test",                 # optional
+     "metrics": {"rmse": 0.61, "mae": 0.45}}   # metric name -> number
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, EvalResult, HfApi, ModelCard, ModelCardData
 
 from ..modeling import MoleBlendConfig
 
+logger = logging.getLogger(__name__)
 
-def _parameters(directory: Path) -> int | None:
-    index = directory / "model.safetensors"
-    if not index.exists():
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+PROCESSOR_FILE = "preprocessor_config.json"
+DEFAULT_TAGS = ("chemistry", "molecules", "moleblend", "graph-transformer", "3d", "molecular-representation")
+DEFAULT_COMMIT_MESSAGE = "Upload MoleBLEND model"
+# Never uploaded: version-control, caches and editor litter that can sit in a model directory.
+_IGNORED_PARTS = {".git", ".cache", "__pycache__", ".ipynb_checkpoints"}
+_IGNORED_SUFFIXES = (".pyc", ".lock", ".tmp")
+# Always kept on the Hub even when the directory has no such file (it routes binaries to LFS/Xet).
+_KEEP_REMOTE = {".gitattributes"}
+_CITATION = """@inproceedings{yu2024moleblend,
+  title     = {Multimodal Molecular Pretraining via Modality Blending},
+  author    = {Yu, Qiying and Zhang, Yudi and Ni, Yuyan and Feng, Shikun and Lan, Yanyan and Zhou, Hao and Liu, Jingjing},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2024}
+}"""
+
+
+class HubPushError(RuntimeError):
+    """A push to the Hub failed. `repo_id`, `status` (HTTP status, None for network errors) and `cause` say why.
+
+    The local directory is unchanged; fix the cause and push again (a failed push commits nothing).
+    """
+
+    def __init__(self, repo_id: str, cause: str, status: int | None = None, directory: str | Path | None = None):
+        self.repo_id, self.cause, self.status = repo_id, cause, status
+        where = f"; the local files in {directory} are unchanged" if directory is not None else ""
+        super().__init__(f"Pushing to the Hub repo '{repo_id}' failed: {cause}{where}.")
+
+
+@dataclass
+class PushResult:
+    """What a successful push created."""
+
+    repo_id: str  # with its namespace, as the Hub resolved it
+    repo_url: str
+    commit_url: str
+    commit_sha: str
+    files: list[str] = field(default_factory=list)  # paths uploaded in the commit
+    deleted: list[str] = field(default_factory=list)  # stale paths removed from the repo
+
+
+# ------------------------------------------------------------------------------------------------ model card
+def load_metrics(source: str | Path | dict | list | None) -> list[dict[str, Any]]:
+    """Evaluation results in the `metrics.json` format (see the module docstring), validated; [] for None."""
+    if source is None:
+        return []
+    if isinstance(source, (str, Path)):
+        source = json.loads(Path(source).read_text())
+    entries = source if isinstance(source, list) else [source]
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"task", "dataset", "metrics"} <= set(entry):
+            raise ValueError(f"metrics entries need 'task', 'dataset' and 'metrics' keys, got {entry!r}")
+        if not isinstance(entry["metrics"], dict) or not entry["metrics"]:
+            raise ValueError(f"'metrics' must map metric names to numbers, got {entry['metrics']!r}")
+        for name, value in entry["metrics"].items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"metric {name!r} must be a number, got {value!r}")
+    return entries
+
+
+def _eval_results(entries: list[dict[str, Any]]) -> list[EvalResult]:
+    return [
+        EvalResult(task_type=entry["task"], task_name=entry.get("task_name"), dataset_type=entry["dataset"],
+                   dataset_name=entry.get("dataset_name", entry["dataset"]), dataset_split=entry.get("split"),
+                   metric_type=name, metric_name=name, metric_value=value)
+        for entry in entries for name, value in entry["metrics"].items()
+    ]
+
+
+def count_parameters(directory: str | Path) -> int | None:
+    """Number of parameters in the safetensors weights of a saved model (single file or sharded), if any."""
+    directory = Path(directory)
+    index = directory / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (directory / "model.safetensors").exists():
+        shards = ["model.safetensors"]
+    else:
         return None
     from safetensors import safe_open
 
     total = 0
-    with safe_open(str(index), "pt") as handle:
-        for key in handle.keys():
-            shape = handle.get_slice(key).get_shape()
-            count = 1
-            for size in shape:
-                count *= size
-            total += count
+    for shard in shards:
+        with safe_open(str(directory / shard), "np") as handle:
+            for key in handle.keys():
+                count = 1
+                for size in handle.get_slice(key).get_shape():
+                    count *= size
+                total += count
     return total
 
 
-def write_model_card(directory: str | Path, config: MoleBlendConfig, pretraining: dict[str, Any] | None = None,
-                     base_model: str | None = None, license: str = "mit") -> ModelCard:
-    """Write README.md (a `huggingface_hub.ModelCard`) describing a saved MoleBLEND model in `directory`."""
-    directory = Path(directory)
-    parameters = _parameters(directory)
-    data = ModelCardData(library_name="transformers", license=license, tags=["chemistry", "molecules", "moleblend",
-                                                                             "graph-transformer", "3d"],
-                         pipeline_tag="feature-extraction", base_model=base_model)
-    size = f"{parameters / 1e6:.1f}M parameters" if parameters else "see config.json"
+def _architecture_lines(config: MoleBlendConfig, parameters: int | None) -> list[str]:
+    architecture = (config.architectures or ["MoleBlendModel"])[0]
+    size = f"{parameters / 1e6:.2f}M parameters" if parameters else "size: see config.json"
     lines = [
-        "---", data.to_yaml(), "---", "",
-        "# MoleBLEND model", "",
-        "A MoleBLEND encoder (Yu et al., *Multimodal Molecular Pretraining via Modality Blending*, ICLR 2024): a "
-        "Transformer over heavy atoms with per-head attention biases from shortest-path distances, the bonds along "
-        "shortest paths and 3D distances. Built with [moleblend-hf](https://github.com/).", "",
-        "## Architecture", "",
-        f"- {config.num_hidden_layers} layers, hidden {config.hidden_size}, {config.num_attention_heads} heads, "
-        f"FFN {config.intermediate_size}; {size}",
-        f"- relations: 2D {'on' if config.use_2d_relations else 'off'}, 3D {'on' if config.use_3d_relations else 'off'};"
-        f" {config.num_gaussian_kernels} Gaussian kernels, {config.max_path_hops}-hop paths",
-        f"- at most {config.max_atoms} atoms per molecule", "",
+        f"- class `{architecture}`; {size}",
+        f"- {config.num_hidden_layers} post-LN Transformer layers, hidden size {config.hidden_size}, "
+        f"{config.num_attention_heads} attention heads, feed-forward {config.intermediate_size}",
+        f"- relations: 2D (shortest paths, bonds along them up to {config.max_path_hops} hops) "
+        f"{'on' if config.use_2d_relations else 'off'}; 3D ({config.num_gaussian_kernels} Gaussian kernels over "
+        f"interatomic distances) {'on' if config.use_3d_relations else 'off'}",
     ]
-    if pretraining:
-        lines += ["## Pretraining", "", "```json", json.dumps(pretraining, indent=2, default=str), "```", ""]
-    lines += [
-        "## Intended use and limits", "",
-        "Molecule and atom embeddings, and fine-tuning on molecular property data. Inputs are RDKit-parsable "
-        "molecules; dummy/query atoms are rejected; molecules larger than `max_atoms` are rejected; molecules "
-        "without a conformer use 2D relations only (the processor can generate conformers with ETKDGv3 + MMFF94).",
-        "",
-        "## Usage", "",
+    if architecture == "MoleBlendForPreTraining":
+        lines.append("- this checkpoint also holds the pretraining heads (relation prediction, denoising); "
+                     "`AutoModel` loads the encoder alone, `AutoModelForPreTraining` the full model")
+    return lines
+
+
+def _pretraining_lines(pretraining: dict[str, Any]) -> list[str]:
+    def show(value: Any) -> str:
+        return f"`{json.dumps(value, default=str)}`" if isinstance(value, (list, dict)) else f"{value}"
+
+    return [f"- **{key}**: {show(value)}" for key, value in pretraining.items() if value not in (None, [], {})]
+
+
+def _evaluation_lines(entries: list[dict[str, Any]]) -> list[str]:
+    lines = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
+    for entry in entries:
+        for name, value in entry["metrics"].items():
+            lines.append(f"| {entry['task']} | {entry.get('dataset_name', entry['dataset'])} | "
+                         f"{entry.get('split', '')} | {name} | {value:.4g} |")
+    return lines
+
+
+def _limits_lines(config: MoleBlendConfig, processor: dict[str, Any]) -> list[str]:
+    max_atoms = min(config.max_atoms, processor.get("max_atoms", config.max_atoms))
+    policy = processor.get("conformers", "given")
+    policies = {
+        "given": "uses a 3D conformer present in the input (molblock, SDF, RDKit Mol with a conformer) and "
+                 "otherwise falls back to 2D relations only; SMILES inputs are therefore 2D-only unless you "
+                 "load the processor with `conformers=\"generate\"`",
+        "generate": "uses a given 3D conformer, otherwise generates one (RDKit ETKDGv3 + MMFF94); when that "
+                    "fails the molecule falls back to 2D relations only",
+        "none": "never uses 3D coordinates (2D relations only)",
+    }
+    hydrogens = "hydrogens are kept as atoms" if processor.get("keep_hydrogens") else \
+        "hydrogens are removed (heavy atoms only), as in pretraining"
+    return [
+        f"- **Molecule size**: at most {max_atoms} atoms per molecule; larger molecules are rejected with a "
+        "`MoleculeError` (or skipped, when the processor is asked to skip invalid molecules).",
+        f"- **Conformers**: the saved processor's policy is `{policy}`: it {policies.get(policy, policy)}. "
+        "Embeddings of the same molecule with and without 3D coordinates differ.",
+        f"- **Atoms**: {hydrogens}. Elements are featurized with the OGB vocabulary (atomic numbers 1-118); "
+        "dummy/query atoms (`*`, atomic number 0) and inputs RDKit cannot parse or sanitize are rejected.",
+        "- **Scope**: small organic molecules as in the pretraining data; proteins, polymers, periodic "
+        "materials and reactions are out of scope. The embeddings are not validated for any safety-critical "
+        "use; fine-tune and evaluate on your task.",
+    ]
+
+
+def _usage_lines(repo_id: str) -> list[str]:
+    return [
         "```python",
+        "import torch",
         "from transformers import AutoModel, AutoProcessor",
         "",
-        f'model = AutoModel.from_pretrained("{directory.name}", trust_remote_code=True)',
-        f'processor = AutoProcessor.from_pretrained("{directory.name}", trust_remote_code=True)',
-        'outputs = model(**processor(["CCO", "c1ccccc1O"]))',
-        "embeddings = outputs.pooler_output  # one vector per molecule",
-        "```", "",
+        f'model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True).eval()',
+        f'processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)',
+        'inputs = processor(["CCO", "c1ccccc1O"])  # SMILES, molblocks, RDKit Mols or .sdf paths',
+        "with torch.no_grad():",
+        "    outputs = model(**inputs)",
+        "embeddings = outputs.pooler_output  # [2, hidden_size]: one vector per molecule",
+        "atom_states = outputs.last_hidden_state  # [2, 1 + atoms, hidden_size]; position 0 is the graph token",
+        "```",
+        "",
+        "`trust_remote_code=True` runs the modeling and processing code stored in this repository (written by "
+        "`moleblend-hf`); with `pip install moleblend-hf` and `import moleblend_hf` the classes are registered "
+        "locally instead.",
     ]
-    card = ModelCard("\n".join(lines))
-    card.save(directory / "README.md")
+
+
+def build_model_card(
+    config: MoleBlendConfig,
+    *,
+    repo_id: str | None = None,
+    processor_config: dict[str, Any] | None = None,
+    parameters: int | None = None,
+    pretraining: dict[str, Any] | None = None,
+    metrics: list[dict[str, Any]] | None = None,
+    datasets: list[str] | None = None,
+    base_model: str | None = None,
+    license: str = "mit",
+    tags: list[str] | None = None,
+) -> ModelCard:
+    """A `ModelCard` (metadata + body) for a MoleBLEND model; nothing is written. See `write_model_card`."""
+    name = repo_id or "MoleBLEND"
+    results = _eval_results(metrics or [])
+    data = ModelCardData(
+        library_name="transformers", license=license, tags=list(dict.fromkeys([*DEFAULT_TAGS, *(tags or [])])),
+        datasets=list(datasets) if datasets else None, base_model=base_model, pipeline_tag="feature-extraction",
+        model_name=name.split("/")[-1] if results else None, eval_results=results or None,
+    )
+    body = [
+        f"# {name.split('/')[-1]}", "",
+        "A MoleBLEND encoder (Yu et al., *Multimodal Molecular Pretraining via Modality Blending*, ICLR 2024): a "
+        "Transformer over the atoms of a molecule whose attention is biased, per head, by 2D relations "
+        "(shortest-path distances, the bonds along shortest paths, degrees) and 3D relations (interatomic "
+        "distances). Pretraining blends the three relation types into one attention bias and predicts them back. "
+        "Implemented with `transformers` by `moleblend-hf`.", "",
+        "## Architecture", "", *_architecture_lines(config, parameters), "",
+    ]
+    if pretraining:
+        body += ["## Pretraining", "", *_pretraining_lines(pretraining), ""]
+    if metrics:
+        body += ["## Evaluation", "", *_evaluation_lines(metrics), ""]
+    body += [
+        "## Intended use", "",
+        "Molecule-level embeddings (`pooler_output`, the graph token) and atom-level embeddings "
+        "(`last_hidden_state`) for retrieval, clustering and property-prediction probes, and a starting point "
+        "for fine-tuning on molecular property data.", "",
+        "## Limitations", "", *_limits_lines(config, processor_config or {}), "",
+        "## Usage", "", *_usage_lines(name), "",
+        "## Citation", "", "```bibtex", _CITATION, "```", "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def card_for_directory(
+    directory: str | Path,
+    config: MoleBlendConfig | None = None,
+    *,
+    processor_config: dict[str, Any] | None = None,
+    **card_options: Any,
+) -> ModelCard:
+    """`build_model_card` with what a saved directory tells: config, processor settings, size, `metrics.json`."""
+    directory = Path(directory)
+    config = config or MoleBlendConfig.from_pretrained(directory)
+    if card_options.get("metrics") is None and (directory / METRICS_FILE).exists():
+        card_options["metrics"] = load_metrics(directory / METRICS_FILE)
+    return build_model_card(
+        config, processor_config=processor_config or _read_json(directory / PROCESSOR_FILE),
+        parameters=count_parameters(directory), **card_options)
+
+
+def write_model_card(directory: str | Path, config: MoleBlendConfig, pretraining: dict[str, Any] | None = None,
+                     base_model: str | None = None, license: str = "mit", *, repo_id: str | None = None,
+                     datasets: list[str] | None = None, metrics: str | Path | dict | list | None = None,
+                     tags: list[str] | None = None) -> ModelCard:
+    """Write `README.md` (a `huggingface_hub.ModelCard`) describing the MoleBLEND model saved in `directory`.
+
+    Metadata: library_name, license, tags, datasets, base_model, pipeline_tag and, when `metrics` is given or
+    `directory/metrics.json` exists, a `model-index`. Body: architecture and size, pretraining data and budget
+    (`pretraining`), evaluation results, intended use, limits (max atoms, conformer policy, unsupported atoms),
+    a usage snippet for `repo_id` (default: the directory name) and the citation.
+    """
+    directory = Path(directory)
+    card = card_for_directory(
+        directory, config, repo_id=repo_id or directory.name, pretraining=pretraining, base_model=base_model,
+        license=license, datasets=datasets, metrics=load_metrics(metrics) if metrics is not None else None,
+        tags=tags)
+    card.save(directory / CARD_FILE)
     return card
 
 
-def push_directory(directory: str | Path, repo_id: str, private: bool = False,
-                   commit_message: str = "Upload MoleBLEND model") -> str:
-    """Upload a saved model directory (model, processor, card, remote code) to the Hub; returns the commit URL."""
-    from huggingface_hub import HfApi
+# ------------------------------------------------------------------------------------------------- pushing
+def _local_files(directory: Path) -> dict[str, Path]:
+    """path in repo -> local file, for every file of the directory that belongs in a model repo."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory)
+        if path.is_file() and not _IGNORED_PARTS & set(relative.parts) and not path.name.endswith(_IGNORED_SUFFIXES):
+            files[relative.as_posix()] = path
+    return files
 
-    api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(directory), repo_id=repo_id, commit_message=commit_message)
-    return str(info)
+
+def _check_model_directory(directory: Path) -> MoleBlendConfig:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory (expected a save_pretrained output)")
+    if not (directory / "config.json").exists():
+        raise FileNotFoundError(f"{directory} has no config.json: save the model with save_pretrained first")
+    if not any((directory / name).exists() for name in ("model.safetensors", "model.safetensors.index.json",
+                                                          "pytorch_model.bin", "pytorch_model.bin.index.json")):
+        raise FileNotFoundError(f"{directory} has no model weights (model.safetensors)")
+    model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+    if model_type != MoleBlendConfig.model_type:
+        raise ValueError(f"{directory} holds a {model_type!r} model, not MoleBLEND")
+    return MoleBlendConfig.from_pretrained(directory)
+
+
+def _processor_files(processor: Any) -> dict[str, bytes]:
+    """The files `processor.save_pretrained` writes (config + its remote code), read into memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        processor.save_pretrained(tmp)
+        return {path: file.read_bytes() for path, file in _local_files(Path(tmp)).items()}
+
+
+def _default_processor(config: MoleBlendConfig) -> Any:
+    from ..processing import MoleBlendProcessor
+
+    return MoleBlendProcessor(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of the HTTP client under huggingface_hub (httpx2 in 2.x, httpx in 1.x); HfHubHTTPError is an
+    OSError already."""
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(module).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _explain(error: BaseException, endpoint: str) -> tuple[str, int | None]:
+    """(a sentence naming the cause, HTTP status or None) for an exception raised while talking to the Hub."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    detail = getattr(error, "server_message", None) or ""
+    detail = f" (server said: {detail.strip()})" if detail.strip() else ""
+    if status == 401:
+        return ("authentication failed (HTTP 401): the Hub rejected the token or none was given; run "
+                f"`hf auth login` or set HF_TOKEN to a token with write access{detail}"), status
+    if status == 403:
+        return f"permission denied (HTTP 403): the token may not write to this repo or namespace{detail}", status
+    if status == 404:
+        return f"not found (HTTP 404): the repo or revision does not exist{detail}", status
+    if status in (409, 412):
+        return f"conflict (HTTP {status}): the repo changed during the push; push again{detail}", status
+    if isinstance(status, int) and status >= 500:
+        return (f"the Hub answered with a server error (HTTP {status}); the commit was not made, try again "
+                f"later{detail}"), status
+    if isinstance(status, int):
+        return f"the Hub refused the request (HTTP {status}){detail}: {error}", status
+    if isinstance(error, ValueError):
+        return f"the Hub rejected the upload: {error}", None
+    return f"network error while contacting {endpoint}: {type(error).__name__}: {error}", None
+
+
+def push_to_hub(
+    model_or_directory: Any,
+    repo_id: str,
+    *,
+    processor: Any = None,
+    private: bool = False,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    token: str | None = None,
+    endpoint: str | None = None,
+    delete_stale_files: bool = True,
+    **card_options: Any,
+) -> PushResult:
+    """Push a MoleBLEND model, its processor and a model card to the Hub repo `repo_id`, in one commit.
+
+    Args:
+        model_or_directory: A `save_pretrained` directory, or a `MoleBlendModel` / `MoleBlendForPreTraining`
+            (saved to a temporary directory first).
+        repo_id: `namespace/name` (created if missing; an existing repo gets a new commit).
+        processor: A `MoleBlendProcessor` to upload. Default: the directory's `preprocessor_config.json`, or,
+            when it has none, a default processor matching the config (`max_atoms`, `max_path_hops`).
+        private: Visibility of a repo this call creates (an existing repo keeps its visibility).
+        commit_message: Title of the commit.
+        token, endpoint: Hub token and URL; default: the logged-in token / `HF_TOKEN`, and `HF_ENDPOINT`.
+        delete_stale_files: Remove files of the repo that the directory no longer has (e.g. old weight shards),
+            so that the repo mirrors the directory. `.gitattributes` is always kept.
+        **card_options: Used only when the directory has no `README.md`: options of `build_model_card`
+            (`pretraining`, `datasets`, `base_model`, `license`, `tags`, `metrics`); `metrics.json` in the
+            directory is read by default. An existing `README.md` is uploaded as is.
+
+    Returns:
+        A `PushResult` (repo id and URL, commit URL and sha, uploaded and deleted paths).
+
+    Raises:
+        HubPushError: the Hub could not be reached, refused the token (401/403) or failed (5xx). Nothing is
+            changed locally; a failed commit changes nothing on the Hub either.
+        FileNotFoundError / ValueError: the directory is not a saved MoleBLEND model (checked before any upload).
+    """
+    if isinstance(model_or_directory, (str, os.PathLike)):
+        return _push_directory(Path(model_or_directory), repo_id, processor, private, commit_message, token,
+                               endpoint, delete_stale_files, card_options)
+    with tempfile.TemporaryDirectory(prefix="moleblend-push-") as tmp:
+        model_or_directory.save_pretrained(tmp)
+        return _push_directory(Path(tmp), repo_id, processor, private, commit_message, token, endpoint,
+                               delete_stale_files, card_options, local=False)
+
+
+def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool, commit_message: str,
+                    token: str | None, endpoint: str | None, delete_stale_files: bool, card_options: dict[str, Any],
+                    local: bool = True) -> PushResult:
+    """`push_to_hub` for a directory; `local=False`: a temporary directory, not named in errors."""
+    config = _check_model_directory(directory)
+    files: dict[str, Path | bytes] = dict(_local_files(directory))
+    if processor is not None or PROCESSOR_FILE not in files:
+        if processor is None:
+            logger.warning("%s has no %s: uploading a default MoleBlendProcessor", directory, PROCESSOR_FILE)
+        files.update(_processor_files(processor or _default_processor(config)))
+    if CARD_FILE in files and card_options:
+        logger.info("%s has a README.md: uploading it as is (card options ignored)", directory)
+    if CARD_FILE not in files:
+        processor_config = json.loads(_read(files[PROCESSOR_FILE]))
+        card = card_for_directory(directory, config, repo_id=repo_id, processor_config=processor_config,
+                                  **card_options)
+        files[CARD_FILE] = str(card).encode()
+
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        resolved = api.create_repo(repo_id, private=private, exist_ok=True)
+        target = getattr(resolved, "repo_id", None) or repo_id
+        operations: list[Any] = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(content))
+                                 for path, content in sorted(files.items())]
+        deleted = []
+        if delete_stale_files:
+            deleted = sorted(set(api.list_repo_files(target)) - set(files) - _KEEP_REMOTE)
+            operations += [CommitOperationDelete(path_in_repo=path) for path in deleted]
+        info = api.create_commit(target, operations, commit_message=commit_message)
+    except _network_errors() + (ValueError,) as error:
+        cause, status = _explain(error, api.endpoint)
+        raise HubPushError(repo_id, cause, status, directory if local else None) from error
+    return PushResult(repo_id=target, repo_url=str(resolved), commit_url=info.commit_url, commit_sha=info.oid,
+                      files=sorted(files), deleted=deleted)
+
+
+def _read(content: Path | bytes) -> bytes:
+    return content.read_bytes() if isinstance(content, Path) else content
+
+
+def _source(content: Path | bytes) -> str | bytes:
+    """What CommitOperationAdd reads: a file path (streamed, never loaded whole) or bytes made in memory."""
+    return str(content) if isinstance(content, Path) else content
+
+
+def push_directory(directory: str | Path, repo_id: str, private: bool = False,
+                   commit_message: str = DEFAULT_COMMIT_MESSAGE) -> str:
+    """Upload a saved model directory (model, processor, card, remote code); returns the commit URL.
+
+    Kept for callers of the first version of this module; `push_to_hub` is the full interface.
+    """
+    return push_to_hub(directory, repo_id, private=private, commit_message=commit_message).commit_url

@@ -1,0 +1,168 @@
+"""Fine-tuning: the property model with the Trainer, splits, metrics, the finetune job end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+from moleblend_hf import MoleBlendCollator, MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
+from moleblend_hf.cli import main
+from moleblend_hf.training.metrics import binary_metrics
+from moleblend_hf.training.splits import balanced_scaffold_split, scaffold_of, scaffold_split
+
+from .conftest import DATA
+
+ESOL_LABEL = "measured log solubility in mols per litre"
+
+
+def _model(problem_type="regression", num_labels=1, seed=0, **overrides) -> MoleBlendForPropertyPrediction:
+    torch.manual_seed(seed)
+    return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(
+        "tiny", problem_type=problem_type, num_labels=num_labels, use_3d_relations=False, **overrides))
+
+
+@pytest.fixture(scope="module")
+def esol_features(esol):
+    processor = MoleBlendProcessor(conformers="none")
+    split = json.loads((DATA / "esol_split.json").read_text())
+    labels = esol[ESOL_LABEL].to_numpy(np.float32)
+    data = {name: [{**processor.featurize(esol.smiles[r]), "labels": labels[r:r + 1]} for r in rows]
+            for name, rows in split.items()}
+    return processor, data
+
+
+def _trainer(model, processor, data, tmp_path, accumulation=1, batch=32, steps=60):
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=batch,
+                             gradient_accumulation_steps=accumulation, learning_rate=5e-4, logging_steps=5,
+                             eval_strategy="no", save_strategy="no", report_to=[], seed=0, use_cpu=True,
+                             remove_unused_columns=False, label_names=["labels"], dataloader_drop_last=True)
+    return Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["valid"],
+                   data_collator=MoleBlendCollator(processor))
+
+
+def test_trainer_finetuning_lowers_the_validation_loss_on_esol(esol_features, tmp_path):
+    processor, data = esol_features
+    model = _model()
+    model.set_label_statistics(torch.tensor(np.stack([d["labels"] for d in data["train"]])))
+    trainer = _trainer(model, processor, data, tmp_path, steps=80)
+    before = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    after = trainer.evaluate()["eval_loss"]
+    assert after < 0.8 * before, (before, after)
+
+
+def test_gradient_accumulation_keeps_the_loss_scale(esol_features, tmp_path):
+    processor, data = esol_features
+    logged = {}
+    for accumulation, batch in ((1, 32), (4, 8)):
+        model = _model(seed=1)
+        model.set_label_statistics(torch.tensor(np.stack([d["labels"] for d in data["train"]])))
+        trainer = _trainer(model, processor, data, tmp_path / str(accumulation), accumulation, batch, steps=10)
+        trainer.train()
+        logged[accumulation] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    ratio = np.mean(logged[4]) / np.mean(logged[1])
+    assert 0.7 < ratio < 1.4, logged  # an inflated loss would be about 4x
+
+
+def test_missing_labels_are_left_out_of_the_loss():
+    processor = MoleBlendProcessor()
+    batch = processor(["CCO", "c1ccccc1", "CC(=O)O"])
+    model = _model("multi_label_classification", num_labels=3).eval()
+    labels = torch.tensor([[1.0, float("nan"), 0.0], [float("nan"), 1.0, 1.0], [0.0, 0.0, float("nan")]])
+    with torch.no_grad():
+        out = model(**batch, labels=labels)
+    present = ~torch.isnan(labels)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out.logits[present], labels[present])
+    torch.testing.assert_close(out.loss, expected)
+    regression = _model("regression", num_labels=3).eval()
+    regression.config.label_mean, regression.config.label_std = [1.0, 2.0, 3.0], [2.0, 1.0, 4.0]
+    values = torch.tensor([[1.0, float("nan"), 0.5], [float("nan"), 2.5, 7.0], [3.0, 0.0, float("nan")]])
+    with torch.no_grad():
+        out = regression(**batch, labels=values)
+    standardized = (out.logits - torch.tensor([1.0, 2.0, 3.0])) / torch.tensor([2.0, 1.0, 4.0])
+    target = (values - torch.tensor([1.0, 2.0, 3.0])) / torch.tensor([2.0, 1.0, 4.0])
+    torch.testing.assert_close(out.loss, ((standardized - target)[~torch.isnan(values)] ** 2).mean())
+
+
+def test_roc_auc_skips_tasks_with_one_class():
+    labels = np.array([[1, 0, np.nan], [0, 0, 1], [1, 0, 1], [0, 0, np.nan]], dtype=float)
+    logits = np.array([[2.0, 0.1, 0.3], [-1.0, 0.2, 0.1], [1.0, -0.3, 0.5], [-2.0, 0.0, 0.0]])
+    metrics = binary_metrics(labels, logits)
+    assert metrics["tasks_scored"] == 1 and metrics["roc_auc"] == 1.0  # task 2 all 0, task 3 all 1 (NaN dropped)
+
+
+def test_regression_outputs_original_units_after_save_and_load(tmp_path):
+    processor = MoleBlendProcessor()
+    batch = processor(["CCO", "c1ccccc1O"])
+    model = _model().eval()
+    model.set_label_statistics(torch.tensor([[-3.0], [-1.0], [2.0], [0.5]]))
+    mean, std = model.config.label_mean[0], model.config.label_std[0]
+    with torch.no_grad():
+        raw = model.head(model.moleblend(**batch).pooler_output)
+        logits = model(**batch).logits
+    torch.testing.assert_close(logits, raw * std + mean)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.label_mean == [mean] and loaded.config.label_std == [std]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, logits)
+
+
+def test_loading_a_pretraining_checkpoint_replaces_the_heads(tmp_path):
+    from moleblend_hf import MoleBlendForPreTraining
+
+    torch.manual_seed(0)
+    pretrained = MoleBlendForPreTraining(MoleBlendConfig.from_preset("tiny"))
+    pretrained.save_pretrained(tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2,
+                                                               problem_type="multi_label_classification")
+    assert isinstance(model, MoleBlendForPropertyPrediction)
+    for name, tensor in pretrained.moleblend.state_dict().items():
+        torch.testing.assert_close(model.moleblend.state_dict()[name], tensor)
+
+
+def test_scaffold_split_is_deterministic_scaffold_disjoint_and_matches_moleculenet(esol):
+    smiles = esol["smiles"].tolist()
+    split = scaffold_split(smiles)
+    assert split == scaffold_split(smiles)
+    shipped = json.loads((DATA / "esol_split.json").read_text())  # computed by the data build (DeepChem order)
+    assert split == {name: sorted(rows) for name, rows in shipped.items()}
+    scaffolds = {name: {scaffold_of(smiles[r], r) for r in rows} for name, rows in split.items()}
+    assert not (scaffolds["train"] & scaffolds["valid"]) and not (scaffolds["train"] & scaffolds["test"])
+    assert not (scaffolds["valid"] & scaffolds["test"])
+    balanced = [balanced_scaffold_split(smiles, seed) for seed in (0, 1)]
+    assert balanced[0] == balanced_scaffold_split(smiles, 0) and balanced[0] != balanced[1]
+    sets = {name: {scaffold_of(smiles[r], r) for r in rows} for name, rows in balanced[1].items()}
+    assert not (sets["train"] & sets["test"])
+
+
+def test_finetune_cli_keeps_predictions_aligned_with_input_rows(tmp_path, bbbp):
+    frame = bbbp.head(120).copy()
+    frame.loc[[7, 60], "smiles"] = ["not_a_smiles(", "[*]C"]
+    source = tmp_path / "bbbp_small.csv"
+    frame.to_csv(source, index=False)
+    out = tmp_path / "run"
+    assert main(["finetune", str(source), "--label-columns", "p_np", "--split", "random", "--epochs", "2",
+                 "--batch-size", "16", "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["problem_type"] == "multi_label_classification" and metrics["skipped_rows"] == 2
+    assert 0.0 <= metrics["test"]["roc_auc"] <= 1.0
+    split = json.loads((out / "split.json").read_text())
+    predictions = pd.read_csv(out / "test_predictions.csv")
+    assert predictions["row"].tolist() == split["test"]
+    assert (predictions["molecule"] == frame["smiles"].iloc[split["test"]].to_numpy()).all()
+    assert (predictions["p_np"] == frame["p_np"].iloc[split["test"]].to_numpy()).all()
+    skipped = pd.read_csv(out / "skipped_rows.csv")
+    assert skipped["row"].tolist() == [7, 60]
+    for row in (7, 60):
+        if row in split["test"]:
+            line = predictions.set_index("row").loc[row]
+            assert np.isnan(line["probability_p_np"]) and isinstance(line["skipped_reason"], str)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    assert reloaded.config.problem_type == "multi_label_classification"
+    assert not (out / "model" / "training_args.bin").exists()

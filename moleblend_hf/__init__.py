@@ -43,6 +43,11 @@ MoleBlendForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 MoleBlendForPropertyPrediction.register_for_auto_class("AutoModelForSequenceClassification")
 MoleBlendProcessor.register_for_auto_class("AutoFeatureExtractor")
 
+from ._lazy_pipelines import register_pipelines_on_import  # noqa: E402
+
+# `transformers.pipelines` takes seconds to import: the pipeline tasks are registered when it is first imported.
+register_pipelines_on_import()
+
 __all__ = [
     "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction", "MoleBlendModel", "MoleBlendPreTrainedModel",
     "MoleBlendProcessor", "MoleculeError", "SkippedMolecule", "__version__",

@@ -83,6 +83,12 @@ def run_convert(args: argparse.Namespace) -> int:
     from .processing import MoleBlendProcessor
     from .training.hub import write_model_card
 
+    from .modeling import MoleBlendConfig
+
+    unknown = sorted(set(dict(args.overrides)) - set(MoleBlendConfig().to_dict()))
+    if unknown:
+        print(f"error: --set: {unknown} are not MoleBlendConfig fields", file=sys.stderr)
+        return EXIT_FAILED
     try:
         model, dropped = convert_checkpoint(args.checkpoint, args.output_dir, **dict(args.overrides))
     except (ConversionError, FileNotFoundError, TypeError, ValueError) as error:

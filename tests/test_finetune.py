@@ -166,3 +166,23 @@ def test_finetune_cli_keeps_predictions_aligned_with_input_rows(tmp_path, bbbp):
     reloaded = AutoModelForSequenceClassification.from_pretrained(out / "model")
     assert reloaded.config.problem_type == "multi_label_classification"
     assert not (out / "model" / "training_args.bin").exists()
+
+
+def test_pipelines_predict_and_embed_smiles(tmp_path):
+    from transformers import pipeline
+
+    model = _model("multi_label_classification", num_labels=2, seed=3).eval()
+    model.save_pretrained(tmp_path)
+    processor = MoleBlendProcessor(conformers="none")
+    processor.save_pretrained(tmp_path)
+    predict = pipeline("molecule-property-prediction", model=str(tmp_path))
+    result = predict(["CCO", "c1ccccc1O"])
+    with torch.no_grad():
+        expected = torch.sigmoid(model(**processor(["CCO", "c1ccccc1O"])).logits)
+    assert [[round(r["score"], 5) for r in row] for row in result] == \
+        [[round(float(p), 5) for p in row] for row in expected]
+    embed = pipeline("molecule-feature-extraction", model=str(tmp_path))
+    with torch.no_grad():
+        graph = model.moleblend(**processor(["CCO"])).pooler_output[0]
+    np.testing.assert_allclose(embed("CCO"), graph.numpy(), atol=1e-5)
+    assert len(embed("CCO", atoms=True)["atoms"]) == 3

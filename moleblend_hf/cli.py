@@ -188,11 +188,55 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_benchmark(subparsers) -> None:
+    from .training.benchmark import MOLECULENET, QM9_UNITS, BenchmarkArguments
+
+    d = BenchmarkArguments()
+    parser = subparsers.add_parser(
+        "benchmark", help="MoleculeNet + QM9 tables over seeds, from scratch and from a pretrained model",
+        description="Fine-tune on MoleculeNet tasks (scaffold split) and QM9 targets (random split, DFT "
+                    "geometries) for several seeds; writes results.json, results.md and results.png.")
+    parser.add_argument("--moleculenet-dir", help="directory with the MoleculeNet CSVs (and splits/<task>.json)")
+    parser.add_argument("--tasks", nargs="+", default=d.tasks, choices=sorted(MOLECULENET))
+    parser.add_argument("--qm9", help="QM9 parquet with id, smiles, molblock and property columns")
+    parser.add_argument("--qm9-targets", nargs="+", default=d.qm9_targets, choices=sorted(QM9_UNITS),
+                        help="energies are reported in eV (converted from Hartree)")
+    parser.add_argument("--qm9-max-molecules", type=int, help="a seeded subset of QM9 (for small budgets)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=d.seeds)
+    parser.add_argument("--pretrained", help="pretrained model directory to compare with training from scratch")
+    parser.add_argument("--pretraining-corpus", nargs="*", default=[],
+                        help="the pretraining inputs, to report overlap with every test split")
+    parser.add_argument("--preset", default=d.preset, choices=["tiny", "small", "base"])
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument("--patience", type=int, default=d.patience)
+    parser.add_argument("--modality", choices=["2d", "3d", "both"], default=d.modality,
+                        help="relations for the MoleculeNet tasks (QM9 always uses 3D)")
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--output", default=d.output_dir)
+    parser.set_defaults(func=_run_benchmark)
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from .training.benchmark import BenchmarkArguments, run_benchmark
+
+    summary = run_benchmark(BenchmarkArguments(
+        output_dir=args.output, moleculenet_dir=args.moleculenet_dir, tasks=args.tasks, qm9=args.qm9,
+        qm9_targets=args.qm9_targets, qm9_max_molecules=args.qm9_max_molecules, seeds=args.seeds,
+        pretrained=args.pretrained, pretraining_corpus=args.pretraining_corpus, preset=args.preset,
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
+        modality=args.modality, cache_dir=args.cache_dir))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moleblend", description="MoleBLEND molecular Transformer tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_pretrain(subparsers)
     _add_finetune(subparsers)
+    _add_benchmark(subparsers)
     _add_embed(subparsers)
     return parser
 

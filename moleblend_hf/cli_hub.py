@@ -27,11 +27,13 @@ def _add_push(subparsers: Any) -> None:
         description="Upload a save_pretrained directory to a Hub model repo in one commit: weights, config, "
                     "processor, remote code (loadable with trust_remote_code=True) and a model card (README.md; "
                     "generated when the directory has none, with a model-index from metrics.json if present). "
-                    "An existing repo is updated. Authenticates with HF_TOKEN or `hf auth login`.")
+                    "An existing repo is updated; repo files the directory no longer has are removed. "
+                    "Authenticates with HF_TOKEN or `hf auth login`; HF_ENDPOINT selects another Hub.")
     parser.add_argument("directory", metavar="DIR", help="a directory written by save_pretrained")
     parser.add_argument("repo_id", metavar="REPO_ID", help="namespace/name of the Hub model repo")
     parser.add_argument("--private", action="store_true", help="create the repo as private (if it is created)")
-    parser.add_argument("--commit-message", default=None, help="commit title (default: 'Upload MoleBLEND model')")
+    parser.add_argument("--commit-message", default=None, metavar="MESSAGE",
+                        help="commit title (default: 'Upload MoleBLEND model')")
     parser.set_defaults(func=run_push)
 
 

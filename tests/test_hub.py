@@ -342,6 +342,11 @@ def test_cli_convert_then_push(hub, tmp_path, capsys, monkeypatch):
     assert hub.commits("test-user/converted")[-1].title == "Converted"
     assert hub.files("test-user/converted")["model.safetensors"] == (out_dir / "model.safetensors").read_bytes()
     assert hub.files("test-user/converted")["README.md"] == (out_dir / "README.md").read_bytes()
+    assert cli("push", str(out_dir), "test-user/converted") == 0  # nothing changed: no empty commit
+    assert hub.commits("test-user/converted")[-1].title == "Converted"
+    capsys.readouterr()
+    (out_dir / "metrics.json").write_text(json.dumps(METRICS))  # a change to push, which will fail
+    before = fingerprint(out_dir)
     hub.fail_next("commit", 503)
     assert cli("push", str(out_dir), "test-user/converted") == 1
     error = capsys.readouterr().err

@@ -48,7 +48,8 @@ _IGNORED_SUFFIXES = (".pyc", ".lock", ".tmp")
 _KEEP_REMOTE = {".gitattributes"}
 _CITATION = """@inproceedings{yu2024moleblend,
   title     = {Multimodal Molecular Pretraining via Modality Blending},
-  author    = {Yu, Qiying and Zhang, Yudi and Ni, Yuyan and Feng, Shikun and Lan, Yanyan and Zhou, Hao and Liu, Jingjing},
+  author    = {Yu, Qiying and Zhang, Yudi and Ni, Yuyan and Feng, Shikun and Lan, Yanyan and Zhou, Hao and
+               Liu, Jingjing},
   booktitle = {International Conference on Learning Representations (ICLR)},
   year      = {2024}
 }"""
@@ -174,10 +175,10 @@ def _limits_lines(config: MoleBlendConfig, processor: dict[str, Any]) -> list[st
         "none": "never uses 3D coordinates (2D relations only)",
     }
     hydrogens = "hydrogens are kept as atoms" if processor.get("keep_hydrogens") else \
-        "hydrogens are removed (heavy atoms only), as in pretraining"
+        "hydrogens are removed (heavy atoms only)"
     return [
         f"- **Molecule size**: at most {max_atoms} atoms per molecule; larger molecules are rejected with a "
-        "`MoleculeError` (or skipped, when the processor is asked to skip invalid molecules).",
+        "`MoleculeError` (`processor(molecules, errors=\"skip\")` leaves bad molecules out and records why).",
         f"- **Conformers**: the saved processor's policy is `{policy}`: it {policies.get(policy, policy)}. "
         "Embeddings of the same molecule with and without 3D coordinates differ.",
         f"- **Atoms**: {hydrogens}. Elements are featurized with the OGB vocabulary (atomic numbers 1-118); "
@@ -334,10 +335,9 @@ def _default_processor(config: MoleBlendConfig) -> Any:
     return MoleBlendProcessor(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops)
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions of the HTTP client under huggingface_hub (httpx2 in 2.x, httpx in 1.x); HfHubHTTPError is an
-    OSError already."""
-    errors: list[type[BaseException]] = [OSError]
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """Transport errors of the HTTP client under huggingface_hub (httpx2 in 2.x, httpx in 1.x)."""
+    errors: list[type[BaseException]] = []
     for module in ("httpx2", "httpx"):
         try:
             errors.append(__import__(module).HTTPError)
@@ -368,7 +368,9 @@ def _explain(error: BaseException, endpoint: str) -> tuple[str, int | None]:
         return f"the Hub refused the request (HTTP {status}){detail}: {error}", status
     if isinstance(error, ValueError):
         return f"the Hub rejected the upload: {error}", None
-    return f"network error while contacting {endpoint}: {type(error).__name__}: {error}", None
+    if isinstance(error, _client_errors()):
+        return f"network error while contacting {endpoint}: {type(error).__name__}: {error}", None
+    return f"{type(error).__name__} while talking to {endpoint}: {error}", None
 
 
 def push_to_hub(
@@ -411,6 +413,9 @@ def push_to_hub(
     if isinstance(model_or_directory, (str, os.PathLike)):
         return _push_directory(Path(model_or_directory), repo_id, processor, private, commit_message, token,
                                endpoint, delete_stale_files, card_options)
+    if processor is None:
+        logger.warning("no processor given: uploading a default MoleBlendProcessor with the model")
+        processor = _default_processor(model_or_directory.config)
     with tempfile.TemporaryDirectory(prefix="moleblend-push-") as tmp:
         model_or_directory.save_pretrained(tmp)
         return _push_directory(Path(tmp), repo_id, processor, private, commit_message, token, endpoint,
@@ -435,18 +440,19 @@ def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool
                                   **card_options)
         files[CARD_FILE] = str(card).encode()
 
+    # built (and hashed) before any request, so that a local read error is not reported as a Hub failure
+    operations: list[Any] = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(content))
+                             for path, content in sorted(files.items())]
     api = HfApi(endpoint=endpoint, token=token)
     try:
         resolved = api.create_repo(repo_id, private=private, exist_ok=True)
         target = getattr(resolved, "repo_id", None) or repo_id
-        operations: list[Any] = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(content))
-                                 for path, content in sorted(files.items())]
         deleted = []
         if delete_stale_files:
             deleted = sorted(set(api.list_repo_files(target)) - set(files) - _KEEP_REMOTE)
             operations += [CommitOperationDelete(path_in_repo=path) for path in deleted]
         info = api.create_commit(target, operations, commit_message=commit_message)
-    except _network_errors() + (ValueError,) as error:
+    except (OSError, ValueError, *_client_errors()) as error:  # HfHubHTTPError is an OSError
         cause, status = _explain(error, api.endpoint)
         raise HubPushError(repo_id, cause, status, directory if local else None) from error
     return PushResult(repo_id=target, repo_url=str(resolved), commit_url=info.commit_url, commit_sha=info.oid,

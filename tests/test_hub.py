@@ -1,9 +1,10 @@
 """Publishing to the Hub, loading back with the Auto classes (with and without this package), CLI push/convert.
 
-Everything runs offline against the loopback Hub of `tests/hub_server.py`. Pushes run in this process with an
-explicit `endpoint` (or, for the CLI, a patched `huggingface_hub.constants.ENDPOINT`, which `HfApi` reads when
-it is created). Downloads that go through `transformers` run in fresh subprocesses whose environment sets
-`HF_ENDPOINT` before `huggingface_hub` is imported there, with their own empty `HF_HOME`.
+Everything runs offline against the loopback Hub of `tests/hub_server.py`. Pushes run in this process, with
+an explicit `endpoint` or, for the CLI, through `huggingface_hub.constants.ENDPOINT` (patched for the module;
+`HfApi` reads it when it is created). Downloads that go through `transformers` run in fresh subprocesses
+whose environment sets `HF_ENDPOINT` before `huggingface_hub` is imported there, with their own empty
+`HF_HOME`.
 """
 
 from __future__ import annotations
@@ -69,6 +70,20 @@ def hub():
         yield server
         # every request the clients made was one this server implements (no LFS batch, no Xet token calls)
         assert server.unexpected_requests() == []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def in_process_hub(hub, tmp_path_factory):
+    """Point this process's huggingface_hub at the loopback server too, so that nothing here can reach the real
+    Hub: `HfApi()` without an explicit endpoint (the CLI) and the once-per-process agent-registry request read
+    these module attributes when they run. Offline mode is lifted: the only server is on 127.0.0.1."""
+    import huggingface_hub.constants as constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "ENDPOINT", hub.url)
+        patch.setattr(constants, "HF_HUB_OFFLINE", False)
+        patch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path_factory.mktemp("hf") / "agents.json"))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -313,8 +328,6 @@ def official_checkpoint(path: Path) -> tuple[dict, list[str]]:
 
 
 def test_cli_convert_then_push(hub, tmp_path, capsys, monkeypatch):
-    import huggingface_hub.constants
-
     state, dropped = official_checkpoint(tmp_path / "checkpoint_best.pt")
     out_dir = tmp_path / "converted"
     assert cli("convert", str(tmp_path / "checkpoint_best.pt"), str(out_dir), "--set", "max_atoms=128",
@@ -331,8 +344,7 @@ def test_cli_convert_then_push(hub, tmp_path, capsys, monkeypatch):
     assert cli("convert", str(tmp_path / "missing.pt"), str(tmp_path / "nowhere")) == 1
     assert "cannot convert" in capsys.readouterr().err
 
-    # `push` uses the ambient Hub settings (HF_ENDPOINT / HF_TOKEN): point them at the loopback server
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+    # `push` uses the ambient Hub settings: the endpoint (patched by `in_process_hub`) and HF_TOKEN
     monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
     before = fingerprint(out_dir)
     assert cli("push", str(out_dir), "test-user/converted", "--private", "--commit-message", "Converted") == 0

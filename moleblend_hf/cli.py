@@ -92,6 +92,9 @@ def _add_pretrain(subparsers) -> None:
     parser.add_argument("--conformers", choices=["given", "generate", "none"], default=d.conformers)
     parser.add_argument("--smiles-column")
     parser.add_argument("--molblock-column")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="FILE",
+                        help="never train on these molecules (matched by canonical SMILES), e.g. the test sets "
+                             "written by `moleblend benchmark --export-test-molecules`")
     parser.add_argument("--save-steps", type=int, default=d.save_steps)
     parser.add_argument("--save-total-limit", type=int, default=d.save_total_limit)
     parser.add_argument("--logging-steps", type=int, default=d.logging_steps)
@@ -121,7 +124,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         min_learning_rate_ratio=args.min_lr_ratio, max_grad_norm=args.max_grad_norm,
         mixed_precision=args.mixed_precision, seed=args.seed, num_workers=args.num_workers,
         conformers=args.conformers, smiles_column=args.smiles_column, molblock_column=args.molblock_column,
-        save_steps=args.save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
+        exclude=args.exclude, save_steps=args.save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
         report_to=args.report_to, resume=args.resume, stop_after_steps=args.stop_after_steps,
         log_molecule_ids=args.log_molecule_ids, push_to_hub=args.push_to_hub, progress=not args.no_progress,
         cpu=args.cpu,
@@ -206,6 +209,10 @@ def _add_benchmark(subparsers) -> None:
     parser.add_argument("--pretrained", help="pretrained model directory to compare with training from scratch")
     parser.add_argument("--pretraining-corpus", nargs="*", default=[],
                         help="the pretraining inputs, to report overlap with every test split")
+    parser.add_argument("--pretraining-exclude", nargs="*", default=[],
+                        help="the files given to `moleblend pretrain --exclude` (subtracted from the corpus)")
+    parser.add_argument("--export-test-molecules", metavar="FILE",
+                        help="only write the canonical SMILES of all test-split molecules to FILE and exit")
     parser.add_argument("--preset", default=d.preset, choices=["tiny", "small", "base"])
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -219,14 +226,20 @@ def _add_benchmark(subparsers) -> None:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from .training.benchmark import BenchmarkArguments, run_benchmark
+    from .training.benchmark import BenchmarkArguments, export_test_molecules, run_benchmark
 
-    summary = run_benchmark(BenchmarkArguments(
+    arguments = BenchmarkArguments(
         output_dir=args.output, moleculenet_dir=args.moleculenet_dir, tasks=args.tasks, qm9=args.qm9,
         qm9_targets=args.qm9_targets, qm9_max_molecules=args.qm9_max_molecules, seeds=args.seeds,
-        pretrained=args.pretrained, pretraining_corpus=args.pretraining_corpus, preset=args.preset,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
-        modality=args.modality, cache_dir=args.cache_dir))
+        pretrained=args.pretrained, pretraining_corpus=args.pretraining_corpus,
+        pretraining_exclude=args.pretraining_exclude, preset=args.preset, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
+        modality=args.modality, cache_dir=args.cache_dir)
+    if args.export_test_molecules:
+        count = export_test_molecules(arguments, args.export_test_molecules)
+        print(f"wrote {count} test molecules to {args.export_test_molecules}")
+        return 0
+    summary = run_benchmark(arguments)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

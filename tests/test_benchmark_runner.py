@@ -1,4 +1,4 @@
-"""`moleblend benchmark` end to end on bundled data, with a pretrained model and the overlap check."""
+"""`moleblend benchmark` end to end on bundled data: seeds, inits, test-set exclusion and the overlap check."""
 
 from __future__ import annotations
 
@@ -8,33 +8,63 @@ import pandas as pd
 
 from moleblend_hf.cli import main
 from moleblend_hf.training.splits import scaffold_split
+from moleblend_hf.training.streaming import canonical_set
 
 from .conftest import DATA, PACKAGE_DATA
 
+BENCH = ["--tasks", "esol", "--qm9", str(PACKAGE_DATA / "qm9_small.parquet"), "--qm9-max-molecules", "120",
+         "--qm9-targets", "gap"]
 
-def test_benchmark_runs_seeds_inits_and_reports_overlap(tmp_path):
-    pretrain = tmp_path / "pretrain"
-    assert main(["pretrain", "--output", str(pretrain), "--max-steps", "3", "--batch-size", "8", "--window-size",
-                 "32", "--no-progress", "--report-to", "jsonl"]) == 0
+
+def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_path):
     esol = pd.read_csv(DATA / "esol.csv").head(200)
-    corpus = tmp_path / "corpus.smi"  # the pretraining corpus, plus two ESOL test molecules to be caught
-    split = scaffold_split(esol.smiles.tolist())  # what the runner computes without a shipped split file
-    leaked = [esol.smiles[split["test"][0]], esol.smiles[split["test"][1]]]
-    corpus.write_text("\n".join(["CCO", *leaked]) + "\n")
     moleculenet = tmp_path / "moleculenet"
-    (moleculenet / "splits").mkdir(parents=True)
+    moleculenet.mkdir()
     esol.to_csv(moleculenet / "esol.csv", index=False)
-    out = tmp_path / "bench"
-    assert main(["benchmark", "--moleculenet-dir", str(moleculenet), "--tasks", "esol", "--qm9",
-                 str(PACKAGE_DATA / "qm9_small.parquet"), "--qm9-max-molecules", "120", "--qm9-targets", "gap",
-                 "--seeds", "0", "1", "--epochs", "1", "--batch-size", "32", "--pretrained",
-                 str(pretrain / "final"), "--pretraining-corpus", str(corpus), "--output", str(out)]) == 0
+    split = scaffold_split(esol.smiles.tolist())  # what the runner computes without a shipped split file
+    corpus = tmp_path / "corpus.smi"  # real molecules plus two ESOL test molecules that must not be trained on
+    moses = (DATA.parent.parent / "benchmarks" / "data" / "moses_5k.smi").read_text().splitlines()[:200]
+    corpus.write_text("\n".join(moses + [esol.smiles[split["test"][0]], esol.smiles[split["test"][1]]]) + "\n")
+
+    test_file, out = tmp_path / "test_molecules.smi", tmp_path / "bench"
+    common = ["--moleculenet-dir", str(moleculenet), *BENCH, "--output", str(out)]
+    assert main(["benchmark", *common, "--export-test-molecules", str(test_file)]) == 0
+    assert len(canonical_set([corpus]) & canonical_set([test_file])) == 2
+
+    pretrain = tmp_path / "pretrain"
+    assert main(["pretrain", str(corpus), "--output", str(pretrain), "--max-steps", "3", "--batch-size", "8",
+                 "--window-size", "32", "--no-progress", "--report-to", "jsonl", "--exclude", str(test_file),
+                 "--shuffle-buffer", "1"]) == 0
+
+    assert main(["benchmark", *common, "--seeds", "0", "1", "--epochs", "1", "--batch-size", "32", "--pretrained",
+                 str(pretrain / "final"), "--pretraining-corpus", str(corpus), "--pretraining-exclude",
+                 str(test_file)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 2 * 2 * 2  # tasks x inits x seeds
     row = results["table"]["esol"]
     assert row["scratch"]["n"] == 2 and row["pretrained"]["n"] == 2 and row["metric"] == "rmse"
+    assert row["test_overlap_with_pretraining"] == 0
     assert results["table"]["qm9_gap"]["unit"] == "eV" and results["table"]["qm9_gap"]["metric"] == "mae"
-    assert row["test_overlap_with_pretraining"] == 2
-    assert results["table"]["qm9_gap"]["test_overlap_with_pretraining"] == 0
     assert (out / "results.png").stat().st_size > 1000
     assert "± " in (out / "results.md").read_text()
+
+
+def test_excluded_molecules_never_reach_a_batch(tmp_path):
+    from moleblend_hf import MoleBlendProcessor
+    from moleblend_hf.training.streaming import PretrainingStream, StreamSettings
+
+    lines = (DATA.parent.parent / "benchmarks" / "data" / "moses_5k.smi").read_text().splitlines()[:50]
+    corpus, excluded = tmp_path / "c.smi", tmp_path / "x.smi"
+    corpus.write_text("\n".join(lines) + "\n")
+    excluded.write_text("\n".join(lines[10:15]) + "\n")
+    settings = StreamSettings(sources=(str(corpus),), batch_size=10, window_size=50, shuffle_buffer=1,
+                              exclude=(str(excluded),))
+    seen, skipped = [], {}
+    for _, meta in PretrainingStream(settings, MoleBlendProcessor(), log_molecule_ids=True):
+        if meta["epoch"] > 0:
+            break
+        seen += meta["ids"]
+        for key, count in meta["skipped"].items():
+            skipped[key] = skipped.get(key, 0) + count
+    assert sorted(int(i.split(":")[1]) for i in seen) == [r for r in range(50) if not 10 <= r < 15]
+    assert skipped == {"excluded (--exclude)": 5}

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rdkit import Chem, RDLogger
-
-from .data import expand_sources, read_table
 from .finetune import FinetuneArguments, finetune
 from .splits import random_split, scaffold_split
+from .streaming import canonical_set
+from .streaming import canonical_smiles as canonical
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +51,7 @@ class BenchmarkArguments:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     pretrained: str | None = None
     pretraining_corpus: list[str] = field(default_factory=list)
+    pretraining_exclude: list[str] = field(default_factory=list)  # what `moleblend pretrain --exclude` left out
     preset: str = "tiny"
     epochs: int = 30
     batch_size: int = 32
@@ -59,20 +59,6 @@ class BenchmarkArguments:
     patience: int = 10
     modality: str = "2d"
     cache_dir: str | None = None
-
-
-def canonical(molecule: str | None) -> str | None:
-    if not isinstance(molecule, str):
-        return None
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromMolBlock(molecule) if "\n" in molecule else Chem.MolFromSmiles(molecule)
-    RDLogger.EnableLog("rdApp.*")
-    return Chem.MolToSmiles(mol) if mol is not None else None
-
-
-def corpus_smiles(patterns: list[str]) -> set[str]:
-    return {c for source in expand_sources(patterns) for record in read_table(source)
-            if (c := canonical(record.molecule)) is not None}
 
 
 def _prepare_qm9(args: BenchmarkArguments, work: Path) -> tuple[Path, dict]:
@@ -119,11 +105,26 @@ def _tasks(args: BenchmarkArguments, work: Path) -> list[dict]:
     return tasks
 
 
+def export_test_molecules(args: BenchmarkArguments, path: str | Path) -> int:
+    """Write the canonical SMILES of every test-split molecule of the configured tasks (one per line), to give
+    to `moleblend pretrain --exclude`; returns how many."""
+    work = Path(args.output_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    test = sorted({c for task in _tasks(args, work) for r in task["split"]["test"]
+                   if (c := canonical(task["molecules"][r])) is not None})
+    Path(path).write_text("\n".join(test) + "\n")
+    return len(test)
+
+
 def run_benchmark(args: BenchmarkArguments) -> dict:
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     tasks = _tasks(args, output)
-    corpus = corpus_smiles(args.pretraining_corpus) if args.pretraining_corpus else None
+    corpus = None
+    if args.pretraining_corpus:
+        corpus = canonical_set(args.pretraining_corpus)
+        if args.pretraining_exclude:
+            corpus -= canonical_set(args.pretraining_exclude)
     overlap = {}
     for task in tasks:
         test = {canonical(task["molecules"][r]) for r in task["split"]["test"]} - {None}

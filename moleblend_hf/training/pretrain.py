@@ -65,6 +65,7 @@ class PretrainArguments:
     conformers: str = "given"
     smiles_column: str | None = None
     molblock_column: str | None = None
+    exclude: list[str] = field(default_factory=list)
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10
@@ -210,7 +211,7 @@ class Pretrainer:
             batch_size=None if args.max_tokens else args.batch_size, max_tokens=args.max_tokens,
             window_size=args.window_size, rank=self.accelerator.process_index,
             world_size=self.accelerator.num_processes, smiles_column=args.smiles_column,
-            molblock_column=args.molblock_column,
+            molblock_column=args.molblock_column, exclude=tuple(str(p) for p in expand_sources(args.exclude)),
         )
 
     def _loader(self) -> DataLoader:

@@ -27,7 +27,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..processing import MoleBlendProcessor, MoleculeError
-from .data import MoleculeRecord, read_table
+from rdkit import Chem, RDLogger
+
+from .data import MoleculeRecord, expand_sources, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class StreamSettings:
     world_size: int = 1
     smiles_column: str | None = None
     molblock_column: str | None = None
+    exclude: tuple[str, ...] = ()  # files of molecules never to train on (e.g. benchmark test sets)
 
     def __post_init__(self):
         if (self.batch_size is None) == (self.max_tokens is None):
@@ -81,6 +84,14 @@ class PretrainingStream(IterableDataset):
         self.processor = processor
         self.start_positions = dict(start_positions or {})
         self.log_molecule_ids = log_molecule_ids
+        self._excluded: set[str] | None = None
+
+    def _is_excluded(self, molecule: str | None) -> bool:
+        if not self.settings.exclude:
+            return False
+        if self._excluded is None:  # loaded once per worker process
+            self._excluded = canonical_set(self.settings.exclude)
+        return canonical_smiles(molecule) in self._excluded
 
     # -------------------------------------------------------------------------------------------- raw rows
     def _epoch_rows(self, epoch: int) -> Iterator[tuple[str, MoleculeRecord]]:
@@ -136,6 +147,9 @@ class PretrainingStream(IterableDataset):
                 features, ids = [], []
                 window_skips: Counter = Counter()
                 for source, record in window:
+                    if self._is_excluded(record.molecule):
+                        window_skips["excluded (--exclude)"] += 1
+                        continue
                     try:
                         features.append(self.processor.featurize(record.molecule, record.row))
                         ids.append(f"{source}:{record.row}")
@@ -162,6 +176,25 @@ class PretrainingStream(IterableDataset):
                                    "than ranks x workers; use fewer workers or a smaller window")
             if not usable:
                 raise RuntimeError(f"{where}: no molecule could be featurized ({dict(pending)})")
+
+
+def canonical_smiles(molecule: str | None) -> str | None:
+    """Canonical SMILES of a SMILES or molblock (None if it does not parse): the identity used for exclusion and
+    for overlap checks between corpora and test sets."""
+    if not isinstance(molecule, str):
+        return None
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        mol = Chem.MolFromMolBlock(molecule) if "\n" in molecule else Chem.MolFromSmiles(molecule)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+def canonical_set(patterns) -> set[str]:
+    """Canonical SMILES of every molecule in the given files / globs."""
+    return {c for source in expand_sources(list(patterns)) for record in read_table(source)
+            if (c := canonical_smiles(record.molecule)) is not None}
 
 
 def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:

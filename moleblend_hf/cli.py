@@ -7,6 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .cli_hub import add_hub_commands
+
 
 def _add_embed(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -251,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune(subparsers)
     _add_benchmark(subparsers)
     _add_embed(subparsers)
+    add_hub_commands(subparsers)
     return parser
 
 

@@ -1,10 +1,11 @@
 """Publishing to the Hub, loading back with the Auto classes (with and without this package), CLI push/convert.
 
-Everything runs offline against the loopback Hub of `tests/hub_server.py`. Pushes run in this process, with
-an explicit `endpoint` or, for the CLI, through `huggingface_hub.constants.ENDPOINT` (patched for the module;
-`HfApi` reads it when it is created). Downloads that go through `transformers` run in fresh subprocesses
-whose environment sets `HF_ENDPOINT` before `huggingface_hub` is imported there, with their own empty
-`HF_HOME`.
+Everything runs offline against the loopback Hub of `tests/hub_server.py`.
+- Pushes run in this process, with an explicit `endpoint`, or for the CLI through
+  `huggingface_hub.constants.ENDPOINT` (patched for this module; `HfApi` reads it when it is created).
+- Every download runs in a fresh subprocess whose environment sets `HF_ENDPOINT` before `huggingface_hub` is
+  imported there (download URLs come from a template built at import time, so patching the constant in this
+  process would not redirect them), with its own empty `HF_HOME`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import ModelCard, hf_hub_download
+from huggingface_hub import ModelCard
 
 from moleblend_hf import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendModel, MoleBlendProcessor
 from moleblend_hf.cli_hub import add_hub_commands
 from moleblend_hf.conversion import convert_state_dict
-from moleblend_hf.training.hub import HubPushError, load_metrics, push_to_hub
+from moleblend_hf.training.hub import HubPushError, directory_metrics, load_metrics, push_to_hub
 
 from .hub_server import VALID_TOKEN, HubServer
 from .official_reference import OfficialMolnetEncoder, randomize_
@@ -108,6 +109,7 @@ def published(hub, inputs, tmp_path_factory):
     pretraining_push = push_to_hub(pretraining, PRETRAINING_REPO, processor=processor, token=VALID_TOKEN,
                                    endpoint=hub.url, pretraining={"inputs": ["qm9_small.parquet"], "steps": 10})
     batch = processor(inputs)
+    assert batch["has_3d"].tolist() == [False] * len(SMILES) + [True] * 2  # both relation paths are compared
     with torch.no_grad():
         torch.save({"encoder": encoder(**batch).last_hidden_state,
                     "pretraining": pretraining.moleblend(**batch).last_hidden_state}, work / "expected.pt")
@@ -155,8 +157,24 @@ def test_model_card_metadata_and_body(hub, published):
     pretraining_card = ModelCard(hub.files(PRETRAINING_REPO)["README.md"].decode())
     assert "## Pretraining" in pretraining_card.text and "**steps**: 10" in pretraining_card.text
     assert "model-index" not in pretraining_card.data.to_dict()  # no metrics.json there
+
+
+def test_metrics_json_formats(tmp_path, caplog):
     with pytest.raises(ValueError, match="must be a number"):
         load_metrics({"task": "regression", "dataset": "esol", "metrics": {"rmse": "low"}})
+    assert directory_metrics(tmp_path) == []
+    (tmp_path / "metrics.json").write_text(json.dumps([METRICS, {**METRICS, "split": "valid"}]))
+    assert directory_metrics(tmp_path) == [METRICS, {**METRICS, "split": "valid"}]
+    # the result file of `moleblend finetune` is understood too
+    finetune = {"task": ["logSolubility"], "problem_type": "regression", "data": "/data/esol.csv",
+                "test": {"rmse": 1.1, "mae": 0.8, "loss": 1.2, "runtime": 0.5, "samples_per_second": 90.0},
+                "valid": {"rmse": 1.0}, "arguments": {}}
+    (tmp_path / "metrics.json").write_text(json.dumps(finetune))
+    assert directory_metrics(tmp_path) == [{"task": "regression", "dataset": "esol", "split": "test",
+                                            "metrics": {"rmse": 1.1, "mae": 0.8, "loss": 1.2}}]
+    # anything else: no model-index, a warning, and the card is still written
+    (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
+    assert directory_metrics(tmp_path) == [] and "no model-index" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -220,28 +238,34 @@ def test_remote_code_loads_from_the_hub_without_the_package(hub, published):
 
 # -------------------------------------------------------------------------------------------- updates
 def test_second_push_updates_the_repo(hub, tmp_path):
-    repo_id, cache = "test-user/updated", tmp_path / "cache"
+    repo_id = "test-user/updated"
     directory = tmp_path / "model"
     tiny(seed=3).save_pretrained(directory)
     MoleBlendProcessor().save_pretrained(directory)
     (directory / "notes.txt").write_text("only in the first version")
     first = push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url)
+    old_weights = (directory / "model.safetensors").read_bytes()
 
-    def download(revision: str = "main") -> bytes:
-        path = hf_hub_download(repo_id, "model.safetensors", revision=revision, endpoint=hub.url,
-                               token=VALID_TOKEN, cache_dir=cache)
-        return Path(path).read_bytes()
+    def downloaded(*revisions: str) -> list[str]:
+        """sha256 of model.safetensors as a client downloads it, through one HF_HOME cache for all calls."""
+        return run_client(f"""
+            import hashlib, json
+            from huggingface_hub import hf_hub_download
+            paths = [hf_hub_download({repo_id!r}, "model.safetensors", revision=r) for r in {list(revisions)!r}]
+            print(json.dumps({{"sha256": [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths]}}))
+        """, hub, tmp_path)["sha256"]
 
-    assert download() == (directory / "model.safetensors").read_bytes()
-    old_weights = download()
+    assert downloaded("main") == [hashlib.sha256(old_weights).hexdigest()]
     tiny(seed=4).save_pretrained(directory)  # new weights, same files
     (directory / "notes.txt").unlink()
     second = push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url, commit_message="New weights")
     assert second.commit_sha != first.commit_sha and second.deleted == ["notes.txt"]
     assert [c.title for c in hub.commits(repo_id)] == ["initial commit", "Upload MoleBLEND model", "New weights"]
-    new_weights = download()  # same cache: the new commit is resolved, not the cached file
-    assert new_weights == (directory / "model.safetensors").read_bytes() != old_weights
-    assert download(first.commit_sha) == old_weights  # history is kept
+    new_weights = (directory / "model.safetensors").read_bytes()
+    assert new_weights != old_weights
+    # the cached "main" is not reused: the new commit is resolved and its weights downloaded; history is kept
+    assert downloaded("main", first.commit_sha) == [hashlib.sha256(new_weights).hexdigest(),
+                                                    hashlib.sha256(old_weights).hexdigest()]
     assert "notes.txt" not in hub.files(repo_id) and "notes.txt" in hub.files(repo_id, first.commit_sha)
 
 

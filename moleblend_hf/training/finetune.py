@@ -241,8 +241,9 @@ def finetune(args: FinetuneArguments) -> dict:
     processor.save_pretrained(model_dir)
     from .hub import write_model_card
 
-    write_model_card(model_dir, model.config, base_model=args.model)
-    (model_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    (model_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))  # read by the card
+    base_model = args.model if args.model and not Path(args.model).exists() else None  # Hub ids only
+    write_model_card(model_dir, model.config, base_model=base_model, repo_id=args.push_to_hub)
     if args.push_to_hub:
         from .hub import push_directory
 

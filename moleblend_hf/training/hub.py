@@ -18,6 +18,8 @@ is one object, or a list of them::
      "dataset_name": "ESOL",          # optional, human-readable (default: "dataset")
      "split": "test",                 # optional
      "metrics": {"rmse": 0.61, "mae": 0.45}}   # metric name -> number
+
+The result file of `moleblend finetune` (with `problem_type`, `data` and `test` metrics) is read as well.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ _IGNORED_PARTS = {".git", ".cache", "__pycache__", ".ipynb_checkpoints"}
 _IGNORED_SUFFIXES = (".pyc", ".lock", ".tmp")
 # Always kept on the Hub even when the directory has no such file (it routes binaries to LFS/Xet).
 _KEEP_REMOTE = {".gitattributes"}
+# Trainer bookkeeping in a fine-tuning result, not evaluation metrics.
+_NOT_METRICS = {"runtime", "samples_per_second", "steps_per_second", "epoch"}
 _CITATION = """@inproceedings{yu2024moleblend,
   title     = {Multimodal Molecular Pretraining via Modality Blending},
   author    = {Yu, Qiying and Zhang, Yudi and Ni, Yuyan and Feng, Shikun and Lan, Yanyan and Zhou, Hao and
@@ -96,6 +100,36 @@ def load_metrics(source: str | Path | dict | list | None) -> list[dict[str, Any]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"metric {name!r} must be a number, got {value!r}")
     return entries
+
+
+def _from_finetune_result(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `metrics.json` that `moleblend finetune` writes (problem_type, data, test metrics) in this format."""
+    metrics = {name: value for name, value in result["test"].items() if name not in _NOT_METRICS
+               and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if not metrics:
+        return []
+    return [{"task": result["problem_type"], "dataset": Path(str(result.get("data", "dataset"))).stem,
+             "split": "test", "metrics": metrics}]
+
+
+def directory_metrics(directory: str | Path) -> list[dict[str, Any]]:
+    """The evaluation results of `directory/metrics.json` ([] without one).
+
+    Accepts the format of the module docstring and the result file of `moleblend finetune`; a file in another
+    format is ignored with a warning (a card is still written, without a model-index).
+    """
+    path = Path(directory) / METRICS_FILE
+    if not path.exists():
+        return []
+    content = json.loads(path.read_text())
+    try:
+        return load_metrics(content)
+    except ValueError as error:
+        if isinstance(content, dict) and "problem_type" in content and isinstance(content.get("test"), dict):
+            return _from_finetune_result(content)
+        logger.warning("%s is not in the metrics format of moleblend_hf.training.hub (%s): no model-index",
+                       path, error)
+        return []
 
 
 def _eval_results(entries: list[dict[str, Any]]) -> list[EvalResult]:
@@ -270,8 +304,8 @@ def card_for_directory(
     """`build_model_card` with what a saved directory tells: config, processor settings, size, `metrics.json`."""
     directory = Path(directory)
     config = config or MoleBlendConfig.from_pretrained(directory)
-    if card_options.get("metrics") is None and (directory / METRICS_FILE).exists():
-        card_options["metrics"] = load_metrics(directory / METRICS_FILE)
+    if card_options.get("metrics") is None:
+        card_options["metrics"] = directory_metrics(directory)
     return build_model_card(
         config, processor_config=processor_config or _read_json(directory / PROCESSOR_FILE),
         parameters=count_parameters(directory), **card_options)
@@ -309,6 +343,7 @@ def _local_files(directory: Path) -> dict[str, Path]:
 
 
 def _check_model_directory(directory: Path) -> MoleBlendConfig:
+    """The config of a saved MoleBLEND model directory; errors before any upload when it is not one."""
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory (expected a save_pretrained output)")
     if not (directory / "config.json").exists():
@@ -362,8 +397,8 @@ def _explain(error: BaseException, endpoint: str) -> tuple[str, int | None]:
     if status in (409, 412):
         return f"conflict (HTTP {status}): the repo changed during the push; push again{detail}", status
     if isinstance(status, int) and status >= 500:
-        return (f"the Hub answered with a server error (HTTP {status}); the commit was not made, try again "
-                f"later{detail}"), status
+        return (f"the Hub answered with a server error (HTTP {status}) and did not confirm the commit; push "
+                f"again later (a push of unchanged files makes no new commit){detail}"), status
     if isinstance(status, int):
         return f"the Hub refused the request (HTTP {status}){detail}: {error}", status
     if isinstance(error, ValueError):
@@ -407,7 +442,8 @@ def push_to_hub(
 
     Raises:
         HubPushError: the Hub could not be reached, refused the token (401/403) or failed (5xx). Nothing is
-            changed locally; a failed commit changes nothing on the Hub either.
+            changed locally; a failed commit changes nothing on the Hub (a repo this call created may remain,
+            with only its initial commit).
         FileNotFoundError / ValueError: the directory is not a saved MoleBLEND model (checked before any upload).
     """
     if isinstance(model_or_directory, (str, os.PathLike)):

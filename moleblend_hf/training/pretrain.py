@@ -309,7 +309,7 @@ class Pretrainer:
             self.processor.save_pretrained(final)
             from .hub import write_model_card
 
-            write_model_card(final, model.config, pretraining={
+            write_model_card(final, model.config, repo_id=self.args.push_to_hub, pretraining={
                 "inputs": self.sources, "steps": self.step, "molecules_seen": self.molecules_seen,
                 "skipped": dict(self.skipped), "batch_size": self.args.batch_size,
                 "max_tokens": self.args.max_tokens, "learning_rate": self.args.learning_rate,

@@ -179,8 +179,10 @@ class PretrainingStream(IterableDataset):
 
 
 def canonical_smiles(molecule: str | None) -> str | None:
-    """Canonical SMILES of a SMILES or molblock (None if it does not parse): the identity used for exclusion and
-    for overlap checks between corpora and test sets."""
+    """Canonical SMILES without stereo of a SMILES or molblock (None if it does not parse): the identity used for
+    exclusion and for overlap checks between corpora and test sets. Stereo is dropped on purpose: a molblock
+    carries the stereo of its geometry while the same molecule's SMILES may not, and a stereoisomer of a test
+    molecule is a leak too."""
     if not isinstance(molecule, str):
         return None
     RDLogger.DisableLog("rdApp.*")
@@ -188,7 +190,9 @@ def canonical_smiles(molecule: str | None) -> str | None:
         mol = Chem.MolFromMolBlock(molecule) if "\n" in molecule else Chem.MolFromSmiles(molecule)
     finally:
         RDLogger.EnableLog("rdApp.*")
-    return Chem.MolToSmiles(mol) if mol is not None else None
+    if mol is None:
+        return None
+    return Chem.MolToSmiles(Chem.RemoveAllHs(mol, sanitize=False), isomericSmiles=False)
 
 
 def canonical_set(patterns) -> set[str]:

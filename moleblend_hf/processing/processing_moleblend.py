@@ -215,8 +215,10 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         try:
             if self.keep_hydrogens:
                 return Chem.AddHs(mol, addCoords=mol.GetNumConformers() > 0)
-            has_hydrogen_atoms = mol.GetNumHeavyAtoms() < mol.GetNumAtoms()
-            return Chem.RemoveHs(mol) if has_hydrogen_atoms else mol
+            if mol.GetNumHeavyAtoms() == mol.GetNumAtoms():
+                return mol
+            with _quiet_rdkit():  # e.g. "not removing hydrogen atom without neighbors" ([H+], H2): kept, by design
+                return Chem.RemoveHs(mol)
         except Exception as error:  # noqa: BLE001 - RDKit raises several unrelated types here
             raise MoleculeError(f"hydrogen handling failed: {error}") from None
 

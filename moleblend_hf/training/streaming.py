@@ -188,11 +188,11 @@ def canonical_smiles(molecule: str | None) -> str | None:
     RDLogger.DisableLog("rdApp.*")
     try:
         mol = Chem.MolFromMolBlock(molecule) if "\n" in molecule else Chem.MolFromSmiles(molecule)
+        if mol is None:
+            return None
+        return Chem.MolToSmiles(Chem.RemoveAllHs(mol, sanitize=False), isomericSmiles=False)
     finally:
         RDLogger.EnableLog("rdApp.*")
-    if mol is None:
-        return None
-    return Chem.MolToSmiles(Chem.RemoveAllHs(mol, sanitize=False), isomericSmiles=False)
 
 
 def canonical_set(patterns) -> set[str]:

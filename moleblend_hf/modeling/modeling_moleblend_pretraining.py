@@ -26,7 +26,8 @@ class PairRelationHead(nn.Module):
     `(row_i ⊗ col_j) · W` is a bilinear form, so the bilinear path computes it as two einsums with W viewed as
     [out, r, r] and never builds the [B, N, N, r^2] outer product; `outer_product` is the explicit reference.
     An optional second linear map (`intermediate_size`, no activation in between, as in the official 3D head) is
-    folded into one weight, which is exact.
+    folded into one weight by the bilinear path, which is exact; the reference applies the two maps in turn, as
+    the official code does.
     """
 
     def __init__(self, config: MoleBlendConfig, out_features: int, intermediate_size: int | None = None):
@@ -53,10 +54,11 @@ class PairRelationHead(nn.Module):
         """hidden [B, N, D] -> [B, N, N, out]."""
         row = self.row_norm(self.act(self.row(hidden)))
         col = self.col_norm(self.act(self.col(hidden)))
-        weight, bias = self._weight()
         if self.implementation == "outer_product":
             outer = (row.unsqueeze(2).unsqueeze(-1) * col.unsqueeze(1).unsqueeze(-2)).flatten(-2)  # [B, N, N, r^2]
-            return F.linear(outer, weight, bias)
+            out = self.output(outer)
+            return out if self.projection is None else self.projection(out)
+        weight, bias = self._weight()
         weight = weight.view(-1, self.rank, self.rank).to(row.dtype)
         left = torch.einsum("bic,ocd->biod", row, weight)  # [B, N, out, r]
         return torch.einsum("biod,bjd->bijo", left, col) + bias.to(row.dtype)

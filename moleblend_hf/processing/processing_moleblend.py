@@ -152,6 +152,9 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             raise MoleculeError(error.reason, index, molecule) from None
         except ConformerError as error:
             raise MoleculeError(str(error), index, molecule) from None
+        except (RuntimeError, ValueError) as error:  # RDKit's own failures on unusual molecules
+            raise MoleculeError(f"RDKit failed on this molecule ({type(error).__name__}: {error})", index,
+                                molecule) from error
 
     def _featurize_mol(self, mol: Chem.Mol, positions: np.ndarray | None) -> dict[str, Any]:
         n = mol.GetNumAtoms()

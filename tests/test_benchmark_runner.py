@@ -8,7 +8,7 @@ import pandas as pd
 
 from moleblend_hf.cli import main
 from moleblend_hf.training.splits import scaffold_split
-from moleblend_hf.training.streaming import canonical_set
+from moleblend_hf.training.data import canonical_set
 
 from .conftest import DATA, PACKAGE_DATA
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .finetune import FinetuneArguments, finetune
+from .data import canonical_set
+from .data import canonical_smiles as canonical
 from .splits import random_split, scaffold_split
-from .streaming import canonical_set
-from .streaming import canonical_smiles as canonical
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+from rdkit import Chem, RDLogger
 
 from ..processing import read_sdf_records
 
@@ -29,7 +30,7 @@ class MoleculeRecord:
     identifier: str
 
 
-def _pick_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], path: Path) -> str | None:
+def pick_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], path: Path) -> str | None:
     if wanted is not None:
         if wanted not in frame.columns:
             raise ValueError(f"{path}: column {wanted!r} not found; columns are {list(frame.columns)}")
@@ -83,8 +84,8 @@ def read_table(path: str | Path, smiles_column: str | None = None, molblock_colu
 
 
 def _columns(frame: pd.DataFrame, smiles_column, molblock_column, id_column, path) -> tuple[str, str | None]:
-    column = _pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, path) if smiles_column is None else None
-    column = column or _pick_column(frame, smiles_column, SMILES_COLUMNS, path)
+    column = pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, path) if smiles_column is None else None
+    column = column or pick_column(frame, smiles_column, SMILES_COLUMNS, path)
     if column is None:
         raise ValueError(f"{path}: no SMILES or molblock column found (looked for "
                          f"{SMILES_COLUMNS + MOLBLOCK_COLUMNS}); pass --smiles-column or --molblock-column")
@@ -118,3 +119,26 @@ def expand_sources(patterns: list[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"no input matches {pattern!r}")
         sources.extend(Path(m) for m in matches)
     return sources
+
+
+def canonical_smiles(molecule: str | None) -> str | None:
+    """Canonical SMILES without stereo of a SMILES or molblock (None if it does not parse): the identity used for
+    exclusion and for overlap checks between corpora and test sets. Stereo is dropped on purpose: a molblock
+    carries the stereo of its geometry while the same molecule's SMILES may not, and a stereoisomer of a test
+    molecule is a leak too."""
+    if not isinstance(molecule, str):
+        return None
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        mol = Chem.MolFromMolBlock(molecule) if "\n" in molecule else Chem.MolFromSmiles(molecule)
+        if mol is None:
+            return None
+        return Chem.MolToSmiles(Chem.RemoveAllHs(mol, sanitize=False), isomericSmiles=False)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def canonical_set(patterns) -> set[str]:
+    """Canonical SMILES of every molecule in the given files / globs."""
+    return {c for source in expand_sources(list(patterns)) for record in read_table(source)
+            if (c := canonical_smiles(record.molecule)) is not None}

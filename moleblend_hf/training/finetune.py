@@ -23,7 +23,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
 from ..processing import MoleBlendCollator, MoleBlendProcessor, MoleculeError
-from .data import MOLBLOCK_COLUMNS, SMILES_COLUMNS
+from .data import MOLBLOCK_COLUMNS, SMILES_COLUMNS, pick_column, canonical_smiles
 from .metrics import SELECTION_METRIC, compute_metrics
 from .splits import SPLIT_NAMES, make_split
 
@@ -78,14 +78,10 @@ def read_labeled_table(path: str | Path, smiles_column: str | None, molblock_col
             rows.append({"molblock": block, **properties})
         return pd.DataFrame(rows), "molblock"
     frame = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
-    for wanted in (molblock_column, smiles_column):
-        if wanted is not None:
-            if wanted not in frame.columns:
-                raise ValueError(f"{path}: column {wanted!r} not found; columns are {list(frame.columns)}")
-            return frame, wanted
-    for candidate in SMILES_COLUMNS + MOLBLOCK_COLUMNS:
-        if candidate in frame.columns:
-            return frame, candidate
+    column = (pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, path) if molblock_column else None) or \
+        pick_column(frame, smiles_column, SMILES_COLUMNS + MOLBLOCK_COLUMNS, path)
+    if column is not None:
+        return frame, column
     raise ValueError(f"{path}: no SMILES or molblock column found; pass --smiles-column or --molblock-column")
 
 
@@ -179,7 +175,7 @@ def finetune(args: FinetuneArguments) -> dict:
 
     # The split is made on every input row (unusable ones included), so it does not depend on featurization.
     is_smiles = molecule_column not in MOLBLOCK_COLUMNS
-    split_smiles = molecules if is_smiles else [_smiles_of_block(m) for m in molecules]
+    split_smiles = molecules if is_smiles else [canonical_smiles(m) for m in molecules]
     split = make_split(args.split, split_smiles, seed=args.seed,
                        column_values=frame[args.split_column].tolist() if args.split_column else None,
                        path=args.split_file)
@@ -269,15 +265,6 @@ def _metrics_function(problem_type: str):
 
 def _strip(metrics: dict, prefix: str) -> dict:
     return {k[len(prefix) + 1:]: v for k, v in metrics.items() if k.startswith(prefix + "_")}
-
-
-def _smiles_of_block(block: str | None) -> str | None:
-    from rdkit import Chem, RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromMolBlock(block) if block else None
-    RDLogger.EnableLog("rdApp.*")
-    return Chem.MolToSmiles(mol) if mol is not None else None
 
 
 def _write_predictions(output: Path, logits: np.ndarray, test: FeatureDataset, test_rows: list[int],

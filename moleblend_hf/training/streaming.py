@@ -27,9 +27,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..processing import MoleBlendProcessor, MoleculeError
-from rdkit import Chem, RDLogger
-
-from .data import MoleculeRecord, expand_sources, read_table
+from .data import MoleculeRecord, canonical_set, canonical_smiles, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -176,29 +174,6 @@ class PretrainingStream(IterableDataset):
                                    "than ranks x workers; use fewer workers or a smaller window")
             if not usable:
                 raise RuntimeError(f"{where}: no molecule could be featurized ({dict(pending)})")
-
-
-def canonical_smiles(molecule: str | None) -> str | None:
-    """Canonical SMILES without stereo of a SMILES or molblock (None if it does not parse): the identity used for
-    exclusion and for overlap checks between corpora and test sets. Stereo is dropped on purpose: a molblock
-    carries the stereo of its geometry while the same molecule's SMILES may not, and a stereoisomer of a test
-    molecule is a leak too."""
-    if not isinstance(molecule, str):
-        return None
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        mol = Chem.MolFromMolBlock(molecule) if "\n" in molecule else Chem.MolFromSmiles(molecule)
-        if mol is None:
-            return None
-        return Chem.MolToSmiles(Chem.RemoveAllHs(mol, sanitize=False), isomericSmiles=False)
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-
-
-def canonical_set(patterns) -> set[str]:
-    """Canonical SMILES of every molecule in the given files / globs."""
-    return {c for source in expand_sources(list(patterns)) for record in read_table(source)
-            if (c := canonical_smiles(record.molecule)) is not None}
 
 
 def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:

@@ -82,8 +82,8 @@ def child(preset: str, implementation: str, batch_size: int, runs: int, device: 
             peak[0] = max(peak[0], _rss_mb())
             time.sleep(0.001)
 
-    sampler = threading.Thread(target=sample, daemon=True)
     cpu_memory = measure_memory and not device.startswith("cuda")
+    sampler = threading.Thread(target=sample, daemon=True)
     if cpu_memory:
         sampler.start()
     if device.startswith("cuda"):
@@ -97,8 +97,8 @@ def child(preset: str, implementation: str, batch_size: int, runs: int, device: 
         step(batch)
         synchronize()
         times.append(time.perf_counter() - start)
-    sampling.set()
     if cpu_memory:
+        sampling.set()
         sampler.join()
     result = {
         "implementation": implementation, "batch_size": batch_size, "step_seconds": times,

@@ -64,7 +64,7 @@ class PairRelationHead(nn.Module):
         weight = weight.view(out_features, self.rank, self.rank).to(row.dtype)  # [out, r_row, r_col]
         # Contract the column side first so that one batched GEMM writes the result directly in [B, N_i, N_j, out]
         # order (no permuted copy of the largest tensor), with the bias added inside the GEMM.
-        right = (col.reshape(batch * n, self.rank) @ weight.permute(2, 0, 1).reshape(self.rank, -1))
+        right = col.reshape(batch * n, self.rank) @ weight.permute(2, 0, 1).reshape(self.rank, -1)
         right = right.view(batch, n * out_features, self.rank)  # [B, N_j * out, r_row]
         bias = bias.to(row.dtype).repeat(n).view(1, 1, n * out_features)
         return torch.baddbmm(bias, row, right.transpose(1, 2)).view(batch, n, n, out_features)

@@ -28,6 +28,8 @@ from .processing import (
     SkippedMolecule,
 )
 
+from .checkpoints import DEFAULT_PRETRAINED, pipeline, resolve_model
+
 __version__ = "0.1.0"
 
 AutoConfig.register(MoleBlendConfig.model_type, MoleBlendConfig, exist_ok=True)
@@ -50,5 +52,6 @@ register_pipelines_on_import()
 
 __all__ = [
     "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction", "MoleBlendModel", "MoleBlendPreTrainedModel",
-    "MoleBlendProcessor", "MoleculeError", "SkippedMolecule", "__version__",
+    "MoleBlendProcessor", "MoleculeError", "SkippedMolecule", "__version__", "DEFAULT_PRETRAINED", "pipeline",
+    "resolve_model",
 ]

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .cli_hub import add_hub_commands
+from .modeling.configuration_moleblend import PRESETS
 
 
 def _add_embed(subparsers) -> None:
@@ -18,7 +19,7 @@ def _add_embed(subparsers) -> None:
     parser.add_argument("--input", help="a .smi, .csv, .parquet, .sdf, .sdf.gz or .mol file (default: bundled QM9)")
     parser.add_argument("--output", default="outputs/embeddings", help="output directory of parquet parts")
     parser.add_argument("--model", help="a save_pretrained directory; default: a freshly initialised --preset model")
-    parser.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"])
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--chunk-size", type=int, default=2048, help="rows per output part (the resume unit)")
@@ -71,7 +72,7 @@ def _add_pretrain(subparsers) -> None:
     parser.add_argument("inputs", nargs="*", help="files or globs: .smi, .csv, .parquet, .sdf, .sdf.gz, or datasets "
                                                   "directories (default: the bundled QM9 subset)")
     parser.add_argument("--output", default=d.output_dir, help="run directory (checkpoints, logs, final model)")
-    parser.add_argument("--preset", default=d.preset, choices=["tiny", "small", "base"])
+    parser.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
     parser.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[],
                         metavar="FIELD=VALUE", help="override any MoleBlendConfig field (JSON value), repeatable")
     parser.add_argument("--init-from", help="start from a saved MoleBlendForPreTraining / MoleBlendModel directory")
@@ -97,6 +98,12 @@ def _add_pretrain(subparsers) -> None:
     parser.add_argument("--exclude", nargs="+", default=[], metavar="FILE",
                         help="never train on these molecules (matched by canonical SMILES), e.g. the test sets "
                              "written by `moleblend benchmark --export-test-molecules`")
+    parser.add_argument("--eval-inputs", nargs="+", default=[], metavar="FILE",
+                        help="held-out molecules (keep them out of training with --exclude); their pretraining "
+                             "losses go to eval_log.jsonl and TensorBoard")
+    parser.add_argument("--eval-steps", type=int, default=d.eval_steps,
+                        help="evaluate every N steps (default: at the end only)")
+    parser.add_argument("--eval-max-molecules", type=int, default=d.eval_max_molecules)
     parser.add_argument("--save-steps", type=int, default=d.save_steps)
     parser.add_argument("--save-total-limit", type=int, default=d.save_total_limit)
     parser.add_argument("--logging-steps", type=int, default=d.logging_steps)
@@ -126,7 +133,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         min_learning_rate_ratio=args.min_lr_ratio, max_grad_norm=args.max_grad_norm,
         mixed_precision=args.mixed_precision, seed=args.seed, num_workers=args.num_workers,
         conformers=args.conformers, smiles_column=args.smiles_column, molblock_column=args.molblock_column,
-        exclude=args.exclude, save_steps=args.save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
+        exclude=args.exclude, eval_inputs=args.eval_inputs, eval_steps=args.eval_steps,
+        eval_max_molecules=args.eval_max_molecules, save_steps=args.save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
         report_to=args.report_to, resume=args.resume, stop_after_steps=args.stop_after_steps,
         log_molecule_ids=args.log_molecule_ids, push_to_hub=args.push_to_hub, progress=not args.no_progress,
         cpu=args.cpu,
@@ -156,7 +164,7 @@ def _add_finetune(subparsers) -> None:
     parser.add_argument("--split-file", help='with --split file: JSON {"train": [rows], "valid": [...], "test": [...]}')
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--model", help="pretrained directory (pretraining or encoder checkpoint)")
-    parser.add_argument("--preset", default=d.preset, choices=["tiny", "small", "base"])
+    parser.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
     parser.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[],
                         metavar="FIELD=VALUE")
     parser.add_argument("--modality", choices=MODALITIES, default=d.modality,
@@ -165,6 +173,8 @@ def _add_finetune(subparsers) -> None:
     parser.add_argument("--max-steps", type=int, default=d.max_steps)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument("--encoder-lr-ratio", type=float, default=d.encoder_learning_rate_ratio,
+                        help="the encoder trains at learning rate x this, the new head at the full rate")
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
     parser.add_argument("--gradient-accumulation-steps", type=int, default=d.gradient_accumulation_steps)
@@ -184,8 +194,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
         molblock_column=args.molblock_column, task=args.task, split=args.split, split_column=args.split_column,
         split_file=args.split_file, seed=args.seed, model=args.model, preset=args.preset,
         config_overrides=dict(args.overrides), modality=args.modality, epochs=args.epochs, max_steps=args.max_steps,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        encoder_learning_rate_ratio=args.encoder_lr_ratio, weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, gradient_accumulation_steps=args.gradient_accumulation_steps,
         patience=args.patience, cache_dir=args.cache_dir, num_workers=args.num_workers,
         push_to_hub=args.push_to_hub,
     ))
@@ -207,21 +217,34 @@ def _add_benchmark(subparsers) -> None:
     parser.add_argument("--qm9-targets", nargs="+", default=d.qm9_targets, choices=sorted(QM9_UNITS),
                         help="energies are reported in eV (converted from Hartree)")
     parser.add_argument("--qm9-max-molecules", type=int, help="a seeded subset of QM9 (for small budgets)")
+    parser.add_argument("--qm9-modality", choices=["2d", "3d"], default=d.qm9_modality,
+                        help="QM9 from the 2D graph (default) or from the DFT geometry")
     parser.add_argument("--seeds", nargs="+", type=int, default=d.seeds)
     parser.add_argument("--pretrained", help="pretrained model directory to compare with training from scratch")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="LABEL=PATH",
+                        help="more pretrained models, each its own column (e.g. an ablation)")
+    parser.add_argument("--no-fingerprint-baseline", action="store_true",
+                        help="leave out the random forest on Morgan fingerprints (radius 2, 2048 bits)")
+    parser.add_argument("--max-train-molecules", type=int,
+                        help="a seeded subset of training splits larger than this (e.g. HIV); test is never cut")
+    parser.add_argument("--max-valid-molecules", type=int, help="likewise for validation splits")
     parser.add_argument("--pretraining-corpus", nargs="*", default=[],
                         help="the pretraining inputs, to report overlap with every test split")
     parser.add_argument("--pretraining-exclude", nargs="*", default=[],
                         help="the files given to `moleblend pretrain --exclude` (subtracted from the corpus)")
     parser.add_argument("--export-test-molecules", metavar="FILE",
                         help="only write the canonical SMILES of all test-split molecules to FILE and exit")
-    parser.add_argument("--preset", default=d.preset, choices=["tiny", "small", "base"])
+    parser.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument("--encoder-lr-ratio", type=float, default=d.encoder_learning_rate_ratio)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
+    parser.add_argument("--classifier-dropout", type=float, help="dropout of the property head")
     parser.add_argument("--patience", type=int, default=d.patience)
     parser.add_argument("--modality", choices=["2d", "3d", "both"], default=d.modality,
-                        help="relations for the MoleculeNet tasks (QM9 always uses 3D)")
+                        help="relations for the MoleculeNet tasks (QM9: --qm9-modality)")
     parser.add_argument("--cache-dir")
     parser.add_argument("--output", default=d.output_dir)
     parser.set_defaults(func=_run_benchmark)
@@ -232,10 +255,15 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
     arguments = BenchmarkArguments(
         output_dir=args.output, moleculenet_dir=args.moleculenet_dir, tasks=args.tasks, qm9=args.qm9,
-        qm9_targets=args.qm9_targets, qm9_max_molecules=args.qm9_max_molecules, seeds=args.seeds,
+        qm9_targets=args.qm9_targets, qm9_max_molecules=args.qm9_max_molecules,
+        qm9_modality=args.qm9_modality, seeds=args.seeds,
         pretrained=args.pretrained, pretraining_corpus=args.pretraining_corpus,
         pretraining_exclude=args.pretraining_exclude, preset=args.preset, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
+        compare=args.compare, fingerprint_baseline=not args.no_fingerprint_baseline,
+        max_train_molecules=args.max_train_molecules, max_valid_molecules=args.max_valid_molecules,
+        encoder_learning_rate_ratio=args.encoder_lr_ratio, weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio, classifier_dropout=args.classifier_dropout,
         modality=args.modality, cache_dir=args.cache_dir)
     if args.export_test_molecules:
         count = export_test_molecules(arguments, args.export_test_molecules)
@@ -246,6 +274,40 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_corpus(subparsers) -> None:
+    from .training.corpus import CorpusArguments
+
+    d = CorpusArguments(inputs=[], output="")
+    parser = subparsers.add_parser(
+        "corpus", help="generate conformers once and write a 3D pretraining corpus (parquet of molblocks)",
+        description="Embed one conformer per molecule (ETKDGv3 + MMFF94, seeded) in worker processes and write a "
+                    "parquet file (id, smiles, molblock with explicit H) for `moleblend pretrain`, so conformers "
+                    "are generated once rather than every epoch. Writes OUTPUT.json with the settings and counts.")
+    parser.add_argument("inputs", nargs="+", help="files or globs of SMILES: .smi, .csv, .parquet")
+    parser.add_argument("--output", required=True, help="the corpus .parquet file to write")
+    parser.add_argument("--max-molecules", type=int, help="stop after this many molecules with a conformer")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="FILE",
+                        help="leave these molecules out (canonical SMILES match), e.g. benchmark test sets")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--num-workers", type=int, default=d.num_workers)
+    parser.add_argument("--timeout", type=int, default=d.timeout_s, help="seconds per molecule for embedding")
+    parser.add_argument("--mmff-max-iters", type=int, default=d.mmff_max_iters)
+    parser.add_argument("--smiles-column")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.set_defaults(func=_run_corpus)
+
+
+def _run_corpus(args: argparse.Namespace) -> int:
+    from .training.corpus import CorpusArguments, build_conformer_corpus
+
+    summary = build_conformer_corpus(CorpusArguments(
+        inputs=args.inputs, output=args.output, max_molecules=args.max_molecules, exclude=args.exclude,
+        seed=args.seed, num_workers=args.num_workers, timeout_s=args.timeout, mmff_max_iters=args.mmff_max_iters,
+        smiles_column=args.smiles_column, overwrite=args.overwrite))
+    print(json.dumps(summary["counts"], indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moleblend", description="MoleBLEND molecular Transformer tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune(subparsers)
     _add_benchmark(subparsers)
     _add_embed(subparsers)
+    _add_corpus(subparsers)
     add_hub_commands(subparsers)
     return parser
 

@@ -36,17 +36,32 @@ def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_pat
                  "--window-size", "32", "--no-progress", "--report-to", "jsonl", "--exclude", str(test_file),
                  "--shuffle-buffer", "1"]) == 0
 
-    assert main(["benchmark", *common, "--seeds", "0", "1", "--epochs", "1", "--batch-size", "32", "--pretrained",
-                 str(pretrain / "final"), "--pretraining-corpus", str(corpus), "--pretraining-exclude",
-                 str(test_file)]) == 0
+    run = ["benchmark", *common, "--seeds", "0", "1", "--epochs", "1", "--batch-size", "32", "--pretrained",
+           str(pretrain / "final"), "--compare", f"again={pretrain / 'final'}", "--pretraining-corpus", str(corpus),
+           "--pretraining-exclude", str(test_file), "--max-train-molecules", "100"]
+    assert main(run) == 0
     results = json.loads((out / "results.json").read_text())
-    assert len(results["runs"]) == 2 * 2 * 2  # tasks x inits x seeds
+    assert len(results["runs"]) == 2 * 4 * 2  # tasks x (scratch, pretrained, again, random forest) x seeds
+    assert results["columns"] == ["scratch", "pretrained", "again", "random_forest"]
     row = results["table"]["esol"]
     assert row["scratch"]["n"] == 2 and row["pretrained"]["n"] == 2 and row["metric"] == "rmse"
+    assert row["random_forest"]["n"] == 2 and row["random_forest"]["mean"] > 0
+    # the same pretrained model under two labels, same seeds: the same numbers
+    assert row["again"]["mean"] == row["pretrained"]["mean"]
+    assert sorted(results["mean_rank"]) == sorted(results["columns"])
+    assert results["subsampled"]["esol"]["train"].startswith("100 of")
+    # QM9 targets come from the 2D graph by default
+    qm9_run = json.loads((out / "runs" / "qm9_gap" / "scratch" / "seed0" / "metrics.json").read_text())
+    assert qm9_run["modality"] == "2d"
+    # a second invocation reuses every finished run (same arguments) instead of training again
+    stamp = (out / "runs" / "esol" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns
+    assert main(run) == 0
+    assert (out / "runs" / "esol" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
     assert row["test_overlap_with_pretraining"] == 0
     assert results["table"]["qm9_gap"]["unit"] == "eV" and results["table"]["qm9_gap"]["metric"] == "mae"
     assert (out / "results.png").stat().st_size > 1000
-    assert "± " in (out / "results.md").read_text()
+    markdown = (out / "results.md").read_text()
+    assert "± " in markdown and "mean rank" in markdown and "random forest" in markdown
 
 
 def test_excluded_molecules_never_reach_a_batch(tmp_path):

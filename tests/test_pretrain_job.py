@@ -124,3 +124,19 @@ def test_stream_resumes_inside_a_window(tmp_path):
 def _take(stream, count):
     iterator = iter(stream)
     return [next(iterator) for _ in range(count)]
+
+
+def test_held_out_losses_are_logged_and_do_not_change_training(tmp_path):
+    """--eval-inputs: deterministic held-out losses at every --eval-steps; the training run itself (weights,
+    molecule order) is the same as without evaluation, so evaluating never breaks exact resume."""
+    heldout = tmp_path / "heldout.smi"
+    heldout.write_text("\n".join(["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C1CC", "CCN(CC)CC"]) + "\n")
+    common = ["--max-steps", "6", "--save-steps", "6", *SMALL]
+    plain, evaluated = tmp_path / "plain", tmp_path / "evaluated"
+    main(["pretrain", "--output", str(plain), *common])
+    main(["pretrain", "--output", str(evaluated), *common, "--eval-inputs", str(heldout), "--eval-steps", "3"])
+    log = [json.loads(line) for line in (evaluated / "eval_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [3, 6]
+    assert all(r["molecules"] == 4 and r["loss"] > 0 for r in log)  # the invalid "C1CC" is left out
+    assert _summary(plain)["weights_sha256"] == _summary(evaluated)["weights_sha256"]
+    assert _ids(plain) == _ids(evaluated)

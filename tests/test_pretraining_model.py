@@ -172,3 +172,29 @@ def test_every_loss_decreases_on_the_bundled_corpus(qm9_features):
     first, last = history[:20].mean(0), history[-20:].mean(0)
     for name, a, b in zip(names, first, last):
         assert b < a, f"{name} did not decrease: first 20 steps {a:.4f}, last 20 {b:.4f}"
+
+
+def test_without_blending_every_relation_enters_the_bias(qm9_features):
+    """The paper's ablation: no blend mask; the encoder sees the summed relations (as at inference) and the same
+    heads and losses are scored, denoising on every atom with a conformer."""
+    processor, features = qm9_features
+    batch = processor.pad(features[:6], return_tensors="pt")
+    model = _tiny(blend_relations=False).eval()
+    out = model(**batch)
+    assert out.pair_relation_choice is None and out.atom_feature_choice is None
+    for name in ("relative_position_loss", "spd_loss", "path_loss", "denoise_loss"):
+        assert torch.isfinite(out[name]) and out[name] > 0
+    # with the noise switched off, the encoder's hidden states are exactly the plain MoleBlendModel's
+    model.config.noise_std = 0.0
+    hidden = model(**batch).last_hidden_state
+    encoder = model.moleblend(**batch).last_hidden_state
+    torch.testing.assert_close(hidden, encoder)
+    blended = _tiny().eval()
+    blended.config.noise_std = 0.0
+    blended.load_state_dict(model.state_dict())
+    assert not torch.allclose(blended(**batch).last_hidden_state, encoder)  # blending hides relations
+
+
+def test_blend_relations_is_saved_in_the_config(tmp_path):
+    _tiny(blend_relations=False).save_pretrained(tmp_path)
+    assert MoleBlendForPreTraining.from_pretrained(tmp_path).config.blend_relations is False

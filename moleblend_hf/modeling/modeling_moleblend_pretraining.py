@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from transformers.utils import ModelOutput
 
 from .configuration_moleblend import MoleBlendConfig
-from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations
+from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations, sum_relations
 
 IGNORE = -100
 SPD, PATH, SPATIAL = 0, 1, 2  # pair relation choices of the blend mask
@@ -116,8 +116,9 @@ class MoleBlendForPreTrainingOutput(ModelOutput):
         path_loss: cross-entropy of the joint bond class of each of the first K hops.
         denoise_loss: 1 - cosine(predicted, true noise), over atoms that received the 3D atom feature.
         noise_prediction: [B, N, 3] predicted coordinate noise.
-        pair_relation_choice: [B, N, N] relation each pair's bias came from (0 SPD, 1 path, 2 3D).
-        atom_feature_choice: [B, N] atom feature used (0 degree, 1 3D).
+        pair_relation_choice: [B, N, N] relation each pair's bias came from (0 SPD, 1 path, 2 3D); None when
+            `config.blend_relations` is False (every relation is used).
+        atom_feature_choice: [B, N] atom feature used (0 degree, 1 3D); None without blending.
         last_hidden_state: [B, N + 1, D].
     """
 
@@ -259,13 +260,19 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
 
         relations = encoder.compute_relations(atom_features, attention_mask, degree, shortest_path, path_bonds,
                                               clean + noise, has_3d)
-        pair_choice, atom_choice = self.sample_blend_masks(relations, generator)
-        pair_bias = relations.spd_bias * (pair_choice == SPD).unsqueeze(1) + \
-            relations.path_bias * (pair_choice == PATH).unsqueeze(1)
-        atom_extra = relations.degree_embedding * (atom_choice == 0).unsqueeze(-1)
-        if relations.bias_3d is not None:
-            pair_bias = pair_bias + relations.bias_3d * (pair_choice == SPATIAL).unsqueeze(1)
-            atom_extra = atom_extra + relations.atom_3d_feature.to(atom_extra.dtype) * (atom_choice == 1).unsqueeze(-1)
+        if config.blend_relations:
+            pair_choice, atom_choice = self.sample_blend_masks(relations, generator)
+            pair_bias = relations.spd_bias * (pair_choice == SPD).unsqueeze(1) + \
+                relations.path_bias * (pair_choice == PATH).unsqueeze(1)
+            atom_extra = relations.degree_embedding * (atom_choice == 0).unsqueeze(-1)
+            if relations.bias_3d is not None:
+                pair_bias = pair_bias + relations.bias_3d * (pair_choice == SPATIAL).unsqueeze(1)
+                atom_extra = atom_extra + relations.atom_3d_feature.to(atom_extra.dtype) * (atom_choice == 1).unsqueeze(-1)
+            denoised_atoms = noisy_atoms & (atom_choice == 1)
+        else:  # the paper's ablation: every relation summed into the bias, as at inference; same heads and losses
+            pair_choice = atom_choice = None
+            pair_bias, atom_extra = sum_relations(relations)
+            denoised_atoms = noisy_atoms
         tokens, bias = encoder.assemble_inputs(relations, pair_bias, atom_extra)
         hidden = encoder.run_layers(tokens, bias)
         atoms = hidden[:, 1:]
@@ -288,7 +295,6 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
             prediction = self.denoise_head(atoms, bias[:, :, 1:, 1:], relations.unit_direction)
         else:
             prediction = atoms.new_zeros(batch, n, 3)  # no conformer in the batch: nothing to denoise
-        denoised_atoms = noisy_atoms & (atom_choice == 1)
         denoise_loss = cosine_loss(prediction, noise, denoised_atoms)
 
         loss = (config.relative_position_loss_weight * relative_loss + config.spd_loss_weight * spd_loss

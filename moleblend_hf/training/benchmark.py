@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from .baselines import random_forest_baseline
 from .finetune import FinetuneArguments, finetune
 from .data import canonical_set
 from .data import canonical_smiles as canonical
@@ -34,6 +35,7 @@ MOLECULENET = {
     "freesolv": ("freesolv.csv", ["expt"], "rmse", "kcal/mol"),
     "lipo": ("lipo.csv", ["exp"], "rmse", "logD"),
 }
+RANDOM_FOREST = "random_forest"
 HARTREE_TO_EV = 27.211386
 #: QM9 targets given in Hartree, reported in eV (the literature's unit).
 QM9_ENERGIES = ("homo", "lumo", "gap", "zpve", "u0", "u298", "h298", "g298")
@@ -48,17 +50,36 @@ class BenchmarkArguments:
     qm9: str | None = None
     qm9_targets: list[str] = field(default_factory=lambda: ["gap"])
     qm9_max_molecules: int | None = None
+    qm9_modality: str = "2d"  # the QM9 targets from the 2D graph (the harder, transfer-relevant setting) or "3d"
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     pretrained: str | None = None
+    compare: list[str] = field(default_factory=list)  # more pretrained models as "LABEL=PATH" columns
+    fingerprint_baseline: bool = True  # a random forest on Morgan fingerprints (radius 2, 2048 bits) column
+    max_train_molecules: int | None = None  # a seeded subset of larger training splits (e.g. HIV)
+    max_valid_molecules: int | None = None
     pretraining_corpus: list[str] = field(default_factory=list)
     pretraining_exclude: list[str] = field(default_factory=list)  # what `moleblend pretrain --exclude` left out
     preset: str = "tiny"
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-4
+    encoder_learning_rate_ratio: float = 1.0
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    classifier_dropout: float | None = None
     patience: int = 10
     modality: str = "2d"
     cache_dir: str | None = None
+
+    def columns(self) -> list[tuple[str, str | None]]:
+        """(column label, model path or None for from-scratch) of every neural column, in table order."""
+        columns = [("scratch", None)] + ([("pretrained", self.pretrained)] if self.pretrained else [])
+        for item in self.compare:
+            label, _, path = item.partition("=")
+            if not label or not path or label in dict(columns) or label == RANDOM_FOREST:
+                raise ValueError(f"--compare takes distinct LABEL=PATH entries, got {item!r}")
+            columns.append((label, path))
+        return columns
 
 
 def _prepare_qm9(args: BenchmarkArguments, work: Path) -> tuple[Path, dict]:
@@ -99,7 +120,8 @@ def _tasks(args: BenchmarkArguments, work: Path) -> list[dict]:
         for target in args.qm9_targets:
             tasks.append(dict(name=f"qm9_{target}", data=path, labels=[target], metric="mae",
                               unit=QM9_UNITS[target], split=split, molecules=frame["smiles"].tolist(),
-                              modality="3d", column="molblock"))
+                              modality=args.qm9_modality,
+                              column="smiles" if args.qm9_modality == "2d" else "molblock"))
     if not tasks:
         raise ValueError("nothing to run: give --moleculenet-dir and/or --qm9")
     return tasks
@@ -116,10 +138,67 @@ def export_test_molecules(args: BenchmarkArguments, path: str | Path) -> int:
     return len(test)
 
 
+def _subsample(task: dict, args: BenchmarkArguments, work: Path) -> dict:
+    """Cut the training and validation splits to seeded subsets (the test split is always whole): writes the kept
+    rows to their own table with a split re-indexed into it, so every column trains on the same molecules."""
+    limits = {"train": args.max_train_molecules, "valid": args.max_valid_molecules}
+    if not any(limit and len(task["split"][name]) > limit for name, limit in limits.items()):
+        return task
+    rng = np.random.default_rng(0)
+    kept = {name: sorted(rng.choice(rows, limits[name], replace=False).tolist())
+            if limits.get(name) and len(rows) > limits[name] else list(rows) for name, rows in task["split"].items()}
+    order = [r for name in ("train", "valid", "test") for r in kept[name]]
+    reader = pd.read_parquet if str(task["data"]).endswith(".parquet") else pd.read_csv
+    frame = reader(task["data"]).iloc[order].reset_index(drop=True)
+    path = work / "data" / f"{task['name']}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path)
+    sizes = [len(kept[name]) for name in ("train", "valid", "test")]
+    split = {"train": list(range(sizes[0])), "valid": list(range(sizes[0], sizes[0] + sizes[1])),
+             "test": list(range(sizes[0] + sizes[1], len(order)))}
+    return {**task, "data": path, "split": split, "molecules": [task["molecules"][r] for r in order],
+            "subsampled": {name: f"{len(kept[name])} of {len(task['split'][name])}" for name in kept}}
+
+
+def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, run_dir: Path, model: str | None,
+                        seed: int) -> FinetuneArguments:
+    column = {"molblock_column": "molblock"} if task["column"] == "molblock" else {"smiles_column": "smiles"}
+    overrides = {} if args.classifier_dropout is None else {"classifier_dropout": args.classifier_dropout}
+    return FinetuneArguments(
+        data=str(task["data"]), label_columns=task["labels"], output_dir=str(run_dir), **column, split="file",
+        split_file=str(split_path), seed=seed, model=model, preset=args.preset, config_overrides=overrides,
+        modality=task["modality"], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        encoder_learning_rate_ratio=args.encoder_learning_rate_ratio, weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio, patience=args.patience, cache_dir=args.cache_dir)
+
+
+def _finetune_or_reuse(arguments: FinetuneArguments) -> dict:
+    """A run whose metrics.json was written with the very same arguments is reused (an interrupted benchmark
+    continues where it stopped); anything else is trained again."""
+    previous = Path(arguments.output_dir) / "metrics.json"
+    if previous.exists():
+        stored = json.loads(previous.read_text())
+        now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k != "config_overrides"},
+                                    default=str))
+        if stored.get("arguments") == now and stored.get("config_overrides") == arguments.config_overrides:
+            logger.info("reusing %s", previous)
+            return stored
+    return finetune(arguments)
+
+
+def _random_forest(task: dict, seed: int) -> dict:
+    reader = pd.read_parquet if str(task["data"]).endswith(".parquet") else pd.read_csv
+    frame = reader(task["data"])
+    labels = frame[task["labels"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    problem = "regression" if task["metric"] in ("rmse", "mae") else "multi_label_classification"
+    return random_forest_baseline(frame[task["column"]].tolist(), labels, task["split"], problem, seed)
+
+
 def run_benchmark(args: BenchmarkArguments) -> dict:
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    tasks = _tasks(args, output)
+    columns = args.columns()
+    tasks = [_subsample(task, args, output) for task in _tasks(args, output)]
     corpus = None
     if args.pretraining_corpus:
         corpus = canonical_set(args.pretraining_corpus)
@@ -132,62 +211,101 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         if overlap[task["name"]]:
             logger.warning("%s: %d test molecules are in the pretraining corpus", task["name"],
                            overlap[task["name"]])
-    inits = [("scratch", None)] + ([("pretrained", args.pretrained)] if args.pretrained else [])
     runs = []
     for task in tasks:
         split_path = output / "splits" / f"{task['name']}.json"
         split_path.parent.mkdir(exist_ok=True)
         split_path.write_text(json.dumps(task["split"]))
-        for init, model in inits:
-            for seed in args.seeds:
+        record = {"task": task["name"], "metric": task["metric"], "unit": task["unit"]}
+        for seed in args.seeds:
+            if args.fingerprint_baseline:
+                result = _random_forest(task, seed)
+                runs.append({**record, "init": RANDOM_FOREST, "seed": seed, "test": result["test"][task["metric"]],
+                             "valid": result["valid"][task["metric"]]})
+            for init, model in columns:
                 run_dir = output / "runs" / task["name"] / init / f"seed{seed}"
-                result = finetune(FinetuneArguments(
-                    data=str(task["data"]), label_columns=task["labels"], output_dir=str(run_dir),
-                    **({"molblock_column": "molblock"} if task["column"] == "molblock" else {"smiles_column": "smiles"}),
-                    split="file", split_file=str(split_path), seed=seed, model=model, preset=args.preset,
-                    modality=task["modality"], epochs=args.epochs, batch_size=args.batch_size,
-                    learning_rate=args.learning_rate, patience=args.patience, cache_dir=args.cache_dir))
-                runs.append({"task": task["name"], "init": init, "seed": seed, "metric": task["metric"],
-                             "unit": task["unit"], "test": result["test"].get(task["metric"]),
+                result = _finetune_or_reuse(_finetune_arguments(args, task, split_path, run_dir, model, seed))
+                runs.append({**record, "init": init, "seed": seed, "test": result["test"].get(task["metric"]),
                              "valid": result["valid"].get(task["metric"])})
-    summary = _summarize(runs, overlap, args)
+            _write_results(output, runs, overlap, args, tasks)  # after every seed: a partial table is readable
+    return _write_results(output, runs, overlap, args, tasks)
+
+
+def _write_results(output: Path, runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict]
+                   ) -> dict:
+    summary = _summarize(runs, overlap, args, tasks)
     (output / "results.json").write_text(json.dumps({"runs": runs, **summary}, indent=2, default=str))
     (output / "results.md").write_text(_markdown(summary))
     _plot(summary, output / "results.png")
     return summary
 
 
-def _summarize(runs: list[dict], overlap: dict, args: BenchmarkArguments) -> dict:
+def column_order(args: BenchmarkArguments) -> list[str]:
+    return [label for label, _ in args.columns()] + ([RANDOM_FOREST] if args.fingerprint_baseline else [])
+
+
+def _summarize(runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict]) -> dict:
     table = {}
     for run in runs:
         table.setdefault(run["task"], {"metric": run["metric"], "unit": run["unit"]}).setdefault(
             run["init"], []).append(run["test"])
+    names = column_order(args)
     for task, row in table.items():
-        for init in ("scratch", "pretrained"):
+        for init in names:
             values = [v for v in row.get(init, []) if v is not None and not np.isnan(v)]
-            if values:
-                row[init] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1
-                             else 0.0, "n": len(values)}
+            row[init] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1
+                         else 0.0, "n": len(values)} if values else None
         row["test_overlap_with_pretraining"] = overlap.get(task)
-    budget = {k: getattr(args, k) for k in ("preset", "epochs", "batch_size", "learning_rate", "patience", "seeds",
-                                            "modality", "pretrained", "qm9_max_molecules")}
-    return {"table": table, "budget": budget}
+    ranks = mean_ranks(table, names)
+    budget = {k: getattr(args, k) for k in ("preset", "epochs", "batch_size", "learning_rate",
+                                            "encoder_learning_rate_ratio", "weight_decay", "warmup_ratio",
+                                            "classifier_dropout", "patience", "seeds", "modality", "qm9_modality",
+                                            "pretrained", "compare", "qm9_max_molecules", "max_train_molecules",
+                                            "max_valid_molecules")}
+    subsampled = {t["name"]: t["subsampled"] for t in tasks if "subsampled" in t}
+    return {"table": table, "columns": names, "mean_rank": ranks, "budget": budget, "subsampled": subsampled}
+
+
+def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
+    """Mean over tasks of each column's rank (1 = best) by the mean test metric; ties share the average rank.
+    Only tasks where every column has a value count."""
+    ranks: dict[str, list[float]] = {name: [] for name in names}
+    for row in table.values():
+        if any(not isinstance(row.get(n), dict) for n in names):
+            continue
+        sign = 1.0 if row["metric"] in ("rmse", "mae") else -1.0  # rank 1 = lowest error / highest AUC
+        values = {n: sign * row[n]["mean"] for n in names}
+        for name in names:
+            below = sum(v < values[name] for v in values.values())
+            equal = sum(v == values[name] for v in values.values())
+            ranks[name].append(below + (equal + 1) / 2)
+    return {name: statistics.mean(r) if r else float("nan") for name, r in ranks.items()}
+
+
+HEADERS = {"scratch": "from scratch", "pretrained": "pretrained", RANDOM_FOREST: "random forest (Morgan r=2, 2048)"}
 
 
 def _markdown(summary: dict) -> str:
-    lines = ["| task | metric (test) | from scratch | pretrained | test molecules in pretraining corpus |",
-             "|---|---|---:|---:|---:|"]
+    names = summary["columns"]
+    lines = ["| task | metric (test) | " + " | ".join(HEADERS.get(n, n) for n in names)
+             + " | test molecules in pretraining corpus |",
+             "|---|---|" + "---:|" * len(names) + "---:|"]
     for task, row in summary["table"].items():
-        cells = []
-        for init in ("scratch", "pretrained"):
-            value = row.get(init)
-            cells.append(f"{value['mean']:.3f} ± {value['std']:.3f}" if isinstance(value, dict) else "—")
+        cells = [f"{row[n]['mean']:.3f} ± {row[n]['std']:.3f}" if isinstance(row.get(n), dict) else "—"
+                 for n in names]
         unit = f" ({row['unit']})" if row["unit"] else ""
         overlap = row["test_overlap_with_pretraining"]
-        lines.append(f"| {task} | {row['metric']}{unit} | {cells[0]} | {cells[1]} | "
-                     f"{'not checked' if overlap is None else overlap} |")
+        lines.append(f"| {task} | {row['metric']}{unit} | " + " | ".join(cells)
+                     + f" | {'not checked' if overlap is None else overlap} |")
+    lines.append("| **mean rank** (1 = best) | | " + " | ".join(f"{summary['mean_rank'][n]:.2f}" for n in names)
+                 + " | |")
     lines += ["", f"Budget: `{json.dumps(summary['budget'], default=str)}`", ""]
+    if summary["subsampled"]:
+        lines += [f"Subsampled (seeded, rows kept of each split): `{json.dumps(summary['subsampled'])}`", ""]
     return "\n".join(lines)
+
+
+COLORS = ["#999999", "#3b7dd8", "#8fb8ef", "#d8893b", "#5aa05a"]
 
 
 def _plot(summary: dict, path: Path) -> None:
@@ -200,9 +318,11 @@ def _plot(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), squeeze=False)
     for axis, task in zip(axes[0], tasks):
         row = summary["table"][task]
-        names = [i for i in ("scratch", "pretrained") if isinstance(row.get(i), dict)]
-        axis.bar(names, [row[i]["mean"] for i in names], yerr=[row[i]["std"] for i in names],
-                 color=["#999999", "#3b7dd8"][: len(names)], capsize=4)
+        names = [i for i in summary["columns"] if isinstance(row.get(i), dict)]
+        axis.bar(range(len(names)), [row[i]["mean"] for i in names], yerr=[row[i]["std"] for i in names],
+                 color=[COLORS[k % len(COLORS)] for k in range(len(names))], capsize=4)
+        axis.set_xticks(range(len(names)), [HEADERS.get(i, i).split(" (")[0] for i in names], rotation=30,
+                        ha="right", fontsize=8)
         axis.set_title(task)
         axis.set_ylabel(row["metric"] + (f" ({row['unit']})" if row["unit"] else ""))
     fig.tight_layout()

@@ -49,6 +49,9 @@ def load_model_and_processor(
     else:
         from transformers import AutoModel
 
+        from ..checkpoints import resolve_model
+
+        model_path = resolve_model(model_path)
         model = AutoModel.from_pretrained(model_path)
         saved = Path(model_path) / "preprocessor_config.json"
         processor = MoleBlendProcessor.from_pretrained(model_path) if saved.exists() else MoleBlendProcessor(

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
+from ..checkpoints import resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
 from ..processing import MoleBlendCollator, MoleBlendProcessor, MoleculeError
 from .data import MOLBLOCK_COLUMNS, SMILES_COLUMNS, pick_column, canonical_smiles
@@ -51,6 +52,7 @@ class FinetuneArguments:
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-4
+    encoder_learning_rate_ratio: float = 1.0  # the encoder trains at learning_rate x this (the new head at 1x)
     weight_decay: float = 0.0
     warmup_ratio: float = 0.06  # a fraction of all steps (TrainingArguments.warmup_steps < 1)
     gradient_accumulation_steps: int = 1
@@ -152,7 +154,7 @@ def build_model(args: FinetuneArguments, problem_type: str, num_labels: int) -> 
                  "use_3d_relations": args.modality in ("3d", "both")}
     overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type}
     if args.model:
-        return MoleBlendForPropertyPrediction.from_pretrained(args.model, **overrides)
+        return MoleBlendForPropertyPrediction.from_pretrained(resolve_model(args.model), **overrides)
     torch.manual_seed(args.seed)
     return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(args.preset, **overrides))
 
@@ -213,7 +215,7 @@ def finetune(args: FinetuneArguments) -> dict:
         label_names=["labels"], dataloader_num_workers=args.num_workers, use_cpu=not torch.cuda.is_available(),
     )
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=datasets["train"], eval_dataset=datasets["valid"],
+        model=model, args=training_args, optimizers=(_optimizer(model, args), None), train_dataset=datasets["train"], eval_dataset=datasets["valid"],
         data_collator=MoleBlendCollator(processor), compute_metrics=_metrics_function(problem_type),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)],
     )
@@ -227,6 +229,7 @@ def finetune(args: FinetuneArguments) -> dict:
         "test": _strip(test_output.metrics, "test"),
         "skipped_rows": len(failures),
         "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
+        "config_overrides": args.config_overrides,
     }
     (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     _write_predictions(output, test_output.predictions, datasets["test"], split["test"], frame, molecule_column,
@@ -238,13 +241,33 @@ def finetune(args: FinetuneArguments) -> dict:
     from .hub import write_model_card
 
     (model_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))  # read by the card
-    base_model = args.model if args.model and not Path(args.model).exists() else None  # Hub ids only
+    base_model = args.model if args.model and resolve_model(args.model) == args.model and \
+        not Path(args.model).exists() else None  # Hub ids only
     write_model_card(model_dir, model.config, base_model=base_model, repo_id=args.push_to_hub)
     if args.push_to_hub:
         from .hub import push_directory
 
         push_directory(model_dir, args.push_to_hub)
     return result
+
+
+def _optimizer(model: MoleBlendForPropertyPrediction, args: FinetuneArguments) -> torch.optim.Optimizer:
+    """AdamW with the encoder at `learning_rate x encoder_learning_rate_ratio` and the new head at
+    `learning_rate`; no weight decay on biases, norms and embeddings (the Trainer's default grouping). The
+    Trainer builds its warmup + linear decay schedule on top of these groups."""
+    if args.encoder_learning_rate_ratio <= 0:
+        raise ValueError(f"encoder_learning_rate_ratio must be > 0, got {args.encoder_learning_rate_ratio}")
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        encoder = name.startswith("moleblend.")
+        decay = parameter.ndim >= 2 and "norm" not in name and "embedding" not in name
+        groups.setdefault((encoder, decay), []).append(parameter)
+    return torch.optim.AdamW([
+        {"params": params, "weight_decay": args.weight_decay if decay else 0.0,
+         "lr": args.learning_rate * (args.encoder_learning_rate_ratio if encoder else 1.0)}
+        for (encoder, decay), params in groups.items()], lr=args.learning_rate)
 
 
 def _num_labels(problem_type: str, labels: np.ndarray) -> int:

@@ -27,9 +27,10 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..checkpoints import resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
-from ..processing import MoleBlendProcessor
-from .data import BUNDLED_QM9, expand_sources
+from ..processing import MoleBlendProcessor, MoleculeError
+from .data import BUNDLED_QM9, expand_sources, read_table
 from .streaming import Position, PretrainingStream, StreamSettings, next_position
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class PretrainArguments:
     smiles_column: str | None = None
     molblock_column: str | None = None
     exclude: list[str] = field(default_factory=list)
+    eval_inputs: list[str] = field(default_factory=list)  # held-out molecules: their losses are logged
+    eval_steps: int = 0  # evaluate every N steps (0: only at the end of the run, when eval_inputs are given)
+    eval_max_molecules: int = 2000
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10
@@ -141,7 +145,7 @@ class Pretrainer:
     def _build_model(self) -> MoleBlendForPreTraining:
         args = self.args
         if args.init_from:
-            return MoleBlendForPreTraining.from_pretrained(args.init_from, **args.config_overrides)
+            return MoleBlendForPreTraining.from_pretrained(resolve_model(args.init_from), **args.config_overrides)
         return MoleBlendForPreTraining(MoleBlendConfig.from_preset(args.preset, **args.config_overrides))
 
     # ---------------------------------------------------------------------------------------- checkpoints
@@ -223,6 +227,59 @@ class Pretrainer:
                           persistent_workers=self.args.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.args.seed))
 
+    # ---------------------------------------------------------------------------------------- evaluation
+    def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
+        """The held-out molecules, featurized once, grouped by atom count into padded batches."""
+        if getattr(self, "_eval_cache", None) is None:
+            features, skipped = [], Counter()
+            for source in expand_sources(self.args.eval_inputs):
+                for record in read_table(source, self.args.smiles_column, self.args.molblock_column):
+                    if len(features) >= self.args.eval_max_molecules:
+                        break
+                    try:
+                        features.append(self.processor.featurize(record.molecule, record.row))
+                    except MoleculeError as error:
+                        skipped[error.reason] += 1
+            if not features:
+                raise ValueError(f"no held-out molecule could be featurized from {self.args.eval_inputs}: "
+                                 f"{dict(skipped)}")
+            features.sort(key=lambda f: f["num_atoms"])
+            size = self.args.batch_size or 64
+            self._eval_cache = [dict(self.processor.pad(features[i: i + size], return_tensors="pt"))
+                                for i in range(0, len(features), size)]
+            self._eval_skipped = dict(skipped)
+        return self._eval_cache
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean pretraining losses on the held-out molecules (weighted by molecules), with noise and blend masks
+        drawn from a generator seeded the same way at every evaluation, so values are comparable across steps and
+        runs; the global RNG (training noise, dropout) is not touched, so resumed runs stay exact."""
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        generator = torch.Generator(device=self.accelerator.device).manual_seed(self.args.seed)
+        totals, count = Counter(), 0
+        for batch in self._eval_batches():
+            batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+            with self.accelerator.autocast():
+                out = model(**batch, generator=generator)
+            molecules = int(batch["attention_mask"].shape[0])
+            for name in LOSS_NAMES:
+                totals[name] += float(out[name]) * molecules
+            count += molecules
+        model.train()
+        return {name: totals[name] / count for name in LOSS_NAMES} | {"molecules": count}
+
+    def _log_evaluation(self) -> None:
+        if not (self.args.eval_inputs and self.accelerator.is_main_process):
+            return
+        result = self.evaluate()
+        record = {"step": self.step, **{k: round(v, 6) for k, v in result.items()}}
+        with open(self.output_dir / "eval_log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.accelerator.log({f"eval/{k}": v for k, v in result.items() if k in LOSS_NAMES}, step=self.step)
+        logger.info("step %d held-out loss %.4f", self.step, result["loss"])
+
     # ---------------------------------------------------------------------------------------- training
     def train(self) -> dict:
         args, accelerator = self.args, self.accelerator
@@ -287,6 +344,8 @@ class Pretrainer:
                     log.flush()
                     window, started, molecules_since = [], time.perf_counter(), 0
                 bar.update(1)
+                if args.eval_steps and self.step % args.eval_steps == 0 or self.step == args.max_steps:
+                    self._log_evaluation()
                 if self.step % args.save_steps == 0 or self.step == stop_at:
                     self.save_checkpoint()
         bar.close()

@@ -1,5 +1,7 @@
 """Processor throughput: molecules/s of 2D featurization (atom/bond features, shortest paths, K-hop path bonds,
-no conformer generation) plus collation into padded batches, on 5,000 MOSES molecules, in one process.
+no conformer generation) plus collation into padded batches, on 5,000 MOSES molecules, in one process, for both
+path tie-breaks (`canonical`, the default, and `official`, the official code's Floyd-Warshall choice; runs
+interleaved).
 
 Compared in the same run with OGB `smiles2graph` + Graphormer `preprocess_item` + `GraphormerDataCollator`
 (transformers 4.x, Cython), run in the venv made by `benchmarks/setup_graphormer_venv.sh`.
@@ -25,8 +27,8 @@ from moleblend_hf import MoleBlendProcessor
 HERE = Path(__file__).resolve().parent
 
 
-def time_moleblend(smiles: list[str], batch_size: int) -> float:
-    processor = MoleBlendProcessor(conformers="none")
+def time_moleblend(smiles: list[str], batch_size: int, tie_break: str = "canonical") -> float:
+    processor = MoleBlendProcessor(conformers="none", path_tie_break=tie_break)
     start = time.perf_counter()
     features = [processor.featurize(s, i) for i, s in enumerate(smiles)]
     for begin in range(0, len(features), batch_size):
@@ -45,7 +47,10 @@ def main() -> None:
 
     smiles = [line.split()[0] for line in open(args.data) if line.strip()]
     time_moleblend(smiles[:50], args.batch_size)  # warm up
-    ours = [time_moleblend(smiles, args.batch_size) for _ in range(args.runs)]
+    ours, official = [], []
+    for _ in range(args.runs):
+        ours.append(time_moleblend(smiles, args.batch_size))
+        official.append(time_moleblend(smiles, args.batch_size, "official"))
     result = {
         "benchmark": "processor_throughput",
         "molecules": len(smiles),
@@ -53,6 +58,8 @@ def main() -> None:
         "batch_size": args.batch_size,
         "moleblend_molecules_per_s": len(smiles) / statistics.median(ours),
         "moleblend_seconds": ours,
+        "moleblend_official_tie_break_molecules_per_s": len(smiles) / statistics.median(official),
+        "moleblend_official_tie_break_seconds": official,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
         "python": platform.python_version(),
     }
@@ -64,6 +71,8 @@ def main() -> None:
         result["graphormer_molecules_per_s"] = len(smiles) / statistics.median(reference["seconds"])
         result["graphormer_seconds"] = reference["seconds"]
         result["speedup"] = result["moleblend_molecules_per_s"] / result["graphormer_molecules_per_s"]
+        result["speedup_official_tie_break"] = (result["moleblend_official_tie_break_molecules_per_s"]
+                                                / result["graphormer_molecules_per_s"])
     else:
         result["graphormer_molecules_per_s"] = None
         result["note"] = f"{args.graphormer_python} not found: run benchmarks/setup_graphormer_venv.sh"

@@ -82,7 +82,6 @@ def _add_convert(subparsers: Any) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     """Handler of `convert`: 0 on success, 1 with a message on stderr for a checkpoint that does not convert."""
     from .conversion import ConversionError, convert_checkpoint
-    from .processing import MoleBlendProcessor
     from .training.hub import write_model_card
 
     from .modeling import MoleBlendConfig
@@ -96,10 +95,11 @@ def run_convert(args: argparse.Namespace) -> int:
     except (ConversionError, FileNotFoundError, TypeError, ValueError) as error:
         print(f"error: cannot convert {args.checkpoint}: {error}", file=sys.stderr)
         return EXIT_FAILED
-    config = model.config
-    MoleBlendProcessor(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops).save_pretrained(
-        args.output_dir)
-    write_model_card(args.output_dir, config, pretraining={"source": "official MoleBLEND checkpoint (converted)"})
+    write_model_card(args.output_dir, model.config, pretraining={
+        "source": "official MoleBLEND checkpoint (converted)",
+        "features": "the saved processor uses path_tie_break='official': among equally short paths it records the "
+                    "bonds of the one the official code picks (its Floyd-Warshall order, which follows the atom "
+                    "numbering), so features and embeddings match the official code exactly"})
     print(f"converted {args.checkpoint} -> {args.output_dir} "
           f"({sum(p.numel() for p in model.parameters()):,} parameters)")
     print(f"dropped {len(dropped)} official keys (no place in MoleBlendModel):")

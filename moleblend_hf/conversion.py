@@ -175,11 +175,21 @@ def load_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
 
 
 def convert_checkpoint(path: str | Path, output_dir: str | Path, **config_overrides) -> tuple[MoleBlendModel, list[str]]:
-    """Convert an official checkpoint file into a `save_pretrained` directory; returns the model and dropped keys."""
+    """Convert an official checkpoint file into a `save_pretrained` directory (model + processor); returns the model
+    and the dropped keys.
+
+    The processor saved alongside uses `path_tie_break="official"`, so that the converted model receives exactly the
+    features the official code computes (the same shortest path among equally short ones) and reproduces its
+    embeddings; models trained with this package keep the order-independent canonical choice.
+    """
+    from .processing import MoleBlendProcessor
+
     state, args = load_official_checkpoint(path)
     config = config_from_official_args(args or {}, **config_overrides)
     converted, dropped = convert_state_dict(state, config)
     model = MoleBlendModel(config)
     model.load_state_dict(converted, strict=True)
     model.save_pretrained(output_dir)
+    MoleBlendProcessor(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops,
+                       path_tie_break="official").save_pretrained(output_dir)
     return model, dropped

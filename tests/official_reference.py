@@ -170,3 +170,51 @@ def randomize_(module: nn.Module, seed: int = 0) -> None:
             if isinstance(sub, nn.Embedding) and sub.padding_idx is not None:
                 sub.weight[sub.padding_idx].zero_()
     assert math.isfinite(sum(float(p.detach().sum()) for p in module.parameters()))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The official path choice, re-stated from the algorithm of Graphormer's `algos.pyx` (used unchanged by
+# Transformer-M and MoleBLEND): a Floyd-Warshall that records, per pair, the k that last strictly shortened it,
+# and a recursive reconstruction `[i] + get_all_edges(i, j) + [j]`. Plain Python loops, as written there.
+def official_floyd_warshall(adjacency: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
+    n = len(adjacency)
+    dist = [[0 if i == j else (1 if adjacency[i][j] else 510) for j in range(n)] for i in range(n)]
+    path = [[-1] * n for _ in range(n)]
+    for k in range(n):
+        for i in range(n):
+            dist_ik = dist[i][k]
+            for j in range(n):
+                cost = dist_ik + dist[k][j]
+                if dist[i][j] > cost:
+                    dist[i][j] = cost
+                    path[i][j] = k
+    for i in range(n):
+        for j in range(n):
+            if dist[i][j] >= 510:
+                path[i][j] = 510
+                dist[i][j] = 510
+    return dist, path
+
+
+def official_get_all_edges(path: list[list[int]], i: int, j: int) -> list[int]:
+    k = path[i][j]
+    if k == -1:
+        return []
+    return official_get_all_edges(path, i, k) + [k] + official_get_all_edges(path, k, j)
+
+
+def official_edge_input(num_atoms: int, bonds: dict[tuple[int, int], list[int]], max_hops: int) -> list:
+    """[N][N][K] bond feature lists (0-based OGB values + 1, as our contract; [0, 0, 0] = no hop), following
+    `gen_edge_input`: the bonds between consecutive atoms of the reconstructed path."""
+    n = num_atoms
+    adjacency = [[1 if (i, j) in bonds else 0 for j in range(n)] for i in range(n)]
+    dist, path = official_floyd_warshall(adjacency)
+    out = [[[[0, 0, 0] for _ in range(max_hops)] for _ in range(n)] for _ in range(n)]
+    for i in range(n):
+        for j in range(n):
+            if i == j or path[i][j] == 510:
+                continue
+            atoms = [i] + official_get_all_edges(path, i, j) + [j]
+            for hop in range(min(len(atoms) - 1, max_hops)):
+                out[i][j][hop] = list(bonds[(atoms[hop], atoms[hop + 1])])
+    return out

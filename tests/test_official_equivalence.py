@@ -75,3 +75,31 @@ def test_convert_checkpoint_file_reads_safely_and_saves(tmp_path, real_batch):
         theirs = reference(OfficialMolnetEncoder.official_batch(real_batch)).transpose(0, 1)
         ours = loaded(**real_batch).last_hidden_state
     torch.testing.assert_close(ours[:, 0], theirs[:, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_converted_directory_has_the_official_path_tie_break(tmp_path):
+    _, state = _official_state(seed=2)
+    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4,
+                              encoder_ffn_embed_dim=64, num_3d_bias_kernel=16, multi_hop_max_dist=5, add_3d=True)
+    path = tmp_path / "checkpoint_best.pt"
+    torch.save({"model": state, "args": args}, path)
+    convert_checkpoint(path, tmp_path / "converted")
+    assert MoleBlendProcessor.from_pretrained(tmp_path / "converted").path_tie_break == "official"
+    assert MoleBlendProcessor().path_tie_break == "canonical"  # new models keep the order-independent choice
+
+
+@pytest.mark.parametrize("granularity", ["molecule", "position"])
+def test_drop_path_granularity(granularity):
+    from moleblend_hf.modeling.modeling_moleblend import DropPath
+
+    torch.manual_seed(0)
+    layer = DropPath(0.5, granularity).train()
+    out = layer(torch.ones(64, 30, 8))
+    dropped = out[..., 0] == 0  # [B, T]
+    assert torch.allclose(out[~dropped], torch.full_like(out[~dropped], 2.0))  # kept branches are rescaled
+    if granularity == "molecule":  # whole molecules, independently
+        assert (dropped.all(1) | (~dropped).all(1)).all() and 0 < dropped[:, 0].sum() < 64
+    else:  # whole positions across the batch (the official T x B x D mask of shape (T, 1, 1))
+        assert (dropped.all(0) | (~dropped).all(0)).all() and 0 < dropped[0].sum() < 30
+    with pytest.raises(ValueError, match="drop_path_granularity"):
+        MoleBlendConfig(drop_path_granularity="atom")

@@ -23,6 +23,8 @@ class MoleBlendConfig(PreTrainedConfig):
         attention_probs_dropout_prob: Dropout on attention probabilities.
         activation_dropout: Dropout after the feed-forward activation.
         drop_path_rate: Stochastic depth of the last layer; layer `l` uses `drop_path_rate * l / (L - 1)`.
+        drop_path_granularity: `"molecule"` (default: a residual branch is dropped for a whole molecule) or
+            `"position"` (the official code: one draw per token position, shared by the batch; for parity studies).
         layer_norm_eps: Epsilon of all LayerNorms.
         initializer_range: Std of the normal initialisation of linear and embedding weights.
         num_atom_features: Categorical atom feature columns (the 9 of OGB's `atom_to_feature_vector`).
@@ -78,6 +80,7 @@ class MoleBlendConfig(PreTrainedConfig):
         attention_probs_dropout_prob: float | int = 0.1,
         activation_dropout: float | int = 0.1,
         drop_path_rate: float | int = 0.1,
+        drop_path_granularity: str = "molecule",
         layer_norm_eps: float | int = 1e-5,
         initializer_range: float | int = 0.02,
         num_atom_features: int = 9,
@@ -133,6 +136,9 @@ class MoleBlendConfig(PreTrainedConfig):
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.activation_dropout = activation_dropout
         self.drop_path_rate = drop_path_rate
+        if drop_path_granularity not in ("molecule", "position"):
+            raise ValueError(f"drop_path_granularity must be 'molecule' or 'position', got {drop_path_granularity!r}")
+        self.drop_path_granularity = drop_path_granularity
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.num_atom_features = num_atom_features

@@ -29,21 +29,28 @@ _OFFICIAL_PI = 3.14159
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drops the whole residual branch of a sample with probability `p`."""
+    """Stochastic depth on a [B, T, D] residual branch with probability `p`.
 
-    def __init__(self, p: float):
+    `granularity="molecule"` drops the branch of a whole molecule (one draw per sample, the usual definition);
+    `"position"` reproduces the official code, whose drop-path acts on a T x B x D tensor with a (T, 1, 1) mask:
+    one draw per token position, shared by every molecule of the batch.
+    """
+
+    def __init__(self, p: float, granularity: str = "molecule"):
         super().__init__()
         self.p = p
+        self.granularity = granularity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        shape = (x.shape[0], 1, 1) if self.granularity == "molecule" else (1, x.shape[1], 1)
+        mask = x.new_empty(shape).bernoulli_(keep)
         return x * mask / keep
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, granularity={self.granularity}"
 
 
 @dataclass
@@ -275,7 +282,7 @@ class MoleBlendLayer(GradientCheckpointingLayer):
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         # As in the official code, drop-path replaces (not adds to) the residual dropout.
-        self.residual_dropout = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Dropout(
+        self.residual_dropout = DropPath(drop_path_rate, config.drop_path_granularity) if drop_path_rate > 0 else nn.Dropout(
             config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, position_bias: torch.Tensor, **kwargs) -> torch.Tensor:

@@ -89,6 +89,76 @@ def path_bond_features(
     return table[hop_bonds.T].reshape(n, n, max_hops, num_feats)
 
 
+def floyd_warshall_intermediates(num_atoms: int, bond_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The official code's Floyd-Warshall (Graphormer `algos.floyd_warshall`), vectorized over (i, j).
+
+    Returns distances [N, N] (UNREACHABLE between fragments) and the intermediate-node table [N, N]: for every
+    pair, the k of the outer loop that last strictly shortened it (-1 for bonded pairs and the diagonal,
+    UNREACHABLE for unreachable pairs). The outer loop over k stays; the inner i, j loops become one array update,
+    which is exact because row k and column k cannot change during iteration k (M[k, k] = 0).
+    """
+    n = num_atoms
+    distance = np.full((n, n), UNREACHABLE, dtype=np.int64)
+    if len(bond_ends):
+        distance[bond_ends[:, 0], bond_ends[:, 1]] = 1
+        distance[bond_ends[:, 1], bond_ends[:, 0]] = 1
+    np.fill_diagonal(distance, 0)
+    via = np.full((n, n), -1, dtype=np.int64)
+    for k in range(n):
+        cost = distance[:, k, None] + distance[None, k, :]
+        via[cost < distance] = k
+        np.minimum(distance, cost, out=distance)
+    unreachable = distance >= UNREACHABLE
+    distance[unreachable] = UNREACHABLE
+    via[unreachable] = UNREACHABLE
+    return distance, via
+
+
+def official_path_atoms(distance: np.ndarray, via: np.ndarray, max_hops: int) -> np.ndarray:
+    """[N, N, K + 1] the first K + 1 atoms of the official code's path i -> j (-1 past its end or when unreachable).
+
+    The official path is `[i] + get_all_edges(i, j) + [j]` with get_all_edges(i, j) = get_all_edges(i, k) + [k] +
+    get_all_edges(k, j), k = via[i, j], i.e. path(i, j) = path(i, k) + path(k, j)[1:]. Both halves are shorter, so
+    pairs are filled level by level of distance, each level with array gathers, no per-pair recursion.
+    """
+    n = distance.shape[0]
+    steps = np.arange(max_hops + 1)
+    atoms = np.full((n, n, max_hops + 1), -1, dtype=np.int64)
+    atoms[:, :, 0] = np.where(distance < UNREACHABLE, np.arange(n)[:, None], -1)
+    rows, cols = np.nonzero(distance == 1)
+    atoms[rows, cols, 1] = cols
+    reachable = distance[distance < UNREACHABLE]
+    for level in range(2, int(reachable.max(initial=0)) + 1):
+        rows, cols = np.nonzero(distance == level)
+        middle = via[rows, cols]
+        left = distance[rows, middle][:, None]  # hops from i to k
+        from_left = atoms[rows[:, None], middle[:, None], np.minimum(steps, max_hops)[None, :]]
+        from_right = atoms[middle[:, None], cols[:, None], np.clip(steps[None, :] - left, 0, max_hops)]
+        atoms[rows, cols] = np.where(steps[None, :] <= left, from_left, from_right)
+    return atoms
+
+
+def official_path_bond_features(
+    num_atoms: int, bond_ends: np.ndarray, bond_feats: np.ndarray, max_hops: int
+) -> np.ndarray:
+    """[N, N, K, F] uint8: like `path_bond_features`, but along the path the official code picks among equally
+    short ones (its Floyd-Warshall bookkeeping, which depends on the atom order)."""
+    n = num_atoms
+    num_bonds, num_feats = bond_feats.shape
+    if n == 0 or num_bonds == 0:
+        return np.zeros((n, n, max_hops, num_feats), dtype=np.uint8)
+    distance, via = floyd_warshall_intermediates(n, bond_ends)
+    atoms = official_path_atoms(distance, via, max_hops)
+    bond_id = np.full((n + 1) * (n + 1), num_bonds, dtype=np.int64)  # index n stands for "no atom"
+    ids = np.arange(num_bonds)
+    bond_id[bond_ends[:, 0] * (n + 1) + bond_ends[:, 1]] = ids
+    bond_id[bond_ends[:, 1] * (n + 1) + bond_ends[:, 0]] = ids
+    atoms = np.where(atoms < 0, n, atoms)
+    hops = bond_id[atoms[..., :-1] * (n + 1) + atoms[..., 1:]]  # [N, N, K]
+    table = np.vstack([bond_feats, np.zeros((1, num_feats), dtype=np.uint8)])
+    return table[hops]
+
+
 def shortest_path_atoms(
     distance: np.ndarray, bond_ends: np.ndarray, i: int, j: int, priority: np.ndarray | None = None
 ) -> list[int]:

@@ -33,9 +33,17 @@ from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from .conformers import ConformerError, check_positions, generate_positions, given_positions
 from .featurization import ATOMIC_NUMBERS, NUM_ATOM_FEATURES, NUM_BOND_FEATURES, atom_features, bond_features
-from .graph import UNREACHABLE, canonical_priority, heavy_degree, path_bond_features, shortest_path_matrix
+from .graph import (
+    UNREACHABLE,
+    canonical_priority,
+    heavy_degree,
+    official_path_bond_features,
+    path_bond_features,
+    shortest_path_matrix,
+)
 
 CONFORMER_POLICIES = ("given", "generate", "none")
+PATH_TIE_BREAKS = ("canonical", "official")
 #: atom_features[:, 0] of an atom whose element OGB files under 'misc' (atomic number 0: dummy / query atoms).
 MISC_ELEMENT = len(ATOMIC_NUMBERS) + 1
 CONTRACT_KEYS = ("atom_features", "attention_mask", "degree", "shortest_path", "path_bonds", "positions", "has_3d")
@@ -108,6 +116,11 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         seed: Random seed of conformer generation.
         conformer_timeout: Seconds allowed for one embedding attempt.
         mmff_max_iters: MMFF94 optimisation iterations.
+        path_tie_break: Which shortest path's bonds `path_bonds` records when several are equally short.
+            `"canonical"` (default, recommended): chosen by RDKit canonical atom ranks, so features do not depend
+            on the atom numbering of the input. `"official"`: the path the official MoleBLEND / Graphormer code
+            reconstructs from its Floyd-Warshall intermediate nodes, which follows the atom order; use it with
+            converted official checkpoints to reproduce their features exactly.
     """
 
     model_input_names = list(CONTRACT_KEYS)
@@ -121,8 +134,11 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         seed: int = 0,
         conformer_timeout: int = 10,
         mmff_max_iters: int = 2000,
+        path_tie_break: str = "canonical",
         **kwargs,
     ):
+        if path_tie_break not in PATH_TIE_BREAKS:
+            raise ValueError(f"path_tie_break must be one of {PATH_TIE_BREAKS}, got {path_tie_break!r}")
         if conformers not in CONFORMER_POLICIES:
             raise ValueError(f"conformers must be one of {CONFORMER_POLICIES}, got {conformers!r}")
         if max_atoms < 1 or max_path_hops < 1:
@@ -134,6 +150,7 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         self.seed = seed
         self.conformer_timeout = conformer_timeout
         self.mmff_max_iters = mmff_max_iters
+        self.path_tie_break = path_tie_break
         self.unreachable_distance = UNREACHABLE
         super().__init__(**kwargs)
 
@@ -174,9 +191,9 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             "atom_features": atoms,
             "degree": np.minimum(heavy_degree(n, ends), 255).astype(np.uint8),
             "shortest_path": distance,
-            "path_bonds": path_bond_features(
-                distance, ends, bond_feats, self.max_path_hops, canonical_priority(mol)
-            ),
+            "path_bonds": official_path_bond_features(n, ends, bond_feats, self.max_path_hops)
+            if self.path_tie_break == "official"
+            else path_bond_features(distance, ends, bond_feats, self.max_path_hops, canonical_priority(mol)),
             "positions": positions if positions is not None else np.zeros((n, 3), dtype=np.float32),
             "has_3d": positions is not None,
             "num_atoms": n,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
 from rdkit import Chem
 
-from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor
-from moleblend_hf.conversion import convert_state_dict
+
+from moleblend_hf import MoleBlendModel, MoleBlendProcessor
+from moleblend_hf.cli import main
 from moleblend_hf.processing.featurization import bond_features
 
 from .official_reference import OfficialMolnetEncoder, official_edge_input, randomize_
@@ -75,8 +78,9 @@ def test_tie_break_is_saved_and_validated(tmp_path):
         MoleBlendProcessor(path_tie_break="random")
 
 
-def test_converted_model_with_official_features_reproduces_the_official_encoder():
-    """Bias weights of order 1, so that a different path would show in the output."""
+def test_converted_checkpoint_and_its_saved_processor_reproduce_the_official_encoder(tmp_path):
+    """`moleblend convert` output (model + processor) on ring-rich molecules in shuffled atom orders, with bias
+    weights of order 1 so that a different path choice would show in the output."""
     reference = OfficialMolnetEncoder(dim=64, layers=2, heads=4, ffn=64, kernels=16)
     randomize_(reference, 3)
     with torch.no_grad():
@@ -85,13 +89,17 @@ def test_converted_model_with_official_features_reproduces_the_official_encoder(
         bias.edge_dis_encoder.weight.mul_(5.0)
         bias.edge_encoder.weight[0].zero_()
     state = {f"encoder.molecule_encoder.{k}": v for k, v in reference.state_dict().items()}
-    config = MoleBlendConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                             num_gaussian_kernels=16, attention_probs_dropout_prob=0.0, activation_dropout=0.0,
-                             drop_path_rate=0.0)
-    model = MoleBlendModel(config).eval()
-    model.load_state_dict(convert_state_dict(state, config)[0], strict=True)
+    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4,
+                              encoder_ffn_embed_dim=64, num_3d_bias_kernel=16, multi_hop_max_dist=5, add_3d=True,
+                              activation_fn="gelu", droppath_prob=0.0, attention_dropout=0.0, act_dropout=0.0)
+    torch.save({"model": state, "args": args}, tmp_path / "checkpoint_best.pt")
+    assert main(["convert", str(tmp_path / "checkpoint_best.pt"), str(tmp_path / "converted")]) == 0
+    model = MoleBlendModel.from_pretrained(tmp_path / "converted").eval()
+    processor = MoleBlendProcessor.from_pretrained(tmp_path / "converted")
+    assert "path_tie_break='official'" in (tmp_path / "converted" / "README.md").read_text()
+    processor.conformers = "generate"  # the same conformers for both sides
     mols = [_shuffled(s, 7) for s in RING_RICH]
-    batch = MoleBlendProcessor(path_tie_break="official", conformers="generate")(mols)
+    batch = processor(mols)
     official = OfficialMolnetEncoder.official_batch(batch)
     edges = torch.zeros_like(batch["path_bonds"])
     for row, mol in enumerate(mols):

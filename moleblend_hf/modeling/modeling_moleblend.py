@@ -401,8 +401,9 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
             has_3d = torch.zeros(atom_mask.shape[0], dtype=torch.bool, device=atom_mask.device)
         has_3d = has_3d.bool()
         bias_3d = atom_3d = unit_direction = None
-        # Like the official code, skip the 3D computation when no molecule of the batch has a conformer.
-        if self.encoding_3d is not None and bool(has_3d.any()):
+        # Computed for every batch and masked per molecule (`has_3d`): no host synchronisation, a graph that
+        # torch.export can trace, and parameters that take part in every step (plain DDP on 2D-only batches).
+        if self.encoding_3d is not None:
             if positions is None:
                 positions = torch.zeros(*atom_mask.shape, 3, device=atom_mask.device)
             bias_3d, atom_3d, unit_direction = self.encoding_3d(positions, atom_features[..., 0], pair_mask, has_3d)
@@ -444,7 +445,8 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
     def run_layers(self, tokens: torch.Tensor, bias: torch.Tensor, **kwargs) -> torch.Tensor:
         hidden_states = tokens
         for layer in self.layers:
-            hidden_states = layer(hidden_states, position_bias=bias, **kwargs)
+            # positional: reentrant gradient checkpointing only treats positional tensors as inputs
+            hidden_states = layer(hidden_states, bias, **kwargs)
         return hidden_states
 
     @capture_outputs

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers.utils import ModelOutput
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_moleblend import MoleBlendConfig
 from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations, sum_relations
@@ -120,6 +121,9 @@ class MoleBlendForPreTrainingOutput(ModelOutput):
             `config.blend_relations` is False (every relation is used).
         atom_feature_choice: [B, N] atom feature used (0 degree, 1 3D); None without blending.
         last_hidden_state: [B, N + 1, D].
+        hidden_states: with `output_hidden_states=True`, the input of every layer and the last output
+            (num_hidden_layers + 1 tensors [B, N + 1, D]).
+        attentions: with `output_attentions=True` (eager attention), every layer's [B, H, N + 1, N + 1] weights.
     """
 
     loss: torch.Tensor | None = None
@@ -131,6 +135,8 @@ class MoleBlendForPreTrainingOutput(ModelOutput):
     pair_relation_choice: torch.Tensor | None = None
     atom_feature_choice: torch.Tensor | None = None
     last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 def spd_targets(shortest_path: torch.Tensor, pair_mask: torch.Tensor, num_classes: int,
@@ -232,6 +238,7 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         return pair_choice, atom_choice
 
     # ------------------------------------------------------------------------------------------------ forward
+    @capture_outputs
     def forward(
         self,
         atom_features: torch.Tensor,
@@ -242,8 +249,13 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         positions: torch.Tensor | None = None,
         has_3d: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
-    ) -> MoleBlendForPreTrainingOutput:
-        r"""Blend, encode, predict, score. Inputs as [`MoleBlendModel.forward`]; returns losses and choices."""
+        **kwargs,
+    ) -> MoleBlendForPreTrainingOutput | tuple:
+        r"""Blend, encode, predict, score. Inputs as [`MoleBlendModel.forward`]; returns losses and choices.
+
+        `kwargs`: `output_hidden_states`, `output_attentions` (eager attention) and `return_dict`, as for every
+        transformers model.
+        """
         config = self.config
         encoder = self.moleblend
         encoder._check_inputs(atom_features, attention_mask)
@@ -274,7 +286,7 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
             pair_bias, atom_extra = sum_relations(relations)
             denoised_atoms = noisy_atoms
         tokens, bias = encoder.assemble_inputs(relations, pair_bias, atom_extra)
-        hidden = encoder.run_layers(tokens, bias)
+        hidden = encoder.run_layers(tokens, bias, **kwargs)
         atoms = hidden[:, 1:]
 
         pair_mask = relations.pair_mask

@@ -10,10 +10,12 @@ from torch import nn
 from torch.nn import functional as F
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import can_return_tuple, logging
 
 from .configuration_moleblend import MoleBlendConfig
 from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel
 
+logger = logging.get_logger(__name__)
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
@@ -49,9 +51,11 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
 
     def __init__(self, config: MoleBlendConfig):
         super().__init__(config)
-        if config.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"config.problem_type must be one of {PROBLEM_TYPES}, got {config.problem_type!r}; "
-                             "pass it (and num_labels) to from_pretrained or the config")
+        if config.problem_type is None and config.num_labels == 1:
+            config.problem_type = "regression"  # what transformers infers for a single label
+        if config.problem_type is not None and config.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"config.problem_type must be one of {PROBLEM_TYPES} (or None: inferred from the first "
+                             f"labels, the transformers way), got {config.problem_type!r}")
         self.moleblend = MoleBlendModel(config)
         self.head = MoleBlendPropertyHead(config)
         statistics_size = config.num_labels if config.problem_type == "regression" else 0
@@ -75,6 +79,7 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         self.config.label_mean = mean.tolist()
         self.config.label_std = torch.where(std > 0, std, torch.ones_like(std)).tolist()
 
+    @can_return_tuple
     def forward(
         self,
         atom_features: torch.Tensor,
@@ -86,12 +91,13 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         has_3d: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs,
-    ) -> SequenceClassifierOutput:
+    ) -> SequenceClassifierOutput | tuple:
         r"""
         Args:
             labels: regression [B, num_labels] float (NaN = missing); multi-label [B, num_labels] 0/1 (NaN =
                 missing); single-label [B] class indices.
-            kwargs: `output_hidden_states`, `output_attentions`, passed to the encoder.
+            kwargs: `output_hidden_states`, `output_attentions`, passed to the encoder; `return_dict=False` gives a
+                tuple (loss first when labels are given, then logits, then what was asked for).
 
         Returns:
             `SequenceClassifierOutput` with `logits` [B, num_labels] (regression: in the labels' original units)
@@ -114,6 +120,14 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
 
     def _loss(self, raw: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         config = self.config
+        if config.problem_type is None:  # transformers' rule: integer labels -> one class each, else multi-label
+            integer = labels.dtype in (torch.long, torch.int, torch.int16, torch.uint8)
+            config.problem_type = "single_label_classification" if integer else "multi_label_classification"
+        if config.problem_type == "regression" and self.training and not getattr(self, "_warned_statistics", False) \
+                and all(m == 0.0 for m in config.label_mean) and all(s == 1.0 for s in config.label_std):
+            logger.warning("regression labels are used unscaled: call model.set_label_statistics(train_labels) "
+                           "before training (moleblend finetune does this) for standardised targets")
+            self._warned_statistics = True
         if config.problem_type == "single_label_classification":
             return F.cross_entropy(raw.float(), labels.long().view(-1))
         labels = labels.float().view(raw.shape)

@@ -1,0 +1,109 @@
+"""transformers conventions every head honours: return_dict, output_hidden_states, problem_type inference,
+torch.export, both gradient-checkpointing modes, and no unused parameters on 2D-only batches (plain DDP)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from moleblend_hf import (
+    MoleBlendConfig,
+    MoleBlendForPreTraining,
+    MoleBlendForPropertyPrediction,
+    MoleBlendModel,
+    MoleBlendProcessor,
+)
+
+NO_DROPOUT = dict(attention_probs_dropout_prob=0.0, activation_dropout=0.0, drop_path_rate=0.0)
+MOLECULES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
+
+
+@pytest.fixture(scope="module")
+def batch_3d():
+    return dict(MoleBlendProcessor(conformers="generate")(MOLECULES))
+
+
+@pytest.fixture(scope="module")
+def batch_2d():
+    return dict(MoleBlendProcessor(conformers="none")(MOLECULES))
+
+
+def _model(cls, **overrides):
+    torch.manual_seed(0)
+    return cls(MoleBlendConfig.from_preset("tiny", **NO_DROPOUT, **overrides)).eval()
+
+
+def test_return_dict_false_on_the_property_head(batch_3d):
+    model = _model(MoleBlendForPropertyPrediction, num_labels=1)
+    labels = torch.tensor([[1.0], [2.0], [3.0]])
+    output = model(**batch_3d, labels=labels)
+    as_tuple = model(**batch_3d, labels=labels, return_dict=False, output_hidden_states=True)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], output.loss)
+    torch.testing.assert_close(as_tuple[1], output.logits)
+    assert len(as_tuple[2]) == model.config.num_hidden_layers + 1  # hidden states follow
+
+
+def test_pretraining_model_honours_return_dict_and_output_hidden_states(batch_3d):
+    model = _model(MoleBlendForPreTraining)
+    output = model(**batch_3d, generator=torch.Generator().manual_seed(0), output_hidden_states=True)
+    assert len(output.hidden_states) == model.config.num_hidden_layers + 1
+    torch.testing.assert_close(output.hidden_states[-1], output.last_hidden_state)
+    as_tuple = model(**batch_3d, generator=torch.Generator().manual_seed(0), return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], output.loss)
+    eager = _model(MoleBlendForPreTraining, attn_implementation="eager")
+    attentions = eager(**batch_3d, generator=torch.Generator().manual_seed(0), output_attentions=True).attentions
+    tokens = batch_3d["attention_mask"].shape[1] + 1
+    assert len(attentions) == 2 and attentions[0].shape == (3, 4, tokens, tokens)
+
+
+def test_problem_type_is_inferred_the_transformers_way(batch_3d):
+    assert _model(MoleBlendForPropertyPrediction, num_labels=1).config.problem_type == "regression"
+    single = _model(MoleBlendForPropertyPrediction, num_labels=3)
+    assert single.config.problem_type is None
+    single(**batch_3d, labels=torch.tensor([0, 2, 1]))
+    assert single.config.problem_type == "single_label_classification"
+    multi = _model(MoleBlendForPropertyPrediction, num_labels=2)
+    multi(**batch_3d, labels=torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]))
+    assert multi.config.problem_type == "multi_label_classification"
+    with pytest.raises(ValueError, match="problem_type"):
+        _model(MoleBlendForPropertyPrediction, problem_type="ranking")
+
+
+def test_torch_export_equals_eager(batch_3d):
+    model = _model(MoleBlendModel)
+    names = ("atom_features", "attention_mask", "degree", "shortest_path", "path_bonds", "positions", "has_3d")
+    arguments = tuple(batch_3d[name] for name in names)
+    exported = torch.export.export(model, arguments)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(*arguments).last_hidden_state,
+                                   model(*arguments).last_hidden_state)
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_gradient_checkpointing_gives_the_same_gradients(batch_3d, use_reentrant):
+    gradients = []
+    for checkpointing in (False, True):
+        model = _model(MoleBlendModel).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+        model(**batch_3d).last_hidden_state.sum().backward()
+        gradients.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys()
+    for name in gradients[0]:
+        torch.testing.assert_close(gradients[1][name], gradients[0][name])
+
+
+def test_every_parameter_takes_part_on_2d_only_batches(batch_2d):
+    """DDP without find_unused_parameters needs every parameter in the graph of every step: a 3D-capable model
+    must still use its 3D parameters (with zero contribution) when no molecule of the batch has a conformer."""
+    model = _model(MoleBlendModel).train()
+    assert not batch_2d["has_3d"].any()
+    model(**batch_2d).last_hidden_state.sum().backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert unused == []
+    with torch.no_grad():  # and the 3D terms contribute exactly nothing
+        two_d = _model(MoleBlendModel, use_3d_relations=False)
+        two_d.load_state_dict(model.state_dict(), strict=False)
+        torch.testing.assert_close(two_d.eval()(**batch_2d).last_hidden_state, model.eval()(**batch_2d).last_hidden_state)

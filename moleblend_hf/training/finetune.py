@@ -49,14 +49,15 @@ class FinetuneArguments:
     preset: str = "tiny"
     config_overrides: dict[str, Any] = field(default_factory=dict)
     modality: str = "2d"
-    epochs: int = 30
+    # defaults chosen on validation splits from the shipped checkpoint (README, "Fine-tuning defaults")
+    epochs: int = 8
     batch_size: int = 32
-    learning_rate: float = 1e-4
+    learning_rate: float = 5e-4
     encoder_learning_rate_ratio: float = 1.0  # the encoder trains at learning_rate x this (the new head at 1x)
     weight_decay: float = 0.0
     warmup_ratio: float = 0.06  # a fraction of all steps (TrainingArguments.warmup_steps < 1)
     gradient_accumulation_steps: int = 1
-    patience: int = 10
+    patience: int = 4
     max_steps: int = -1
     cache_dir: str | None = None
     num_workers: int = 0

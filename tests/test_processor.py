@@ -208,3 +208,11 @@ def test_skip_mode_reports_dropped_inputs_and_keeps_alignment():
     assert all(torch.equal(batch[k], expected[k]) for k in expected)
     with pytest.raises(MoleculeError, match="no molecule of the batch"):
         MoleBlendProcessor()(["bad(", None], errors="skip")
+
+
+def test_misspelled_keyword_arguments_are_refused_with_a_hint():
+    processor = MoleBlendProcessor()
+    with pytest.raises(TypeError, match="did you mean 'errors'"):
+        processor(["CCO"], error="skip")
+    with pytest.raises(TypeError, match="did you mean 'return_tensors'"):
+        processor(["CCO"], return_tensor="np")

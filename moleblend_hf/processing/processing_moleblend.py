@@ -18,6 +18,7 @@ This module needs rdkit and numpy (not the model code), and uses relative import
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -263,6 +264,12 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             BatchFeature with the tensor contract. Attributes: `input_indices` (index of each row in the input),
             `skipped` (list of [`SkippedMolecule`]) and `conformer_sources` (per row).
         """
+        if kwargs:  # a misspelled option (`error=`, `return_tensor=`) must not be ignored silently
+            known = ("molecules", "errors", "return_tensors")
+            hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+                name, known, n=1)) else "") for name in kwargs]
+            raise TypeError(f"MoleBlendProcessor got unexpected keyword argument(s) {', '.join(hints)}; it takes "
+                            f"{', '.join(known)}")
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         if isinstance(molecules, (str, Chem.Mol, AtomsWithCoordinates, os.PathLike)) or molecules is None:

@@ -186,3 +186,30 @@ def test_pipelines_predict_and_embed_smiles(tmp_path):
         graph = model.moleblend(**processor(["CCO"])).pooler_output[0]
     np.testing.assert_allclose(embed("CCO"), graph.numpy(), atol=1e-5)
     assert len(embed("CCO", atoms=True)["atoms"]) == 3
+
+
+def test_pipelines_batch_skip_bad_rows_and_name_the_right_index(tmp_path, esol):
+    from transformers import pipeline
+
+    from moleblend_hf import MoleculeError
+
+    model = _model("regression", num_labels=1, seed=4).eval()
+    model.save_pretrained(tmp_path)
+    MoleBlendProcessor(conformers="none").save_pretrained(tmp_path)
+    molecules = esol.smiles.head(19).tolist()
+    molecules[5], molecules[12] = "not_a_smiles(", "[*]CC"
+    predict = pipeline("molecule-property-prediction", model=str(tmp_path))
+    batched = predict(molecules, batch_size=8, errors="skip")
+    assert [s.index for s in predict.skipped] == [5, 12]
+    assert batched[5] is None and batched[12] is None and len(batched) == 19
+    one_by_one = [predict(m, errors="skip") for m in molecules]
+    for a, b in zip(batched, one_by_one):
+        assert (a is None and b is None) or a[0]["value"] == pytest.approx(b[0]["value"], abs=1e-5)
+    clean = [m for i, m in enumerate(molecules) if i not in (5, 12)]
+    with pytest.raises(MoleculeError, match="13") as raised:
+        predict(clean[:13] + ["not_a_smiles("], batch_size=4)  # the bad molecule is the 14th input
+    assert raised.value.index == 13
+    embed = pipeline("molecule-feature-extraction", model=str(tmp_path))
+    vectors = embed(molecules[:6], batch_size=4, errors="skip")
+    assert vectors[5] is None
+    np.testing.assert_allclose(vectors[2], embed(molecules[2]), atol=1e-5)

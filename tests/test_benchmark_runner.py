@@ -55,8 +55,11 @@ def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_pat
     assert qm9_run["modality"] == "2d"
     # a second invocation reuses every finished run (same arguments) instead of training again
     stamp = (out / "runs" / "esol" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns
+    forest = (out / "runs" / "esol" / "random_forest" / "seed0" / "metrics.json").stat().st_mtime_ns
     assert main(run) == 0
+    assert (out / "runs" / "esol" / "random_forest" / "seed0" / "metrics.json").stat().st_mtime_ns == forest
     assert (out / "runs" / "esol" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    assert json.loads((out / "results.json").read_text())["table"] == results["table"]  # the random forest too
     assert row["test_overlap_with_pretraining"] == 0
     assert results["table"]["qm9_gap"]["unit"] == "eV" and results["table"]["qm9_gap"]["metric"] == "mae"
     assert (out / "results.png").stat().st_size > 1000

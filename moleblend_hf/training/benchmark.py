@@ -9,6 +9,7 @@ every test split by canonical SMILES and the overlap is reported (a leak otherwi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import statistics
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from .baselines import random_forest_baseline
+from .baselines import FingerprintSettings, random_forest_baseline
 from .finetune import FinetuneArguments, finetune
 from .data import canonical_set
 from .data import canonical_smiles as canonical
@@ -186,7 +187,23 @@ def _finetune_or_reuse(arguments: FinetuneArguments) -> dict:
     return finetune(arguments)
 
 
-def _random_forest(task: dict, seed: int) -> dict:
+def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
+    """The fingerprint baseline's metrics; stored in `run_dir/metrics.json` and reused by a rerun on the same data
+    (the table's hash) and split."""
+    data = Path(task["data"])
+    key = {"data": str(data), "bytes": data.stat().st_size, "split": hashlib.sha256(
+        json.dumps(task["split"], sort_keys=True).encode()).hexdigest(), "settings": asdict(FingerprintSettings()),
+        "seed": seed, "labels": task["labels"], "column": task["column"]}
+    stored = run_dir / "metrics.json"
+    if stored.exists() and json.loads(stored.read_text()).get("key") == key:
+        return json.loads(stored.read_text())
+    result = {**_fit_random_forest(task, seed), "key": key}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _fit_random_forest(task: dict, seed: int) -> dict:
     reader = pd.read_parquet if str(task["data"]).endswith(".parquet") else pd.read_csv
     frame = reader(task["data"])
     labels = frame[task["labels"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
@@ -219,7 +236,7 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         record = {"task": task["name"], "metric": task["metric"], "unit": task["unit"]}
         for seed in args.seeds:
             if args.fingerprint_baseline:
-                result = _random_forest(task, seed)
+                result = _random_forest(task, seed, output / "runs" / task["name"] / RANDOM_FOREST / f"seed{seed}")
                 runs.append({**record, "init": RANDOM_FOREST, "seed": seed, "test": result["test"][task["metric"]],
                              "valid": result["valid"][task["metric"]]})
             for init, model in columns:

@@ -38,8 +38,8 @@ def main(run: str, benchmark: str, name: str = DEFAULT_PRETRAINED) -> None:
                   "conformer each, generated once by `moleblend corpus`; every test molecule of the benchmark "
                   "(MoleculeNet scaffold test splits, the QM9 benchmark test split) and 2,000 held-out molecules "
                   "excluded by canonical SMILES",
-        "budget": f"{summary['step']} steps, {summary['molecules_seen']:,} molecules seen, one CPU core "
-                  "(about 45 minutes), token budget 16,384 (atoms+1)^2 per batch",
+        "budget": f"{summary['step']} steps, {summary['molecules_seen']:,} molecules seen, about one CPU core "
+                  "(61 minutes of wall time beside the ablation and other jobs on 2 cores), token budget 16,384 (atoms+1)^2 per batch",
         "objective": "MoleBLEND blending (SPD : path : 3D = 0.2 : 0.2 : 0.6 per atom pair, symmetric, per "
                      "molecule), coordinate noise 0.2 Å, losses 0.5·3D + 0.1·SPD + 0.1·path + 6·denoise",
         "optimizer": "AdamW, learning rate 5e-4, 400 warmup steps then cosine decay to 0, gradient clipping 1.0",

@@ -1,0 +1,145 @@
+"""Molecular property prediction on top of the MoleBLEND encoder (fine-tuning).
+
+Depends on torch and transformers only (relative imports), so it ships as Hub remote code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import can_return_tuple, logging
+
+from .configuration_moleblend import MoleBlendConfig
+from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel
+
+logger = logging.get_logger(__name__)
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+class MoleBlendPropertyHead(nn.Module):
+    """Graph-token readout -> dense -> activation -> dropout -> out (as in the official fine-tuning head)."""
+
+    def __init__(self, config: MoleBlendConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        dropout = getattr(config, "classifier_dropout", None)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.out = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, graph_token: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(self.activation(self.dense(graph_token))))
+
+
+class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
+    """MoleBLEND with a graph-level head for regression or classification.
+
+    `config.problem_type`:
+    - `"regression"`: `num_labels` targets. Training standardises them with `config.label_mean` /
+      `config.label_std` (set them from the training split, e.g. with `set_label_statistics`); the loss is the MSE
+      of standardised values and `logits` are returned in the original units, also after save/load.
+    - `"multi_label_classification"`: `num_labels` binary tasks (one column per task); BCE with logits.
+    - `"single_label_classification"`: one label among `num_labels` classes; cross-entropy.
+    Missing labels (NaN) are left out of the loss for regression and multi-label tasks.
+    """
+
+    # The loss is a mean over the labels present in the batch: the Trainer must not rescale it.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: MoleBlendConfig):
+        super().__init__(config)
+        if config.problem_type is None and config.num_labels == 1:
+            config.problem_type = "regression"  # what transformers infers for a single label
+        if config.problem_type is not None and config.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"config.problem_type must be one of {PROBLEM_TYPES} (or None: inferred from the first "
+                             f"labels, the transformers way), got {config.problem_type!r}")
+        self.moleblend = MoleBlendModel(config)
+        self.head = MoleBlendPropertyHead(config)
+        statistics_size = config.num_labels if config.problem_type == "regression" else 0
+        for name, default in (("label_mean", 0.0), ("label_std", 1.0)):
+            values = getattr(config, name, None) or [default] * statistics_size
+            if len(values) != statistics_size:
+                raise ValueError(f"config.{name} has {len(values)} values for {statistics_size} regression targets")
+            setattr(config, name, [float(v) for v in values])
+        if any(s <= 0 for s in config.label_std):
+            raise ValueError(f"config.label_std must be positive, got {config.label_std}")
+        self.post_init()
+
+    def set_label_statistics(self, labels: torch.Tensor) -> None:
+        """Store per-target mean and std of regression labels [num_rows, num_labels] (NaN ignored) in the config."""
+        labels = torch.as_tensor(labels, dtype=torch.float64).reshape(-1, self.config.num_labels)
+        present = ~torch.isnan(labels)
+        counts = present.sum(0).clamp(min=1)
+        mean = torch.where(present, labels, 0).sum(0) / counts
+        var = torch.where(present, (labels - mean) ** 2, 0).sum(0) / (counts - 1).clamp(min=1)
+        std = var.sqrt()
+        self.config.label_mean = mean.tolist()
+        self.config.label_std = torch.where(std > 0, std, torch.ones_like(std)).tolist()
+
+    @can_return_tuple
+    def forward(
+        self,
+        atom_features: torch.Tensor,
+        attention_mask: torch.Tensor,
+        degree: torch.Tensor,
+        shortest_path: torch.Tensor | None = None,
+        path_bonds: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        has_3d: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        r"""
+        Args:
+            labels: regression [B, num_labels] float (NaN = missing); multi-label [B, num_labels] 0/1 (NaN =
+                missing); single-label [B] class indices.
+            kwargs: `output_hidden_states`, `output_attentions`, passed to the encoder; `return_dict=False` gives a
+                tuple (loss first when labels are given, then logits, then what was asked for).
+
+        Returns:
+            `SequenceClassifierOutput` with `logits` [B, num_labels] (regression: in the labels' original units)
+            and `loss` when labels are given.
+        """
+        encoded = self.moleblend(atom_features, attention_mask, degree, shortest_path, path_bonds, positions, has_3d,
+                                 **kwargs)
+        raw = self.head(encoded.pooler_output)
+        config = self.config
+        logits = raw
+        if config.problem_type == "regression":
+            mean = raw.new_tensor(config.label_mean)
+            std = raw.new_tensor(config.label_std)
+            logits = raw * std + mean
+        loss = None
+        if labels is not None:
+            loss = self._loss(raw, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
+                                        attentions=encoded.attentions)
+
+    def _loss(self, raw: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        if config.problem_type is None:  # transformers' rule: integer labels -> one class each, else multi-label
+            integer = labels.dtype in (torch.long, torch.int, torch.int16, torch.uint8)
+            config.problem_type = "single_label_classification" if integer else "multi_label_classification"
+        if config.problem_type == "regression" and self.training and not getattr(self, "_warned_statistics", False) \
+                and all(m == 0.0 for m in config.label_mean) and all(s == 1.0 for s in config.label_std):
+            logger.warning("regression labels are used unscaled: call model.set_label_statistics(train_labels) "
+                           "before training (moleblend finetune does this) for standardised targets")
+            self._warned_statistics = True
+        if config.problem_type == "single_label_classification":
+            return F.cross_entropy(raw.float(), labels.long().view(-1))
+        labels = labels.float().view(raw.shape)
+        present = ~torch.isnan(labels)
+        if config.problem_type == "regression":
+            target = (labels - labels.new_tensor(config.label_mean)) / labels.new_tensor(config.label_std)
+            per_entry = (raw.float() - torch.where(present, target, 0.0)) ** 2
+        else:
+            per_entry = F.binary_cross_entropy_with_logits(raw.float(), torch.where(present, labels, 0.0),
+                                                           reduction="none")
+        # mean over present labels only; a batch without any label contributes 0 (still in the graph)
+        return (per_entry * present).sum() / present.sum().clamp(min=1)
+
+
+__all__ = ["MoleBlendForPropertyPrediction", "MoleBlendPropertyHead"]

@@ -1,0 +1,483 @@
+"""MoleBlendProcessor: molecules -> the tensor contract the MoleBLEND model reads.
+
+Tensor contract (batch-first, padded to the largest molecule N of the batch by `pad` / `MoleBlendCollator`):
+
+| key              | shape, dtype            | meaning                                                            |
+|------------------|-------------------------|--------------------------------------------------------------------|
+| `atom_features`  | [B, N, 9] int64         | OGB `atom_to_feature_vector` index + 1 per column; 0 = padding     |
+| `attention_mask` | [B, N] int64            | 1 for real atoms                                                   |
+| `degree`         | [B, N] int64            | heavy-atom (graph) degree                                          |
+| `shortest_path`  | [B, N, N] int64         | topological distance; 0 on the diagonal; 510 between fragments     |
+| `path_bonds`     | [B, N, N, K, 3] int64   | OGB `bond_to_feature_vector` index + 1 of the first K hops; 0 = none|
+| `positions`      | [B, N, 3] float32       | conformer coordinates in Angstrom; zeros without a conformer        |
+| `has_3d`         | [B] bool                | whether the molecule has a conformer                               |
+
+Per-molecule features (`featurize`) use compact dtypes (uint8 / int16) so `datasets.map` can cache them.
+This module needs rdkit and numpy (not the model code), and uses relative imports only so it ships as remote code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rdkit import Chem, RDLogger
+from rdkit.Chem import rdDetermineBonds
+from transformers import BatchFeature
+from transformers.feature_extraction_utils import FeatureExtractionMixin
+
+from .conformers import ConformerError, check_positions, generate_positions, given_positions
+from .featurization import ATOMIC_NUMBERS, NUM_ATOM_FEATURES, NUM_BOND_FEATURES, atom_features, bond_features
+from .graph import (
+    UNREACHABLE,
+    canonical_priority,
+    heavy_degree,
+    official_path_bond_features,
+    path_bond_features,
+    shortest_path_matrix,
+)
+
+CONFORMER_POLICIES = ("given", "generate", "none")
+PATH_TIE_BREAKS = ("canonical", "official")
+#: atom_features[:, 0] of an atom whose element OGB files under 'misc' (atomic number 0: dummy / query atoms).
+MISC_ELEMENT = len(ATOMIC_NUMBERS) + 1
+CONTRACT_KEYS = ("atom_features", "attention_mask", "degree", "shortest_path", "path_bonds", "positions", "has_3d")
+
+
+class MoleculeError(ValueError):
+    """A molecule that cannot be featurized; names the input, its index and the reason."""
+
+    def __init__(self, reason: str, index: int | None = None, molecule: Any = None):
+        self.reason = reason
+        self.index = index
+        self.molecule = molecule
+        where = f"Molecule at index {index}" if index is not None else "Molecule"
+        super().__init__(f"{where} ({describe(molecule)}): {reason}")
+
+
+@dataclass(frozen=True)
+class SkippedMolecule:
+    """An input that a batch call with `errors="skip"` left out."""
+
+    index: int
+    input: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AtomsWithCoordinates:
+    """A molecule given as a SMILES (the graph) plus atomic numbers and coordinates (the geometry).
+
+    The coordinates may include hydrogens and may list atoms in any order; they are matched to the SMILES atoms
+    (directly when heavy atoms come in SMILES order, otherwise through connectivity perceived from the geometry).
+    """
+
+    smiles: str
+    atomic_numbers: Sequence[int]
+    coordinates: Any  # [n, 3] array-like, Angstrom
+
+
+def describe(molecule: Any, limit: int = 80) -> str:
+    """A short, printable description of an input molecule for messages."""
+    if molecule is None:
+        return "None"
+    if isinstance(molecule, Chem.Mol):
+        try:
+            text = "Mol " + Chem.MolToSmiles(molecule)
+        except Exception:  # noqa: BLE001 - a description must never fail
+            text = f"Mol with {molecule.GetNumAtoms()} atoms"
+    elif isinstance(molecule, AtomsWithCoordinates):
+        text = f"SMILES {molecule.smiles!r} with {len(molecule.atomic_numbers)} coordinates"
+    elif isinstance(molecule, str) and "\n" in molecule:
+        text = "molblock " + repr(molecule.splitlines()[0].strip() or "(untitled)")
+    else:
+        text = repr(molecule)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class MoleBlendProcessor(FeatureExtractionMixin):
+    r"""Turns molecules into MoleBLEND inputs.
+
+    Accepts SMILES strings, RDKit `Mol`s (with or without a conformer), MDL molblocks, paths to `.sdf` /
+    `.sdf.gz` / `.mol` files (`pathlib.Path`), and [`AtomsWithCoordinates`].
+
+    Args:
+        max_atoms: Largest molecule accepted (atoms after hydrogen handling); larger ones are errors.
+        max_path_hops: K, hops of each shortest path whose bonds are recorded.
+        conformers: `"given"` uses a 3D conformer present in the input and otherwise gives a 2D-only molecule;
+            `"generate"` also generates one (ETKDGv3 + MMFF94) when none is given, falling back to 2D with the
+            reason recorded when that fails; `"none"` never uses 3D.
+        keep_hydrogens: Keep hydrogens as atoms (adds implicit ones). Default: heavy atoms only.
+        seed: Random seed of conformer generation.
+        conformer_timeout: Seconds allowed for one embedding attempt.
+        mmff_max_iters: MMFF94 optimisation iterations.
+        path_tie_break: Which shortest path's bonds `path_bonds` records when several are equally short.
+            `"canonical"` (default, recommended): chosen by RDKit canonical atom ranks, so features do not depend
+            on the atom numbering of the input. `"official"`: the path the official MoleBLEND / Graphormer code
+            reconstructs from its Floyd-Warshall intermediate nodes, which follows the atom order; use it with
+            converted official checkpoints to reproduce their features exactly.
+    """
+
+    model_input_names = list(CONTRACT_KEYS)
+
+    def __init__(
+        self,
+        max_atoms: int = 512,
+        max_path_hops: int = 5,
+        conformers: str = "given",
+        keep_hydrogens: bool = False,
+        seed: int = 0,
+        conformer_timeout: int = 10,
+        mmff_max_iters: int = 2000,
+        path_tie_break: str = "canonical",
+        **kwargs,
+    ):
+        if path_tie_break not in PATH_TIE_BREAKS:
+            raise ValueError(f"path_tie_break must be one of {PATH_TIE_BREAKS}, got {path_tie_break!r}")
+        if conformers not in CONFORMER_POLICIES:
+            raise ValueError(f"conformers must be one of {CONFORMER_POLICIES}, got {conformers!r}")
+        if max_atoms < 1 or max_path_hops < 1:
+            raise ValueError("max_atoms and max_path_hops must be positive")
+        self.max_atoms = max_atoms
+        self.max_path_hops = max_path_hops
+        self.conformers = conformers
+        self.keep_hydrogens = keep_hydrogens
+        self.seed = seed
+        self.conformer_timeout = conformer_timeout
+        self.mmff_max_iters = mmff_max_iters
+        self.path_tie_break = path_tie_break
+        self.unreachable_distance = UNREACHABLE
+        super().__init__(**kwargs)
+
+    # ----------------------------------------------------------------------------------------- one molecule
+    def featurize(self, molecule: Any, index: int | None = None) -> dict[str, Any]:
+        """Features of one molecule in compact dtypes (unpadded), or a MoleculeError naming it.
+
+        Returns a dict with `atom_features` [n, 9] uint8, `degree` [n] uint8, `shortest_path` [n, n] int16,
+        `path_bonds` [n, n, K, 3] uint8, `positions` [n, 3] float32, `has_3d` bool, `num_atoms` int and
+        `conformer_source` str ('given', 'generated', 'none', or why generation failed).
+        """
+        try:
+            mol, positions = self._to_mol(molecule)
+            return self._featurize_mol(mol, positions)
+        except MoleculeError as error:
+            raise MoleculeError(error.reason, index, molecule) from None
+        except ConformerError as error:
+            raise MoleculeError(str(error), index, molecule) from None
+        except (RuntimeError, ValueError) as error:  # RDKit's own failures on unusual molecules
+            raise MoleculeError(f"RDKit failed on this molecule ({type(error).__name__}: {error})", index,
+                                molecule) from error
+
+    def _featurize_mol(self, mol: Chem.Mol, positions: np.ndarray | None) -> dict[str, Any]:
+        n = mol.GetNumAtoms()
+        atoms = atom_features(mol)  # before conformer generation: reject unsupported atoms cheaply
+        dummies = np.flatnonzero(atoms[:, 0] == MISC_ELEMENT)
+        if len(dummies):
+            raise MoleculeError(f"unsupported element: dummy/query atom '*' (atomic number 0) at atom {dummies[0]}")
+        source = "given" if positions is not None else "none"
+        if self.conformers == "none":
+            positions, source = None, "none"
+        elif positions is None and self.conformers == "generate":
+            result = generate_positions(mol, self.seed, self.conformer_timeout, self.mmff_max_iters)
+            positions, source = result.positions, result.source
+        ends, bond_feats = bond_features(mol)
+        distance = shortest_path_matrix(mol)
+        return {
+            "atom_features": atoms,
+            "degree": np.minimum(heavy_degree(n, ends), 255).astype(np.uint8),
+            "shortest_path": distance,
+            "path_bonds": official_path_bond_features(n, ends, bond_feats, self.max_path_hops)
+            if self.path_tie_break == "official"
+            else path_bond_features(distance, ends, bond_feats, self.max_path_hops, canonical_priority(mol)),
+            "positions": positions if positions is not None else np.zeros((n, 3), dtype=np.float32),
+            "has_3d": positions is not None,
+            "num_atoms": n,
+            "conformer_source": source,
+        }
+
+    def _to_mol(self, molecule: Any) -> tuple[Chem.Mol, np.ndarray | None]:
+        """Parse and check the input; returns the (hydrogen-handled) Mol and its 3D positions or None."""
+        if molecule is None:
+            raise MoleculeError("input is None")
+        if isinstance(molecule, AtomsWithCoordinates):
+            mol, positions = _mol_from_atoms(molecule)
+        elif isinstance(molecule, Chem.Mol):
+            mol = Chem.Mol(molecule)
+            positions = None
+        elif isinstance(molecule, str):
+            mol = _parse_text(molecule)
+            positions = None
+        else:
+            raise MoleculeError(
+                f"unsupported input type {type(molecule).__name__}; give a SMILES, molblock, RDKit Mol, "
+                "AtomsWithCoordinates or an SDF path"
+            )
+        if mol.GetNumAtoms() == 0:
+            raise MoleculeError("molecule has no atoms")
+        if positions is not None:
+            conformer = Chem.Conformer(mol.GetNumAtoms())
+            conformer.Set3D(True)
+            for i, xyz in enumerate(positions.tolist()):
+                conformer.SetAtomPosition(i, xyz)
+            mol.RemoveAllConformers()
+            mol.AddConformer(conformer, assignId=True)
+        mol = self._handle_hydrogens(mol)
+        if mol.GetNumAtoms() > self.max_atoms:
+            raise MoleculeError(f"molecule has {mol.GetNumAtoms()} atoms; max_atoms is {self.max_atoms}")
+        return mol, given_positions(mol)
+
+    def _handle_hydrogens(self, mol: Chem.Mol) -> Chem.Mol:
+        try:
+            if self.keep_hydrogens:
+                return Chem.AddHs(mol, addCoords=mol.GetNumConformers() > 0)
+            if mol.GetNumHeavyAtoms() == mol.GetNumAtoms():
+                return mol
+            with _quiet_rdkit():  # e.g. "not removing hydrogen atom without neighbors" ([H+], H2): kept, by design
+                return Chem.RemoveHs(mol)
+        except Exception as error:  # noqa: BLE001 - RDKit raises several unrelated types here
+            raise MoleculeError(f"hydrogen handling failed: {error}") from None
+
+    # ----------------------------------------------------------------------------------------- batches
+    def __call__(
+        self,
+        molecules: Any,
+        errors: str = "raise",
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """Featurize and pad a batch (or a single molecule).
+
+        Args:
+            molecules: one molecule or a list of them (any accepted input; `Path`s to SDF files expand to their
+                records).
+            errors: `"raise"` stops at the first bad molecule with a MoleculeError naming it; `"skip"` leaves it
+                out and records it.
+            return_tensors: `"pt"` (default), `"np"`, or None (lists).
+
+        Returns:
+            BatchFeature with the tensor contract. Attributes: `input_indices` (index of each row in the input),
+            `skipped` (list of [`SkippedMolecule`]) and `conformer_sources` (per row).
+        """
+        if kwargs:  # a misspelled option (`error=`, `return_tensor=`) must not be ignored silently
+            known = ("molecules", "errors", "return_tensors")
+            hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+                name, known, n=1)) else "") for name in kwargs]
+            raise TypeError(f"MoleBlendProcessor got unexpected keyword argument(s) {', '.join(hints)}; it takes "
+                            f"{', '.join(known)}")
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        if isinstance(molecules, (str, Chem.Mol, AtomsWithCoordinates, os.PathLike)) or molecules is None:
+            molecules = [molecules]
+        features, kept, skipped = [], [], []
+        for index, molecule in enumerate(expand_inputs(molecules)):
+            try:
+                features.append(self.featurize(molecule, index))
+                kept.append(index)
+            except MoleculeError as error:
+                if errors == "raise":
+                    raise
+                skipped.append(SkippedMolecule(index, describe(molecule), error.reason))
+        if not features:
+            reasons = "; ".join(f"{s.index}: {s.reason}" for s in skipped[:5])
+            raise MoleculeError(f"no molecule of the batch could be featurized ({reasons})")
+        batch = self.pad(features, return_tensors=return_tensors)
+        batch.input_indices = kept
+        batch.skipped = skipped
+        batch.conformer_sources = [f["conformer_source"] for f in features]
+        return batch
+
+    def pad(
+        self,
+        features: Sequence[Mapping[str, Any]],
+        return_tensors: str | None = "pt",
+        label_names: Iterable[str] = ("labels",),
+    ) -> BatchFeature:
+        """Pad per-molecule features (from `featurize` or a cached dataset) into a batch; labels pass through."""
+        if not features:
+            raise ValueError("cannot pad an empty list of molecules")
+        atom_arrays = [np.asarray(f["atom_features"]) for f in features]
+        sizes = [len(a) for a in atom_arrays]
+        batch, n = len(features), max(sizes)
+        hops = self.max_path_hops
+        out = {
+            "atom_features": np.zeros((batch, n, NUM_ATOM_FEATURES), dtype=np.int64),
+            "attention_mask": np.zeros((batch, n), dtype=np.int64),
+            "degree": np.zeros((batch, n), dtype=np.int64),
+            "shortest_path": np.zeros((batch, n, n), dtype=np.int64),
+            "path_bonds": np.zeros((batch, n, n, hops, NUM_BOND_FEATURES), dtype=np.int64),
+            "positions": np.zeros((batch, n, 3), dtype=np.float32),
+            "has_3d": np.zeros((batch,), dtype=bool),
+        }
+        for row, (f, size) in enumerate(zip(features, sizes)):
+            out["atom_features"][row, :size] = atom_arrays[row]
+            out["attention_mask"][row, :size] = 1
+            out["degree"][row, :size] = np.asarray(f["degree"])
+            out["shortest_path"][row, :size, :size] = np.asarray(f["shortest_path"])
+            path = np.asarray(f["path_bonds"])
+            if path.size:
+                out["path_bonds"][row, :size, :size] = path.reshape(size, size, -1, NUM_BOND_FEATURES)[:, :, :hops]
+            out["positions"][row, :size] = np.asarray(f["positions"], dtype=np.float32).reshape(size, 3)
+            out["has_3d"][row] = bool(f["has_3d"])
+        for name in label_names:
+            if name in features[0]:
+                out[name] = np.asarray([f[name] for f in features])
+                if out[name].dtype.kind == "f":
+                    out[name] = out[name].astype(np.float32)
+        return BatchFeature(out, tensor_type=return_tensors)
+
+
+@dataclass
+class MoleBlendCollator:
+    """Collate function for `DataLoader` and `Trainer`.
+
+    Items are per-molecule features (from `featurize` / a `datasets.map`), or raw rows holding a molecule under
+    `molecule_key` (e.g. a SMILES column), which are featurized here; a raw row that cannot be featurized raises a
+    MoleculeError naming it (filter or skip such rows when building the dataset, so labels never shift).
+    Label columns in `label_names` pass through, float labels as float32 (NaN kept for missing labels).
+    """
+
+    processor: MoleBlendProcessor
+    label_names: tuple[str, ...] = ("labels",)
+    molecule_key: str = "smiles"
+
+    def __call__(self, items: Sequence[Mapping[str, Any]]) -> BatchFeature:
+        features = []
+        for position, item in enumerate(items):
+            if "atom_features" not in item:
+                molecule = item.get(self.molecule_key)
+                item = {**self.processor.featurize(molecule, item.get("index", position)),
+                        **{k: item[k] for k in self.label_names if k in item}}
+            features.append(item)
+        return self.processor.pad(features, return_tensors="pt", label_names=self.label_names)
+
+
+def expand_inputs(molecules: Iterable[Any]) -> Iterator[Any]:
+    """Yield molecules, expanding SDF / MOL file paths into their records (molblocks, in file order)."""
+    for molecule in molecules:
+        if isinstance(molecule, os.PathLike):
+            yield from read_sdf_records(molecule)
+        else:
+            yield molecule
+
+
+def read_sdf_records(path: str | os.PathLike) -> Iterator[str]:
+    """Molblock text of every record of an `.sdf`, `.sdf.gz` or `.mol` file, in order (unparsed)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        record: list[str] = []
+        for line in handle:
+            if line.startswith("$$$$"):
+                yield "".join(record)
+                record = []
+            else:
+                record.append(line)
+        if any(line.strip() for line in record):
+            yield "".join(record)
+
+
+def _parse_text(text: str) -> Chem.Mol:
+    stripped = text.strip()
+    if not stripped:
+        raise MoleculeError("empty SMILES")
+    is_molblock = "\n" in stripped and ("M  END" in stripped or "V2000" in stripped or "V3000" in stripped)
+    with _quiet_rdkit():
+        if is_molblock:
+            mol = Chem.MolFromMolBlock(text, removeHs=False)
+            if mol is None:
+                raise MoleculeError("RDKit could not parse the molblock" + _molblock_problem(text))
+            return mol
+        mol = Chem.MolFromSmiles(stripped)
+        if mol is None:
+            raise MoleculeError("not a valid SMILES" + _smiles_problem(stripped))
+    return mol
+
+
+def _smiles_problem(smiles: str) -> str:
+    raw = Chem.MolFromSmiles(smiles, sanitize=False)
+    if raw is None:
+        return " (syntax error)"
+    problems = Chem.DetectChemistryProblems(raw)
+    return f" ({problems[0].Message()})" if problems else ""
+
+
+def _molblock_problem(text: str) -> str:
+    raw = Chem.MolFromMolBlock(text, sanitize=False, removeHs=False)
+    if raw is None:
+        return " (malformed: atom/bond block or coordinates unreadable)"
+    problems = Chem.DetectChemistryProblems(raw)
+    return f" ({problems[0].Message()})" if problems else ""
+
+
+class _quiet_rdkit:
+    """Silence RDKit's own error log: the error we raise already says what went wrong."""
+
+    def __enter__(self):
+        RDLogger.DisableLog("rdApp.*")
+
+    def __exit__(self, *exc):
+        RDLogger.EnableLog("rdApp.*")
+
+
+def _mol_from_atoms(item: AtomsWithCoordinates) -> tuple[Chem.Mol, np.ndarray]:
+    """The SMILES graph with the given coordinates attached to its atoms (hydrogens' coordinates dropped)."""
+    mol = _parse_text(item.smiles)
+    numbers = np.asarray(item.atomic_numbers, dtype=np.int64).reshape(-1)
+    coordinates = np.asarray(item.coordinates, dtype=np.float64)
+    try:
+        check_positions(coordinates, len(numbers))
+    except ConformerError as error:
+        raise MoleculeError(str(error)) from None
+    smiles_numbers = np.asarray([a.GetAtomicNum() for a in mol.GetAtoms()])
+    heavy = numbers != 1
+    if np.array_equal(numbers[heavy], smiles_numbers):
+        return mol, coordinates[heavy]
+    order = _match_by_connectivity(mol, numbers, coordinates)
+    return mol, coordinates[order]
+
+
+def _match_by_connectivity(mol: Chem.Mol, numbers: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+    """Index into `numbers` of each SMILES atom, from connectivity perceived in the geometry."""
+    geometry = Chem.RWMol()
+    for z in numbers.tolist():
+        geometry.AddAtom(Chem.Atom(int(z)))
+    conformer = Chem.Conformer(len(numbers))
+    for i, xyz in enumerate(coordinates.tolist()):
+        conformer.SetAtomPosition(i, xyz)
+    geometry.AddConformer(conformer)
+    try:
+        rdDetermineBonds.DetermineConnectivity(geometry)
+    except Exception as error:  # noqa: BLE001
+        raise MoleculeError(f"could not perceive bonds from the coordinates: {error}") from None
+    heavy_geometry = Chem.RemoveHs(_plain_graph(geometry), sanitize=False)
+    template = _plain_graph(mol)
+    kept = [i for i, z in enumerate(numbers.tolist()) if z != 1]
+    match = heavy_geometry.GetSubstructMatch(template)
+    if len(match) != mol.GetNumAtoms() or heavy_geometry.GetNumAtoms() != mol.GetNumAtoms():
+        raise MoleculeError("atomic numbers/coordinates do not match the SMILES graph")
+    return np.asarray([kept[m] for m in match])
+
+
+def _plain_graph(mol: Chem.Mol) -> Chem.Mol:
+    """Element-labelled graph with every bond single, non-aromatic, uncharged (for geometry-to-SMILES matching)."""
+    plain = Chem.RWMol(mol)
+    for atom in plain.GetAtoms():
+        atom.SetFormalCharge(0)
+        atom.SetIsAromatic(False)
+        atom.SetNoImplicit(True)
+    for bond in plain.GetBonds():
+        bond.SetBondType(Chem.BondType.SINGLE)
+        bond.SetIsAromatic(False)
+    return plain.GetMol()
+
+
+__all__ = [
+    "AtomsWithCoordinates", "CONTRACT_KEYS", "MoleBlendCollator", "MoleBlendProcessor", "MoleculeError", "SkippedMolecule",
+    "read_sdf_records",
+]

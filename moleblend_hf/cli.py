@@ -228,6 +228,8 @@ def _add_benchmark(subparsers) -> None:
     parser.add_argument("--max-train-molecules", type=int,
                         help="a seeded subset of training splits larger than this (e.g. HIV); test is never cut")
     parser.add_argument("--max-valid-molecules", type=int, help="likewise for validation splits")
+    parser.add_argument("--summarize-only", action="store_true",
+                        help="train nothing: build the table from the runs already finished with these arguments")
     parser.add_argument("--pretraining-corpus", nargs="*", default=[],
                         help="the pretraining inputs, to report overlap with every test split")
     parser.add_argument("--pretraining-exclude", nargs="*", default=[],
@@ -260,7 +262,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         pretrained=args.pretrained, pretraining_corpus=args.pretraining_corpus,
         pretraining_exclude=args.pretraining_exclude, preset=args.preset, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
-        compare=args.compare, fingerprint_baseline=not args.no_fingerprint_baseline,
+        compare=args.compare, summarize_only=args.summarize_only, fingerprint_baseline=not args.no_fingerprint_baseline,
         max_train_molecules=args.max_train_molecules, max_valid_molecules=args.max_valid_molecules,
         encoder_learning_rate_ratio=args.encoder_lr_ratio, weight_decay=args.weight_decay,
         warmup_ratio=args.warmup_ratio, classifier_dropout=args.classifier_dropout,

@@ -60,6 +60,12 @@ def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_pat
     assert (out / "runs" / "esol" / "random_forest" / "seed0" / "metrics.json").stat().st_mtime_ns == forest
     assert (out / "runs" / "esol" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
     assert json.loads((out / "results.json").read_text())["table"] == results["table"]  # the random forest too
+    # --summarize-only trains nothing: a seed that never ran is missing from the table, and the cell says n=2
+    assert main([*run[:run.index("--seeds")], "--seeds", "0", "1", "7", *run[run.index("--epochs"):],
+                 "--summarize-only"]) == 0
+    assert not (out / "runs" / "esol" / "scratch" / "seed7").exists()
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["table"]["esol"]["scratch"]["n"] == 2 and "(n=2)" in (out / "results.md").read_text()
     assert row["test_overlap_with_pretraining"] == 0
     assert results["table"]["qm9_gap"]["unit"] == "eV" and results["table"]["qm9_gap"]["metric"] == "mae"
     assert (out / "results.png").stat().st_size > 1000

@@ -85,7 +85,7 @@ def test_a_few_finetuning_steps_from_the_short_name(tmp_path, esol):
     shipped = MoleBlendModel.from_pretrained(DIRECTORY)
     name = "layers.0.self_attn.out_proj.weight"
     start, now = shipped.state_dict(), tuned.moleblend.state_dict()
-    assert set(now) == set(start) and not torch.equal(now[name], start[name])  # trained from it, not replaced
+    assert set(now) <= set(start) and not torch.equal(now[name], start[name])  # trained from it, not replaced
 
 
 def test_embed_and_pipeline_take_the_short_name(tmp_path):

@@ -71,6 +71,7 @@ class BenchmarkArguments:
     patience: int = 4
     modality: str = "2d"
     cache_dir: str | None = None
+    summarize_only: bool = False  # build the table from finished runs only (no training); missing runs are counted
 
     def columns(self) -> list[tuple[str, str | None]]:
         """(column label, model path or None for from-scratch) of every neural column, in table order."""
@@ -173,17 +174,25 @@ def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, 
         warmup_ratio=args.warmup_ratio, patience=args.patience, cache_dir=args.cache_dir)
 
 
-def _finetune_or_reuse(arguments: FinetuneArguments) -> dict:
-    """A run whose metrics.json was written with the very same arguments is reused (an interrupted benchmark
-    continues where it stopped); anything else is trained again."""
+def _finished(arguments: FinetuneArguments) -> dict | None:
+    """The metrics of a run finished with the very same arguments, or None."""
     previous = Path(arguments.output_dir) / "metrics.json"
-    if previous.exists():
-        stored = json.loads(previous.read_text())
-        now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k != "config_overrides"},
-                                    default=str))
-        if stored.get("arguments") == now and stored.get("config_overrides") == arguments.config_overrides:
-            logger.info("reusing %s", previous)
-            return stored
+    if not previous.exists():
+        return None
+    stored = json.loads(previous.read_text())
+    now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k != "config_overrides"}, default=str))
+    if stored.get("arguments") == now and stored.get("config_overrides") == arguments.config_overrides:
+        return stored
+    return None
+
+
+def _finetune_or_reuse(arguments: FinetuneArguments) -> dict:
+    """A finished run with the very same arguments is reused (an interrupted benchmark continues where it
+    stopped); anything else is trained again."""
+    stored = _finished(arguments)
+    if stored is not None:
+        logger.info("reusing %s", arguments.output_dir)
+        return stored
     return finetune(arguments)
 
 
@@ -235,13 +244,17 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         split_path.write_text(json.dumps(task["split"]))
         record = {"task": task["name"], "metric": task["metric"], "unit": task["unit"]}
         for seed in args.seeds:
-            if args.fingerprint_baseline:
-                result = _random_forest(task, seed, output / "runs" / task["name"] / RANDOM_FOREST / f"seed{seed}")
+            forest_dir = output / "runs" / task["name"] / RANDOM_FOREST / f"seed{seed}"
+            if args.fingerprint_baseline:  # cheap: computed (or reused) even with summarize_only
+                result = _random_forest(task, seed, forest_dir)
                 runs.append({**record, "init": RANDOM_FOREST, "seed": seed, "test": result["test"][task["metric"]],
                              "valid": result["valid"][task["metric"]]})
             for init, model in columns:
                 run_dir = output / "runs" / task["name"] / init / f"seed{seed}"
-                result = _finetune_or_reuse(_finetune_arguments(args, task, split_path, run_dir, model, seed))
+                arguments = _finetune_arguments(args, task, split_path, run_dir, model, seed)
+                result = _finished(arguments) if args.summarize_only else _finetune_or_reuse(arguments)
+                if result is None:
+                    continue
                 runs.append({**record, "init": init, "seed": seed, "test": result["test"].get(task["metric"]),
                              "valid": result["valid"].get(task["metric"])})
             _write_results(output, runs, overlap, args, tasks)  # after every seed: a partial table is readable
@@ -308,7 +321,9 @@ def _markdown(summary: dict) -> str:
              + " | test molecules in pretraining corpus |",
              "|---|---|" + "---:|" * len(names) + "---:|"]
     for task, row in summary["table"].items():
-        cells = [f"{row[n]['mean']:.3f} ± {row[n]['std']:.3f}" if isinstance(row.get(n), dict) else "—"
+        seeds = len(summary["budget"]["seeds"])
+        cells = [(f"{row[n]['mean']:.3f} ± {row[n]['std']:.3f}" + (f" (n={row[n]['n']})" if row[n]["n"] < seeds
+                                                                   else "")) if isinstance(row.get(n), dict) else "—"
                  for n in names]
         unit = f" ({row['unit']})" if row["unit"] else ""
         overlap = row["test_overlap_with_pretraining"]

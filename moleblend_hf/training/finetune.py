@@ -154,9 +154,9 @@ def build_model(args: FinetuneArguments, problem_type: str, num_labels: int) -> 
     relations = {"use_2d_relations": args.modality in ("2d", "both"),
                  "use_3d_relations": args.modality in ("3d", "both")}
     overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type}
+    torch.manual_seed(args.seed)  # the new head's initialisation depends on the seed only, not on earlier runs
     if args.model:
         return MoleBlendForPropertyPrediction.from_pretrained(resolve_model(args.model), **overrides)
-    torch.manual_seed(args.seed)
     return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(args.preset, **overrides))
 
 

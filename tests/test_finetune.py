@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+from transformers import AutoConfig, AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from moleblend_hf import MoleBlendCollator, MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
 from moleblend_hf.cli import main
@@ -213,3 +213,40 @@ def test_pipelines_batch_skip_bad_rows_and_name_the_right_index(tmp_path, esol):
     vectors = embed(molecules[:6], batch_size=4, errors="skip")
     assert vectors[5] is None
     np.testing.assert_allclose(vectors[2], embed(molecules[2]), atol=1e-5)
+
+
+def test_string_labels_train_and_the_config_carries_the_class_names(tmp_path, bbbp):
+    frame = bbbp.head(120).copy()
+    frame["barrier"] = np.where(frame["p_np"] == 1, "BBB+", "BBB-")
+    data = tmp_path / "words.csv"
+    frame.drop(columns=["p_np"]).to_csv(data, index=False)
+    out = tmp_path / "run"
+    assert main(["finetune", str(data), "--label-columns", "barrier", "--split", "random", "--max-steps", "3",
+                 "--batch-size", "16", "--output", str(out)]) == 0
+    config = AutoConfig.from_pretrained(out / "model")
+    assert config.problem_type == "multi_label_classification"
+    assert config.id2label == {0: "barrier=BBB+"}  # the value that reads as positive is class 1
+    three = frame.assign(barrier=np.where(frame.index % 3 == 0, "low", np.where(frame.index % 3 == 1, "mid", "high")))
+    three.to_csv(data, index=False)
+    assert main(["finetune", str(data), "--label-columns", "barrier", "--split", "random", "--max-steps", "2",
+                 "--batch-size", "16", "--output", str(tmp_path / "three")]) == 0
+    config = AutoConfig.from_pretrained(tmp_path / "three" / "model")
+    assert config.problem_type == "single_label_classification"
+    assert config.id2label == {0: "high", 1: "low", 2: "mid"} and config.label2id["mid"] == 2
+    predictions = pd.read_csv(tmp_path / "three" / "test_predictions.csv")
+    assert {"probability_high", "probability_low", "probability_mid"} <= set(predictions.columns)
+
+
+def test_mixed_and_one_class_label_columns_are_refused_before_training(tmp_path, bbbp):
+    frame = bbbp.head(60).copy()
+    frame["mixed"] = frame["p_np"].astype(object)
+    frame.loc[[4, 9], "mixed"] = "active"
+    frame["single"] = 1
+    data = tmp_path / "bad.csv"
+    frame.to_csv(data, index=False)
+    with pytest.raises(ValueError, match=r"mixes numbers and words.*'active'.*rows \[4, 9\]"):
+        main(["finetune", str(data), "--label-columns", "mixed", "--output", str(tmp_path / "a")])
+    with pytest.raises(ValueError, match="single class"):
+        main(["finetune", str(data), "--label-columns", "single", "--task", "classification",
+              "--output", str(tmp_path / "b")])
+    assert not (tmp_path / "b" / "model").exists()

@@ -88,6 +88,48 @@ def read_labeled_table(path: str | Path, smiles_column: str | None, molblock_col
     raise ValueError(f"{path}: no SMILES or molblock column found; pass --smiles-column or --molblock-column")
 
 
+#: String values read as the positive class of a two-valued label column (compared case-insensitively).
+POSITIVE_NAMES = ("1", "active", "yes", "true", "positive", "pos", "+", "bbb+", "toxic", "inhibitor", "binder")
+
+
+def encode_labels(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, dict[int, str] | None]:
+    """Labels [rows, columns] float (NaN = missing) and, for a column of words, the class names.
+
+    Numbers stay numbers. One column of words (labels as users have them: "active"/"inactive", "BBB+"/"BBB-")
+    becomes class indices: two values -> 0/1 (the value that reads as positive is 1, else the second in sorted
+    order), more -> 0..K-1 in sorted order; the names go to `id2label`. A column mixing numbers and words is an
+    error that lists the offending values and rows, never a silent NaN.
+    """
+    values = np.full((len(frame), len(columns)), np.nan)
+    names = None
+    for position, column in enumerate(columns):
+        raw = frame[column]
+        present = raw.notna() & (raw.astype(str).str.strip() != "")
+        numeric = pd.to_numeric(raw[present], errors="coerce")
+        words = raw[present][numeric.isna()]
+        if words.empty:
+            values[present.to_numpy(), position] = numeric.to_numpy(dtype=np.float64)
+            continue
+        if len(words) < present.sum():
+            numbers = raw[present][numeric.notna()]
+            raise ValueError(
+                f"label column {column!r} mixes numbers and words: numbers such as {numbers.head(3).tolist()} "
+                f"(rows {numbers.index[:3].tolist()}) and words such as {words.head(3).tolist()} (rows "
+                f"{words.index[:3].tolist()}); make the column all numbers or all class names")
+        if len(columns) > 1:
+            raise ValueError(f"label column {column!r} holds class names; class names are supported for a single "
+                             "label column (one task), give numeric 0/1 columns for several tasks")
+        classes = sorted({str(v).strip() for v in words})
+        if len(classes) == 2:
+            positive = [c for c in classes if c.lower() in POSITIVE_NAMES]
+            if len(positive) == 1:
+                classes = [c for c in classes if c != positive[0]] + positive
+        index = {name: i for i, name in enumerate(classes)}
+        values[present.to_numpy(), position] = [index[str(v).strip()] for v in words]
+        names = dict(enumerate(classes))
+    return values, names
+
+
 def detect_problem_type(task: str, labels: np.ndarray) -> str:
     """auto: all present labels 0/1 -> binary (multi-label) classification; otherwise regression."""
     if task == "regression":
@@ -150,10 +192,13 @@ def featurize_rows(processor: MoleBlendProcessor, molecules: list, cache: Path |
     return features, failures
 
 
-def build_model(args: FinetuneArguments, problem_type: str, num_labels: int) -> MoleBlendForPropertyPrediction:
+def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
+                label_names: dict[int, str] | None = None) -> MoleBlendForPropertyPrediction:
     relations = {"use_2d_relations": args.modality in ("2d", "both"),
                  "use_3d_relations": args.modality in ("3d", "both")}
     overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type}
+    if label_names:
+        overrides |= {"id2label": label_names, "label2id": {name: i for i, name in label_names.items()}}
     torch.manual_seed(args.seed)  # the new head's initialisation depends on the seed only, not on earlier runs
     if args.model:
         return MoleBlendForPropertyPrediction.from_pretrained(resolve_model(args.model), **overrides)
@@ -173,8 +218,12 @@ def finetune(args: FinetuneArguments) -> dict:
     if missing:
         raise ValueError(f"label columns {missing} not in {args.data}; columns are {list(frame.columns)}")
     molecules = [m if isinstance(m, str) else None for m in frame[molecule_column].tolist()]
-    labels = frame[args.label_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    problem_type = detect_problem_type(args.task, labels)
+    labels, class_names = encode_labels(frame, args.label_columns)
+    task = args.task
+    if class_names is not None and task == "auto":
+        task = "classification" if len(class_names) == 2 else "multiclass"
+    problem_type = detect_problem_type(task, labels)
+    _check_classes(problem_type, labels, args.label_columns)
 
     # The split is made on every input row (unusable ones included), so it does not depend on featurization.
     is_smiles = molecule_column not in MOLBLOCK_COLUMNS
@@ -185,7 +234,8 @@ def finetune(args: FinetuneArguments) -> dict:
     (output / "split.json").write_text(json.dumps({"method": args.split, "seed": args.seed, **split}))
 
     conformers = "none" if args.modality == "2d" else ("generate" if is_smiles else "given")
-    model = build_model(args, problem_type, num_labels=_num_labels(problem_type, labels))
+    names = _label_names(problem_type, class_names, args.label_columns)
+    model = build_model(args, problem_type, num_labels=_num_labels(problem_type, labels), label_names=names)
     processor = MoleBlendProcessor(conformers=conformers, seed=args.seed, max_atoms=model.config.max_atoms,
                                    max_path_hops=model.config.max_path_hops)
     features, failures = featurize_rows(processor, molecules, Path(args.cache_dir) if args.cache_dir else None)
@@ -234,7 +284,7 @@ def finetune(args: FinetuneArguments) -> dict:
     }
     (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     _write_predictions(output, test_output.predictions, datasets["test"], split["test"], frame, molecule_column,
-                       args.label_columns, failures, problem_type)
+                       args.label_columns, failures, problem_type, class_names)
     _write_skipped(output, split, failures, molecules)
     model_dir = output / "model"
     trainer.model.save_pretrained(model_dir)  # not trainer.save_model: it adds a pickled training_args.bin
@@ -271,6 +321,30 @@ def _optimizer(model: MoleBlendForPropertyPrediction, args: FinetuneArguments) -
         for (encoder, decay), params in groups.items()], lr=args.learning_rate)
 
 
+def _label_names(problem_type: str, class_names: dict[int, str] | None, columns: list[str]
+                 ) -> dict[int, str] | None:
+    """id2label: the class names of a single-label task; one task name per column otherwise (a binary task of
+    class names keeps the positive class's name)."""
+    if problem_type == "single_label_classification" and class_names:
+        return class_names
+    if problem_type == "multi_label_classification" and class_names:
+        return {0: f"{columns[0]}={class_names[1]}"}
+    if problem_type == "single_label_classification":
+        return None  # class indices without names: transformers' LABEL_k
+    return dict(enumerate(columns))
+
+
+def _check_classes(problem_type: str, labels: np.ndarray, columns: list[str]) -> None:
+    """A classification task whose labels hold one class cannot be learned: refuse before any training."""
+    if problem_type == "regression":
+        return
+    for position, column in enumerate(columns):
+        present = labels[~np.isnan(labels[:, position]), position]
+        if len(np.unique(present)) < 2:
+            raise ValueError(f"label column {column!r} has a single class ({np.unique(present).tolist()}); a "
+                             "classifier cannot be trained on it")
+
+
 def _num_labels(problem_type: str, labels: np.ndarray) -> int:
     if problem_type == "single_label_classification":
         present = labels[~np.isnan(labels[:, 0]), 0]
@@ -293,14 +367,16 @@ def _strip(metrics: dict, prefix: str) -> dict:
 
 def _write_predictions(output: Path, logits: np.ndarray, test: FeatureDataset, test_rows: list[int],
                        frame: pd.DataFrame, molecule_column: str, label_columns: list[str],
-                       failures: dict[int, str], problem_type: str) -> None:
+                       failures: dict[int, str], problem_type: str,
+                       class_names: dict[int, str] | None = None) -> None:
     if problem_type == "multi_label_classification":
         values = 1.0 / (1.0 + np.exp(-logits))
         names = [f"probability_{c}" for c in label_columns]
     elif problem_type == "single_label_classification":
         values = np.exp(logits - logits.max(1, keepdims=True))
         values /= values.sum(1, keepdims=True)
-        names = [f"probability_class_{k}" for k in range(values.shape[1])]
+        names = [f"probability_{class_names[k]}" if class_names else f"probability_class_{k}"
+                 for k in range(values.shape[1])]
     else:
         values = logits
         names = [f"prediction_{c}" for c in label_columns]

@@ -80,12 +80,9 @@ class _MoleculePipeline(Pipeline):
         """Split the outputs of a padded batch into per-molecule outputs of batch size 1."""
         raise NotImplementedError
 
-    def postprocess_any(self, outputs: Any, **postprocess_params) -> Any:
-        return None if "skipped" in outputs else self.postprocess(outputs, **postprocess_params)
-
     def run_single(self, inputs, preprocess_params, forward_params, postprocess_params):
-        return self.postprocess_any(self.forward(self.preprocess(inputs, **preprocess_params), **forward_params),
-                                    **postprocess_params)
+        outputs = self.forward(self.preprocess(inputs, **preprocess_params), **forward_params)
+        return None if "skipped" in outputs else self.postprocess(outputs, **postprocess_params)
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         return self._iterate(inputs, batch_size or 1, preprocess_params, forward_params, postprocess_params)

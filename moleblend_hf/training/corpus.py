@@ -85,8 +85,13 @@ def build_conformer_corpus(args: CorpusArguments) -> dict:
     excluded = canonical_set(args.exclude) if args.exclude else set()
     counts: Counter = Counter()
     temporary = output.with_name(output.name + ".partial")
-    written = 0
     rows: list[tuple] = []
+
+    def flush() -> None:
+        if rows:
+            writer.write_table(pa.Table.from_arrays([pa.array(c) for c in zip(*rows)], schema=SCHEMA))
+            rows.clear()
+
     with pq.ParquetWriter(temporary, SCHEMA) as writer, multiprocessing.get_context("spawn").Pool(
             args.num_workers) as pool:
         for identifier, smiles, molblock, status in pool.imap(_embed, _tasks(args, excluded, counts), chunksize=16):
@@ -95,15 +100,12 @@ def build_conformer_corpus(args: CorpusArguments) -> dict:
                 continue
             counts["written"] += 1
             rows.append((identifier, smiles, molblock))
-            written += 1
-            if len(rows) == 4096 or (args.max_molecules and written >= args.max_molecules):
-                writer.write_table(pa.Table.from_arrays([pa.array(c) for c in zip(*rows)], schema=SCHEMA))
-                rows = []
-            if args.max_molecules and written >= args.max_molecules:
+            if len(rows) == 4096:
+                flush()
+            if args.max_molecules and counts["written"] >= args.max_molecules:
                 pool.terminate()
                 break
-        if rows:
-            writer.write_table(pa.Table.from_arrays([pa.array(c) for c in zip(*rows)], schema=SCHEMA))
+        flush()
     temporary.replace(output)
     summary = {"output": str(output), "counts": dict(counts), "settings": asdict(args),
                "method": "RDKit ETKDGv3 (seeded) + MMFF94 minimisation, hydrogens placed from heavy atoms"}

@@ -141,6 +141,7 @@ class Pretrainer:
         self.positions: dict[int, Position] = {}
         self.skipped: Counter = Counter()
         self.molecules_seen = 0
+        self._eval_cache: list[dict[str, torch.Tensor]] | None = None  # held-out batches, built on first use
 
     def _build_model(self) -> MoleBlendForPreTraining:
         args = self.args
@@ -230,7 +231,7 @@ class Pretrainer:
     # ---------------------------------------------------------------------------------------- evaluation
     def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
         """The held-out molecules, featurized once, grouped by atom count into padded batches."""
-        if getattr(self, "_eval_cache", None) is None:
+        if self._eval_cache is None:
             features, skipped = [], Counter()
             for source in expand_sources(self.args.eval_inputs):
                 for record in read_table(source, self.args.smiles_column, self.args.molblock_column):
@@ -247,7 +248,6 @@ class Pretrainer:
             size = self.args.batch_size or 64
             self._eval_cache = [dict(self.processor.pad(features[i: i + size], return_tensors="pt"))
                                 for i in range(0, len(features), size)]
-            self._eval_skipped = dict(skipped)
         return self._eval_cache
 
     @torch.no_grad()

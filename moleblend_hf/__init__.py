@@ -1,57 +1,50 @@
-"""moleblend-hf: MoleBLEND (ICLR 2024) as a Hugging Face `transformers` model.
+"""moleblend-hf: MoleBLEND (ICLR 2024), the 2D+3D molecular Transformer, as a Hugging Face `transformers` model.
 
-Importing the package registers the model with the Auto classes (`AutoConfig`, `AutoModel`,
-`AutoFeatureExtractor` / `AutoProcessor`) and marks the classes so that `save_pretrained` writes remote code.
+Importing the package is cheap (no torch): the public names load on first use, and the model is registered with
+the Auto classes (`AutoConfig`, `AutoModel`, `AutoModelForPreTraining`, `AutoModelForSequenceClassification`,
+`AutoFeatureExtractor` / `AutoProcessor`) and the molecule pipeline tasks as soon as transformers loads them
+(see `_registration.py`), so `AutoModel.from_pretrained(dir)` works right after `import moleblend_hf`.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoModel,
-    AutoModelForPreTraining,
-    AutoModelForSequenceClassification,
-    AutoProcessor,
-)
+from __future__ import annotations
 
-from .modeling import (
-    MoleBlendConfig,
-    MoleBlendForPreTraining,
-    MoleBlendForPropertyPrediction,
-    MoleBlendModel,
-    MoleBlendPreTrainedModel,
-)
-from .processing import (
-    AtomsWithCoordinates,
-    MoleBlendCollator,
-    MoleBlendProcessor,
-    MoleculeError,
-    SkippedMolecule,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .checkpoints import DEFAULT_PRETRAINED, pipeline, resolve_model
+from ._registration import register_when_loaded
 
 __version__ = "0.1.0"
 
-AutoConfig.register(MoleBlendConfig.model_type, MoleBlendConfig, exist_ok=True)
-AutoModel.register(MoleBlendConfig, MoleBlendModel, exist_ok=True)
-AutoModelForPreTraining.register(MoleBlendConfig, MoleBlendForPreTraining, exist_ok=True)
-AutoModelForSequenceClassification.register(MoleBlendConfig, MoleBlendForPropertyPrediction, exist_ok=True)
-AutoFeatureExtractor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
-AutoProcessor.register(MoleBlendConfig, MoleBlendProcessor, exist_ok=True)
-# Saved checkpoints carry the sources and an `auto_map`, so `trust_remote_code=True` loads them without this package.
-MoleBlendConfig.register_for_auto_class()
-MoleBlendModel.register_for_auto_class("AutoModel")
-MoleBlendForPreTraining.register_for_auto_class("AutoModelForPreTraining")
-MoleBlendForPropertyPrediction.register_for_auto_class("AutoModelForSequenceClassification")
-MoleBlendProcessor.register_for_auto_class("AutoFeatureExtractor")
+#: public name -> the submodule that defines it
+_EXPORTS = {
+    "MoleBlendConfig": "modeling", "MoleBlendForPreTraining": "modeling", "MoleBlendForPropertyPrediction": "modeling",
+    "MoleBlendModel": "modeling", "MoleBlendPreTrainedModel": "modeling",
+    "AtomsWithCoordinates": "processing", "MoleBlendCollator": "processing", "MoleBlendProcessor": "processing",
+    "MoleculeError": "processing", "SkippedMolecule": "processing",
+    "DEFAULT_PRETRAINED": "checkpoints", "pipeline": "checkpoints", "resolve_model": "checkpoints",
+}
 
-from ._lazy_pipelines import register_pipelines_on_import  # noqa: E402
+if TYPE_CHECKING:
+    from .checkpoints import DEFAULT_PRETRAINED, pipeline, resolve_model
+    from .modeling import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendForPropertyPrediction, MoleBlendModel,
+                           MoleBlendPreTrainedModel)
+    from .processing import (AtomsWithCoordinates, MoleBlendCollator, MoleBlendProcessor, MoleculeError,
+                             SkippedMolecule)
 
-# `transformers.pipelines` takes seconds to import: the pipeline tasks are registered when it is first imported.
-register_pipelines_on_import()
 
-__all__ = [
-    "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction", "MoleBlendModel", "MoleBlendPreTrainedModel",
-    "MoleBlendProcessor", "MoleculeError", "SkippedMolecule", "__version__", "DEFAULT_PRETRAINED", "pipeline",
-    "resolve_model",
-]
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'moleblend_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+register_when_loaded()
+
+__all__ = [*_EXPORTS, "__version__"]

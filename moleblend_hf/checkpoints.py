@@ -35,6 +35,6 @@ def resolve_model(name_or_path: str | Path | None) -> str | None:
 def pipeline(task: str, model: str | Path | None = None, **kwargs):
     """`transformers.pipeline` that also takes the short names of shipped checkpoints, e.g.
     `pipeline("molecule-feature-extraction", model="moleblend-mini-qm9-moses")`."""
-    import transformers.pipelines  # importing it registers the molecule tasks (see _lazy_pipelines)
+    import transformers.pipelines  # importing it registers the molecule tasks (see _registration)
 
     return transformers.pipelines.pipeline(task, model=resolve_model(model), **kwargs)

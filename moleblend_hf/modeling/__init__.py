@@ -5,5 +5,21 @@ from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel, MoleBl
 from .modeling_moleblend_pretraining import MoleBlendForPreTraining, MoleBlendForPreTrainingOutput
 from .modeling_moleblend_property import MoleBlendForPropertyPrediction
 
-__all__ = ["PRESETS", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction", "MoleBlendForPreTrainingOutput", "MoleBlendModel", "MoleBlendPreTrainedModel", "MoleBlendRelations",
+# Saved checkpoints carry the sources and an `auto_map`, so `trust_remote_code=True` loads them without this package.
+MoleBlendConfig.register_for_auto_class()
+MoleBlendModel.register_for_auto_class("AutoModel")
+MoleBlendForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+MoleBlendForPropertyPrediction.register_for_auto_class("AutoModelForSequenceClassification")
+
+
+def _register_with_transformers() -> None:
+    from .._registration import sync
+
+    sync()  # registrations that waited for this package to finish loading
+
+
+__all__ = ["PRESETS", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction",
+           "MoleBlendForPreTrainingOutput", "MoleBlendModel", "MoleBlendPreTrainedModel", "MoleBlendRelations",
            "sum_relations"]
+
+_register_with_transformers()

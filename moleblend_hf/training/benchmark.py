@@ -13,76 +13,20 @@ import hashlib
 import json
 import logging
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from .baselines import FingerprintSettings, random_forest_baseline
-from .finetune import FinetuneArguments, finetune
+from .arguments import (HARTREE_TO_EV, MOLECULENET, QM9_ENERGIES, QM9_UNITS, RANDOM_FOREST, BenchmarkArguments,
+                        FinetuneArguments)
+from .finetune import finetune
 from .data import canonical_set
 from .data import canonical_smiles as canonical
 from .splits import random_split, scaffold_split
 
 logger = logging.getLogger(__name__)
-
-#: task -> (file, label columns, metric reported on test, unit)
-MOLECULENET = {
-    "bbbp": ("bbbp.csv", ["p_np"], "roc_auc", ""),
-    "bace": ("bace.csv", ["Class"], "roc_auc", ""),
-    "clintox": ("clintox.csv", ["CT_TOX"], "roc_auc", ""),
-    "hiv": ("hiv.csv", ["HIV_active"], "roc_auc", ""),
-    "esol": ("esol.csv", ["measured log solubility in mols per litre"], "rmse", "log10(mol/L)"),
-    "freesolv": ("freesolv.csv", ["expt"], "rmse", "kcal/mol"),
-    "lipo": ("lipo.csv", ["exp"], "rmse", "logD"),
-}
-RANDOM_FOREST = "random_forest"
-HARTREE_TO_EV = 27.211386
-#: QM9 targets given in Hartree, reported in eV (the literature's unit).
-QM9_ENERGIES = ("homo", "lumo", "gap", "zpve", "u0", "u298", "h298", "g298")
-QM9_UNITS = {"mu": "D", "alpha": "bohr^3", "r2": "bohr^2", "cv": "cal/(mol K)", **{k: "eV" for k in QM9_ENERGIES}}
-
-
-@dataclass
-class BenchmarkArguments:
-    output_dir: str = "outputs/benchmark"
-    moleculenet_dir: str | None = None
-    tasks: list[str] = field(default_factory=lambda: list(MOLECULENET))
-    qm9: str | None = None
-    qm9_targets: list[str] = field(default_factory=lambda: ["gap"])
-    qm9_max_molecules: int | None = None
-    qm9_modality: str = "2d"  # the QM9 targets from the 2D graph (the harder, transfer-relevant setting) or "3d"
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    pretrained: str | None = None
-    compare: list[str] = field(default_factory=list)  # more pretrained models as "LABEL=PATH" columns
-    fingerprint_baseline: bool = True  # a random forest on Morgan fingerprints (radius 2, 2048 bits) column
-    max_train_molecules: int | None = None  # a seeded subset of larger training splits (e.g. HIV)
-    max_valid_molecules: int | None = None
-    pretraining_corpus: list[str] = field(default_factory=list)
-    pretraining_exclude: list[str] = field(default_factory=list)  # what `moleblend pretrain --exclude` left out
-    preset: str = "mini"  # the shipped checkpoint's size, so scratch and pretrained columns compare
-    epochs: int = 8  # fine-tuning defaults: see FinetuneArguments
-    batch_size: int = 32
-    learning_rate: float = 5e-4
-    encoder_learning_rate_ratio: float = 1.0
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.06
-    classifier_dropout: float | None = None
-    patience: int = 4
-    modality: str = "2d"
-    cache_dir: str | None = None
-    summarize_only: bool = False  # build the table from finished runs only (no training); missing runs are counted
-
-    def columns(self) -> list[tuple[str, str | None]]:
-        """(column label, model path or None for from-scratch) of every neural column, in table order."""
-        columns = [("scratch", None)] + ([("pretrained", self.pretrained)] if self.pretrained else [])
-        for item in self.compare:
-            label, _, path = item.partition("=")
-            if not label or not path or label in dict(columns) or label == RANDOM_FOREST:
-                raise ValueError(f"--compare takes distinct LABEL=PATH entries, got {item!r}")
-            columns.append((label, path))
-        return columns
-
 
 def _prepare_qm9(args: BenchmarkArguments, work: Path) -> tuple[Path, dict]:
     frame = pd.read_parquet(args.qm9)
@@ -171,7 +115,12 @@ def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, 
         split_file=str(split_path), seed=seed, model=model, preset=args.preset, config_overrides=overrides,
         modality=task["modality"], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         encoder_learning_rate_ratio=args.encoder_learning_rate_ratio, weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio, patience=args.patience, cache_dir=args.cache_dir)
+        warmup_ratio=args.warmup_ratio, patience=args.patience, cache_dir=args.cache_dir,
+        overwrite=True)  # the benchmark owns its run directories: a run that is not reused is trained again
+
+
+#: FinetuneArguments that do not change a run's result
+_NOT_COMPARED = ("config_overrides", "overwrite")
 
 
 def _finished(arguments: FinetuneArguments) -> dict | None:
@@ -180,8 +129,14 @@ def _finished(arguments: FinetuneArguments) -> dict | None:
     if not previous.exists():
         return None
     stored = json.loads(previous.read_text())
-    now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k != "config_overrides"}, default=str))
-    if stored.get("arguments") == now and stored.get("config_overrides") == arguments.config_overrides:
+    if stored.get("config_overrides") != arguments.config_overrides:
+        return None
+    # options added to FinetuneArguments after a run was stored count as their default for it
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(arguments)
+                if f.default is not MISSING or f.default_factory is not MISSING}
+    now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k not in _NOT_COMPARED}, default=str))
+    then = stored.get("arguments", {})
+    if all(then.get(k, json.loads(json.dumps(defaults.get(k), default=str))) == v for k, v in now.items()):
         return stored
     return None
 

@@ -21,25 +21,10 @@ import pyarrow.parquet as pq
 from rdkit import Chem, RDLogger
 
 from ..processing.conformers import generate_positions
+from .arguments import CorpusArguments
 from .data import canonical_set, canonical_smiles, expand_sources, read_table
 
 SCHEMA = pa.schema([("id", pa.string()), ("smiles", pa.string()), ("molblock", pa.string())])
-
-
-@dataclass
-class CorpusArguments:
-    """Options of the conformer-corpus job."""
-
-    inputs: list[str]
-    output: str
-    max_molecules: int | None = None  # stop after this many usable molecules (in input order)
-    exclude: list[str] = field(default_factory=list)
-    seed: int = 0
-    num_workers: int = 1
-    timeout_s: int = 10
-    mmff_max_iters: int = 2000
-    smiles_column: str | None = None
-    overwrite: bool = False
 
 
 def _embed(task: tuple[str, str, int, int, int]) -> tuple[str, str, str | None, str]:

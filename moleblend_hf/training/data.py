@@ -15,7 +15,7 @@ from ..processing import read_sdf_records
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
 #: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md).
-BUNDLED_QM9 = PACKAGE_DATA / "qm9_small.parquet"
+from .arguments import BUNDLED_QM9  # noqa: E402  (defined where the job defaults need it, without pandas)
 
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles", "mol")
 MOLBLOCK_COLUMNS = ("molblock", "mol_block", "molblocks")

@@ -24,6 +24,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from ..checkpoints import resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
 from ..processing import MoleBlendCollator, MoleBlendProcessor, MoleculeError
+from .arguments import FinetuneArguments
 from .data import MOLBLOCK_COLUMNS, SMILES_COLUMNS, pick_column, canonical_smiles
 from .metrics import SELECTION_METRIC, compute_metrics
 from .splits import SPLIT_NAMES, make_split
@@ -31,38 +32,6 @@ from .splits import SPLIT_NAMES, make_split
 logger = logging.getLogger(__name__)
 TASKS = ("auto", "regression", "classification", "multiclass")
 MODALITIES = ("2d", "3d", "both")
-
-
-@dataclass
-class FinetuneArguments:
-    data: str
-    label_columns: list[str]
-    output_dir: str = "outputs/finetune"
-    smiles_column: str | None = None
-    molblock_column: str | None = None
-    task: str = "auto"
-    split: str = "scaffold"  # scaffold | balanced_scaffold | random | column | file
-    split_column: str | None = None
-    split_file: str | None = None
-    seed: int = 0
-    model: str | None = None  # a pretrained directory; default: a fresh `preset` model
-    preset: str = "tiny"
-    config_overrides: dict[str, Any] = field(default_factory=dict)
-    modality: str = "2d"
-    # defaults chosen on validation splits from the shipped checkpoint (README, "Fine-tuning defaults")
-    epochs: int = 8
-    batch_size: int = 32
-    learning_rate: float = 5e-4
-    encoder_learning_rate_ratio: float = 1.0  # the encoder trains at learning_rate x this (the new head at 1x)
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.06  # a fraction of all steps (TrainingArguments.warmup_steps < 1)
-    gradient_accumulation_steps: int = 1
-    patience: int = 4
-    max_steps: int = -1
-    cache_dir: str | None = None
-    num_workers: int = 0
-    push_to_hub: str | None = None
-    report_to: list[str] = field(default_factory=list)
 
 
 def read_labeled_table(path: str | Path, smiles_column: str | None, molblock_column: str | None

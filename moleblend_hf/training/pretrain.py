@@ -30,56 +30,13 @@ from tqdm.auto import tqdm
 from ..checkpoints import resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
 from ..processing import MoleBlendProcessor, MoleculeError
-from .data import BUNDLED_QM9, expand_sources, read_table
+from .arguments import PretrainArguments
+from .data import expand_sources, read_table
 from .streaming import Position, PretrainingStream, StreamSettings, next_position
 
 logger = logging.getLogger(__name__)
 LOSS_NAMES = ("loss", "relative_position_loss", "spd_loss", "path_loss", "denoise_loss")
 STATE_FILE = "trainer_state.json"
-
-
-@dataclass
-class PretrainArguments:
-    """Every option of the pretraining job (the CLI maps its flags onto these fields)."""
-
-    inputs: list[str] = field(default_factory=lambda: [str(BUNDLED_QM9)])
-    output_dir: str = "outputs/pretrain"
-    preset: str = "tiny"
-    config_overrides: dict[str, Any] = field(default_factory=dict)
-    init_from: str | None = None
-    max_steps: int = 300
-    batch_size: int | None = 32
-    max_tokens: int | None = None
-    window_size: int = 1024
-    shuffle_buffer: int = 10_000
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    warmup_steps: int = 30
-    min_learning_rate_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"
-    seed: int = 0
-    num_workers: int = 0
-    conformers: str = "given"
-    smiles_column: str | None = None
-    molblock_column: str | None = None
-    exclude: list[str] = field(default_factory=list)
-    eval_inputs: list[str] = field(default_factory=list)  # held-out molecules: their losses are logged
-    eval_steps: int = 0  # evaluate every N steps (0: only at the end of the run, when eval_inputs are given)
-    eval_max_molecules: int = 2000
-    save_steps: int = 100
-    save_total_limit: int = 2
-    logging_steps: int = 10
-    report_to: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
-    resume: str | None = None  # "latest" or a checkpoint directory
-    stop_after_steps: int | None = None  # end this invocation early (checkpointed), e.g. under a wall-clock limit
-    log_molecule_ids: bool = False
-    push_to_hub: str | None = None
-    progress: bool = True
-    cpu: bool = False
 
 
 def cosine_schedule(step: int, warmup: int, total: int, floor: float) -> float:
@@ -129,7 +86,7 @@ class Pretrainer:
             (no_decay if param.ndim < 2 or "norm" in name or "embedding" in name else decay).append(param)
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=args.learning_rate, betas=args.adam_betas, eps=args.adam_eps)
+            lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda step: cosine_schedule(step, args.warmup_steps, args.max_steps, args.min_learning_rate_ratio))

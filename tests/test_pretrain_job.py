@@ -38,7 +38,7 @@ def test_default_job_trains_and_saves_a_loadable_model(tmp_path):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 13))
     assert all(k in log[0] for k in ("loss", "spd_loss", "path_loss", "relative_position_loss", "denoise_loss"))
-    final = out / "final"
+    final = out  # like Trainer.save_model: the model at the root of the output directory
     assert (final / "README.md").exists() and (final / "preprocessor_config.json").exists()
     pretraining = AutoModelForPreTraining.from_pretrained(final)
     assert isinstance(pretraining, MoleBlendForPreTraining)
@@ -57,7 +57,7 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     main(["pretrain", "--output", str(whole), *common])
     main(["pretrain", "--output", str(parts), *common, "--stop-after-steps", "6"])
     assert not _summary(parts)["finished"] and _summary(parts)["step"] == 6
-    assert not (parts / "final").exists()
+    assert not (parts / "config.json").exists()
     main(["pretrain", "--output", str(parts), *common, "--resume"])
     assert _summary(parts)["finished"]
     assert _ids(parts) == _ids(whole)  # same molecules in the same order, none twice, none skipped
@@ -65,13 +65,17 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     assert _summary(parts)["weights_sha256"] == _summary(whole)["weights_sha256"]
 
 
-def test_resume_refuses_different_data_settings(tmp_path):
+def test_resume_refuses_different_data_settings(tmp_path, capsys):
     out = tmp_path / "run"
     main(["pretrain", "--output", str(out), "--max-steps", "4", "--save-steps", "2", *SMALL, "--stop-after-steps",
           "2"])
-    with pytest.raises(ValueError, match="data settings differ"):
-        main(["pretrain", "--output", str(out), "--max-steps", "4", *SMALL[:-6], "--batch-size", "4",
-              "--window-size", "32", "--shuffle-buffer", "64", "--resume"])
+    assert main(["pretrain", "--output", str(out), "--max-steps", "4", *SMALL[:-6], "--batch-size", "4",
+                 "--window-size", "32", "--shuffle-buffer", "64", "--resume"]) == 1
+    assert "batch_size: 8 -> 4" in capsys.readouterr().err
+    # told to accept changed settings, the data settings are still checked: the stream would not be the same
+    assert main(["pretrain", "--output", str(out), "--max-steps", "4", *SMALL[:-6], "--batch-size", "4",
+                 "--window-size", "32", "--shuffle-buffer", "64", "--resume", "--allow-changed-settings"]) == 1
+    assert "data settings differ" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -140,3 +144,73 @@ def test_held_out_losses_are_logged_and_do_not_change_training(tmp_path):
     assert all(r["molecules"] == 4 and r["loss"] > 0 for r in log)  # the invalid "C1CC" is left out
     assert _summary(plain)["weights_sha256"] == _summary(evaluated)["weights_sha256"]
     assert _ids(plain) == _ids(evaluated)
+
+
+# ------------------------------------------------------------------------------------------- run directories
+RUN = ["--max-steps", "6", "--save-steps", "2", "--save-total-limit", "2", *SMALL]
+
+
+def test_a_used_output_directory_is_refused_and_overwrite_starts_clean(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", "--output-dir", str(out), *RUN, "--stop-after-steps", "4"]) == 0
+    first = json.loads((out / "run.json").read_text())
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("checkpoint-*")}
+    assert main(["pretrain", "--output-dir", str(out), *RUN]) == 1
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("checkpoint-*")} == before  # nothing touched
+    assert main(["pretrain", "--output-dir", str(out), *RUN, "--overwrite", "--learning-rate", "1e-4"]) == 0
+    second = json.loads((out / "run.json").read_text())
+    assert second["run_id"] != first["run_id"] and second["settings"]["learning_rate"] == 1e-4
+    states = [json.loads((p / "trainer_state.json").read_text()) for p in out.glob("checkpoint-*")]
+    assert {s["run_id"] for s in states} == {second["run_id"]}  # no checkpoint of the first run survives
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 7))  # one run's log, not two mixed
+
+
+def test_resume_refuses_a_changed_learning_rate_unless_allowed(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", "--output-dir", str(out), *RUN, "--stop-after-steps", "2"])
+    assert main(["pretrain", "--output-dir", str(out), *RUN, "--learning-rate", "1e-3", "--resume"]) == 1
+    assert "learning_rate: 0.0005 -> 0.001" in capsys.readouterr().err
+    assert main(["pretrain", "--output-dir", str(out), *RUN, "--learning-rate", "1e-3", "--resume",
+                 "--allow-changed-settings", "--stop-after-steps", "1"]) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    from moleblend_hf.training.pretrain import cosine_schedule
+    assert log[-1]["step"] == 3
+    assert log[-1]["lr"] == pytest.approx(1e-3 * cosine_schedule(3, 30, 6, 0.0))  # the new rate applies
+    assert json.loads((out / "run.json").read_text())["resumed"][-1]["changed"]["learning_rate"]["now"] == 1e-3
+
+
+def test_resume_cuts_the_logs_back_to_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    main(["pretrain", "--output-dir", str(out), *RUN, "--stop-after-steps", "4"])
+    with open(out / "train_log.jsonl", "a") as log:  # steps logged after checkpoint-4 by a run that was killed
+        log.write(json.dumps({"step": 5, "loss": 0.0}) + "\n")
+    with open(out / "molecule_ids_rank0.txt", "a") as ids:
+        ids.write("stale\n")
+    assert main(["pretrain", "--output-dir", str(out), *RUN, "--resume"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))
+    assert "stale" not in _ids(out) and len(_ids(out)) == 6 * 8
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path):
+    for argv in (["--max-steps", "0"], ["--batch-size", "0"], ["--save-steps", "0"], ["--preset", "huge"],
+                 ["--learning-rate", "abc"], ["--resume", "--overwrite"], ["--no-such-flag"]):
+        result = subprocess.run([sys.executable, "-m", "moleblend_hf.cli", "pretrain", "--output-dir",
+                                 str(tmp_path / "x"), *argv], capture_output=True, text=True)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "error:" in result.stderr, (argv, result.stderr)
+        assert not (tmp_path / "x").exists()
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from moleblend_hf.cli import main\n"
+            "for argv in (['--help'], ['pretrain', '--help'], ['predict', '--help']):\n"
+            "    try: main(argv)\n"
+            "    except SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "--output-dir" in result.stdout and "predict" in result.stdout

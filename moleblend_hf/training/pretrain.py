@@ -3,8 +3,13 @@
 One process or many (`torchrun` / `accelerate launch`): each rank reads its own share of the streamed corpus
 (see `streaming.py`) and gradients are synchronised by DDP. Checkpoints (`checkpoint-<step>/`) hold model,
 optimizer, scheduler and RNG states (Accelerate `save_state`) plus `trainer_state.json` (step, every worker's data
-position, skip counts); `--resume` continues exactly where a run stopped. The run ends with `save_pretrained`
-of model + processor + model card in `<output>/final`.
+position, skip counts); `--resume` continues exactly where a run stopped (logs are cut back to the checkpoint's step). The run ends
+with `save_pretrained` of model + processor + model card at the root of the output directory, as after
+`Trainer.save_model`, so `AutoModel.from_pretrained(output_dir)` works.
+
+The output directory has an identity (`run.json`, see `run_directory.py`): a used directory is refused without
+`--resume` or `--overwrite`, checkpoints carry the run id (rotation and `--resume` see only this run's), and
+`--resume` refuses changed settings (learning rate and schedule included) unless `--allow-changed-settings`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
 from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import PretrainArguments
 from .data import expand_sources, read_table
+from .run_directory import Run, open_run, read_run
 from .streaming import Position, PretrainingStream, StreamSettings, next_position
 
 logger = logging.getLogger(__name__)
@@ -47,9 +53,24 @@ def cosine_schedule(step: int, warmup: int, total: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    found = [p for p in output_dir.glob("checkpoint-*") if (p / STATE_FILE).exists()]
-    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+#: settings that may change between a run and its --resume (they do not change what is trained)
+RESUMABLE_CHANGES = ("resume", "overwrite", "allow_changed_settings", "stop_after_steps", "progress", "push_to_hub",
+                     "report_to", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "cpu")
+
+
+def run_checkpoints(output_dir: Path, run_id: str | None = None) -> list[Path]:
+    """The complete checkpoints in `output_dir` (of run `run_id` only, when given), oldest first."""
+    found = []
+    for path in output_dir.glob("checkpoint-*"):
+        state = path / STATE_FILE
+        if state.exists() and (run_id is None or json.loads(state.read_text()).get("run_id") == run_id):
+            found.append(path)
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(output_dir: Path, run_id: str | None = None) -> Path | None:
+    found = run_checkpoints(output_dir, run_id)
+    return found[-1] if found else None
 
 
 def weights_checksum(model: torch.nn.Module) -> str:
@@ -99,6 +120,8 @@ class Pretrainer:
         self.skipped: Counter = Counter()
         self.molecules_seen = 0
         self._eval_cache: list[dict[str, torch.Tensor]] | None = None  # held-out batches, built on first use
+        self.run: Run | None = None
+        self._logs: dict[str, Any] = {}  # log file name -> open handle, flushed and measured at each checkpoint
 
     def _build_model(self) -> MoleBlendForPreTraining:
         args = self.args
@@ -109,6 +132,7 @@ class Pretrainer:
     # ---------------------------------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
         return {
+            "run_id": self.run.run_id if self.run else None,
             "step": self.step,
             "positions": {str(w): asdict(p) for w, p in self.positions.items()},
             "skipped": dict(self.skipped),
@@ -129,9 +153,14 @@ class Pretrainer:
             temporary.mkdir(parents=True)  # before any rank writes its random states into it
         accelerator.wait_for_everyone()
         accelerator.save_state(str(temporary))
-        # every rank's data positions differ: each writes its own state file
+        # every rank's data positions differ: each writes its own state file, with the length of its logs, to
+        # which a resumed run cuts them back
         rank = accelerator.process_index
-        (temporary / f"data_state_rank{rank}.json").write_text(json.dumps(self._state(), indent=2))
+        for handle in self._logs.values():
+            handle.flush()
+        logs = {name: (self.output_dir / name).stat().st_size for name in self._log_names(rank)
+                if (self.output_dir / name).exists()}
+        (temporary / f"data_state_rank{rank}.json").write_text(json.dumps({**self._state(), "logs": logs}, indent=2))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             (temporary / STATE_FILE).write_text(json.dumps(self._state(), indent=2))
@@ -143,9 +172,14 @@ class Pretrainer:
         return target
 
     def _rotate_checkpoints(self) -> None:
-        found = sorted(self.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        found = run_checkpoints(self.output_dir, self.run.run_id)  # never another run's checkpoints
         for old in found[: max(0, len(found) - self.args.save_total_limit)]:
             shutil.rmtree(old)
+
+    @staticmethod
+    def _log_names(rank: int) -> list[str]:
+        names = [f"molecule_ids_rank{rank}.txt"]
+        return names + (["train_log.jsonl", "eval_log.jsonl"] if rank == 0 else [f"train_log_rank{rank}.jsonl"])
 
     def load_checkpoint(self, path: Path) -> None:
         rank = self.accelerator.process_index
@@ -159,7 +193,15 @@ class Pretrainer:
             raise ValueError(f"{path}: the data settings differ from the checkpoint's; resume with the same inputs, "
                              f"seed, batch size, token budget, window and shuffle buffer\n"
                              f"checkpoint: {state['stream']}\nnow: {now}")
+        if state.get("run_id") != self.run.run_id:
+            raise ValueError(f"{path} belongs to run {state.get('run_id')}, not to the run in {self.output_dir} "
+                             f"({self.run.run_id})")
         self.accelerator.load_state(str(path))
+        for name, size in state.get("logs", {}).items():  # steps logged after the checkpoint are run again
+            log = self.output_dir / name
+            if log.exists() and log.stat().st_size > size:
+                with open(log, "r+b") as handle:
+                    handle.truncate(size)
         self.step = state["step"]
         self.positions = {int(w): Position(**p) for w, p in state["positions"].items()}
         self.skipped = Counter(state["skipped"])
@@ -240,12 +282,16 @@ class Pretrainer:
     # ---------------------------------------------------------------------------------------- training
     def train(self) -> dict:
         args, accelerator = self.args, self.accelerator
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._open_run()
         if args.resume:
-            path = latest_checkpoint(self.output_dir) if args.resume == "latest" else Path(args.resume)
+            path = latest_checkpoint(self.output_dir, self.run.run_id) if args.resume == "latest" else \
+                Path(args.resume)
             if path is None:
-                raise FileNotFoundError(f"--resume latest: no checkpoint in {self.output_dir}")
+                raise FileNotFoundError(f"--resume latest: no checkpoint of run {self.run.run_id} in "
+                                        f"{self.output_dir}")
             self.load_checkpoint(path)
+            if args.allow_changed_settings:
+                self._apply_optimizer_settings()
             logger.info("resumed from %s at step %d", path, self.step)
         accelerator.init_trackers("moleblend-pretrain", config={k: str(v) for k, v in asdict(args).items()})
         rank = accelerator.process_index
@@ -260,6 +306,7 @@ class Pretrainer:
         started, molecules_since = time.perf_counter(), 0
         self.model.train()
         with open(log_path, "a") as log, open(ids_path, "a") if args.log_molecule_ids else _Null() as ids_log:
+            self._logs = {log_path.name: log, ids_path.name: ids_log}
             while self.step < stop_at:
                 totals = Counter()
                 for _ in range(args.gradient_accumulation_steps):
@@ -315,8 +362,33 @@ class Pretrainer:
         accelerator.end_training()
         return summary
 
+    def _open_run(self) -> None:
+        """Claim the output directory (rank 0), then every rank reads the run's identity."""
+        args, accelerator = self.args, self.accelerator
+        if accelerator.is_main_process:
+            settings = {k: v for k, v in asdict(args).items()}
+            compared = tuple(k for k in settings if k not in RESUMABLE_CHANGES)
+            self.run = open_run(self.output_dir, "pretrain", settings, resume=bool(args.resume),
+                                overwrite=args.overwrite, compared=compared, allow_changes=args.allow_changed_settings)
+        accelerator.wait_for_everyone()
+        if self.run is None:
+            self.run = read_run(self.output_dir)
+
+    def _apply_optimizer_settings(self) -> None:
+        """After --resume --allow-changed-settings: the optimizer and schedule take the new settings (a checkpoint
+        restores the old learning rate, betas and weight decay with the optimizer state)."""
+        args = self.args
+        for index, group in enumerate(self.optimizer.param_groups):  # group 0 decays, group 1 does not
+            group["initial_lr"] = args.learning_rate
+            group["betas"], group["eps"] = (args.adam_beta1, args.adam_beta2), args.adam_eps
+            group["weight_decay"] = args.weight_decay if index == 0 else 0.0
+        self.scheduler.base_lrs = [args.learning_rate] * len(self.optimizer.param_groups)
+        factor = cosine_schedule(self.step, args.warmup_steps, args.max_steps, args.min_learning_rate_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = args.learning_rate * factor
+
     def save_final(self) -> Path:
-        final = self.output_dir / "final"
+        final = self.output_dir
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -359,5 +431,4 @@ def _has_tensorboard() -> bool:
 
 def pretrain(args: PretrainArguments) -> dict:
     """Run (or resume) a pretraining job; returns this rank's summary."""
-    os.makedirs(args.output_dir, exist_ok=True)
     return Pretrainer(args).train()

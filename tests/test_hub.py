@@ -25,7 +25,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from moleblend_hf import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendModel, MoleBlendProcessor
-from moleblend_hf.cli_hub import add_hub_commands
+from moleblend_hf.cli import main as cli_main
 from moleblend_hf.conversion import convert_state_dict
 from moleblend_hf.training.hub import HubPushError, directory_metrics, load_metrics, push_to_hub
 
@@ -242,7 +242,7 @@ def test_second_push_updates_the_repo(hub, tmp_path):
     directory = tmp_path / "model"
     tiny(seed=3).save_pretrained(directory)
     MoleBlendProcessor().save_pretrained(directory)
-    (directory / "notes.txt").write_text("only in the first version")
+    (directory / "helpers.py").write_text("# only in the first version\n")
     first = push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url)
     old_weights = (directory / "model.safetensors").read_bytes()
 
@@ -257,16 +257,35 @@ def test_second_push_updates_the_repo(hub, tmp_path):
 
     assert downloaded("main") == [hashlib.sha256(old_weights).hexdigest()]
     tiny(seed=4).save_pretrained(directory)  # new weights, same files
-    (directory / "notes.txt").unlink()
+    (directory / "helpers.py").unlink()
     second = push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url, commit_message="New weights")
-    assert second.commit_sha != first.commit_sha and second.deleted == ["notes.txt"]
+    assert second.commit_sha != first.commit_sha and second.deleted == ["helpers.py"]
     assert [c.title for c in hub.commits(repo_id)] == ["initial commit", "Upload MoleBLEND model", "New weights"]
     new_weights = (directory / "model.safetensors").read_bytes()
     assert new_weights != old_weights
     # the cached "main" is not reused: the new commit is resolved and its weights downloaded; history is kept
     assert downloaded("main", first.commit_sha) == [hashlib.sha256(new_weights).hexdigest(),
                                                     hashlib.sha256(old_weights).hexdigest()]
-    assert "notes.txt" not in hub.files(repo_id) and "notes.txt" in hub.files(repo_id, first.commit_sha)
+    assert "helpers.py" not in hub.files(repo_id) and "helpers.py" in hub.files(repo_id, first.commit_sha)
+
+
+def test_push_uploads_the_model_files_only(hub, tmp_path):
+    """A run directory holds the user's data (predictions, splits, checkpoints, logs): only the model repo's files
+    are uploaded, and never a symbolic link (its target may be any file the user can read)."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    directory = tmp_path / "run"
+    tiny(seed=3).save_pretrained(directory)
+    MoleBlendProcessor().save_pretrained(directory)
+    (directory / "test_predictions.csv").write_text("row,prediction\n0,1.0\n")
+    (directory / "checkpoint-4").mkdir()
+    (directory / "checkpoint-4" / "optimizer.pt").write_bytes(b"x")
+    (directory / "leak.py").symlink_to(secret)
+    result = push_to_hub(directory, "test-user/run", token=VALID_TOKEN, endpoint=hub.url)
+    files = set(hub.files("test-user/run"))
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= files
+    assert not files & {"test_predictions.csv", "checkpoint-4/optimizer.pt", "leak.py"}
+    assert "leak.py" not in result.files
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -330,11 +349,7 @@ def test_push_rejects_a_directory_that_is_not_a_model(tmp_path, hub):
 
 # ------------------------------------------------------------------------------------------------ CLI
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="moleblend")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_hub_commands(subparsers)
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    return cli_main(list(argv))
 
 
 def official_checkpoint(path: Path) -> tuple[dict, list[str]]:

@@ -30,7 +30,7 @@ def main(argv: Sequence[str]) -> int:
         try:
             model, dropped = convert_checkpoint(arguments.checkpoint, arguments.output_dir,
                                                 **arguments.config_overrides)
-        except (ConversionError, TypeError) as error:
+        except (ConversionError, FileNotFoundError, TypeError, ValueError) as error:
             print(f"moleblend convert: error: cannot convert {arguments.checkpoint}: {error}", file=sys.stderr)
             return EXIT_FAILED
         write_model_card(arguments.output_dir, model.config, pretraining={

@@ -24,6 +24,7 @@ The result file of `moleblend finetune` (with `problem_type`, `data` and `test` 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -43,8 +44,6 @@ CARD_FILE = "README.md"
 PROCESSOR_FILE = "preprocessor_config.json"
 DEFAULT_TAGS = ("chemistry", "molecules", "moleblend", "graph-transformer", "3d", "molecular-representation")
 DEFAULT_COMMIT_MESSAGE = "Upload MoleBLEND model"
-# Never uploaded: version-control, caches and editor litter that can sit in a model directory.
-_IGNORED_PARTS = {".git", ".cache", "__pycache__", ".ipynb_checkpoints"}
 _IGNORED_SUFFIXES = (".pyc", ".lock", ".tmp")
 # Always kept on the Hub even when the directory has no such file (it routes binaries to LFS/Xet).
 _KEEP_REMOTE = {".gitattributes"}
@@ -332,13 +331,24 @@ def write_model_card(directory: str | Path, config: MoleBlendConfig, pretraining
 
 
 # ------------------------------------------------------------------------------------------------- pushing
+#: the files of a model repo: weights, config, processor, remote code, card, metrics. A run directory also holds
+#: checkpoints, logs, splits and predictions of the user's data: those are never uploaded.
+_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
+                "model.safetensors.index.json", PROCESSOR_FILE, "processor_config.json", "*.py", CARD_FILE,
+                METRICS_FILE, ".gitattributes")
+
+
 def _local_files(directory: Path) -> dict[str, Path]:
-    """path in repo -> local file, for every file of the directory that belongs in a model repo."""
+    """path in repo -> local file, for the files of the directory that belong in a model repo (top level only;
+    never a symlink, whose target may be any file the user can read)."""
     files = {}
-    for path in sorted(directory.rglob("*")):
-        relative = path.relative_to(directory)
-        if path.is_file() and not _IGNORED_PARTS & set(relative.parts) and not path.name.endswith(_IGNORED_SUFFIXES):
-            files[relative.as_posix()] = path
+    for path in sorted(directory.iterdir()):
+        if path.is_symlink():
+            logger.warning("not uploading %s: a symbolic link", path)
+            continue
+        if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in _MODEL_FILES) and \
+                not path.name.endswith(_IGNORED_SUFFIXES):
+            files[path.name] = path
     return files
 
 

@@ -54,3 +54,24 @@ def test_embed_resumes_completed_parts(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "part-00000.parquet"), before)
     assert pd.read_parquet(out)["has_3d"].all()  # molblocks carry conformers
     assert isinstance(processor, MoleBlendProcessor)
+
+
+def test_embed_refuses_a_mismatched_resume_and_foreign_directories(tmp_path, capsys):
+    source = DATA / "moses_200_conformers.parquet"
+    out = tmp_path / "emb"
+    common = ["embed", "--input", str(source), "--output-dir", str(out), "--chunk-size", "64", "--no-progress"]
+    assert main(common) == 0
+    first = pd.read_parquet(out)
+    assert main(common) == 0  # same settings: resumes (every part done), same rows
+    pd.testing.assert_frame_equal(pd.read_parquet(out), first)
+    for changed in (["--per-atom"], ["--chunk-size", "32"], ["--seed", "1"]):
+        assert main([*common, *changed]) == 1
+        assert "settings differ" in capsys.readouterr().err
+    assert main([*common, "--per-atom", "--overwrite"]) == 0
+    assert "atom_embeddings" in pd.read_parquet(out).columns and len(pd.read_parquet(out)) == 200
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    for extra in ([], ["--overwrite"]):
+        assert main(["embed", "--input", str(source), "--output-dir", str(foreign), "--no-progress", *extra]) == 1
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]

@@ -229,8 +229,6 @@ class PredictArguments:
     overwrite: bool = option(False, "replace an existing --output file")
     smiles_column: str | None = option(None, "column of SMILES (default: detected)")
     molblock_column: str | None = option(None, "column of molblocks")
-    keep_columns: list[str] = option([], "input columns copied into the output (default: the id / name column "
-                                         "if there is one)")
     batch_size: int = option(64, "molecules per forward pass")
     device: str = option("cpu", "torch device")
     progress: bool = option(True, "show a progress bar")

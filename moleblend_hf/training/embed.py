@@ -21,9 +21,11 @@ from tqdm.auto import tqdm
 
 from ..modeling import MoleBlendConfig, MoleBlendModel
 from ..processing import MoleBlendProcessor, MoleculeError
+from .arguments import EmbedArguments
 from .data import MoleculeRecord, read_table
 
 logger = logging.getLogger(__name__)
+EMBED_RUN_FILE = "_run.json"  # parquet readers skip names starting with "_": pd.read_parquet(DIR) reads the parts
 
 
 @dataclass
@@ -159,3 +161,29 @@ def embed_file(
                            reasons)
     (output_dir / "_summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
+
+
+def embed(args: EmbedArguments) -> EmbedSummary:
+    """`moleblend embed`: the output directory records what it holds (`run.json`: input size and modification
+    time, model, chunk size, per-atom, processor settings). A rerun with the same settings resumes at the first
+    missing part; different settings are refused (`--overwrite` replaces the embeddings), and a non-empty
+    directory that is not an embed output is never written into."""
+    from .data import BUNDLED_QM9
+    from .run_directory import open_run, read_run
+
+    source = Path(args.input or BUNDLED_QM9)
+    if not source.exists():
+        raise FileNotFoundError(f"{source} not found")
+    model, processor = load_model_and_processor(args.model, args.preset, args.seed, args.conformers)
+    stat = source.stat()
+    settings = {"input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+                "model": args.model, "preset": args.preset if args.model is None else None,
+                "seed": args.seed if args.model is None else None, "chunk_size": args.chunk_size,
+                "per_atom": args.per_atom, "smiles_column": args.smiles_column,
+                "molblock_column": args.molblock_column, "processor": processor.to_dict()}
+    previous = read_run(args.output_dir, EMBED_RUN_FILE)
+    resume = previous is not None and previous.job == "embed" and not args.overwrite
+    open_run(args.output_dir, "embed", settings, resume=resume, overwrite=args.overwrite, run_file=EMBED_RUN_FILE)
+    return embed_file(source, args.output_dir, model, processor, batch_size=args.batch_size,
+                      chunk_size=args.chunk_size, per_atom=args.per_atom, device=args.device,
+                      smiles_column=args.smiles_column, molblock_column=args.molblock_column, progress=args.progress)

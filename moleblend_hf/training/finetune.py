@@ -1,9 +1,15 @@
 """`moleblend finetune`: a CSV / parquet / SDF of molecules and labels -> a tuned, evaluated model.
 
-Writes to the output directory: `model/` (save_pretrained model + processor), `split.json` (row indices used),
+Writes to the output directory, like the Trainer: the model, processor and card at its root (save_pretrained;
+`AutoModelForSequenceClassification.from_pretrained(output_dir)` works), `checkpoint-N/` beside them, `run.json`
+(the run's identity: a used directory is refused without `--overwrite`), `split.json` (row indices used),
 `metrics.json` (validation and test metrics of the checkpoint chosen on the validation metric),
 `test_predictions.csv` (one line per test row of the input, in input order; rows that could not be featurized
 are there too, with an empty prediction and the reason), and `skipped_rows.csv` (every row that was left out).
+
+With `seeds` (or `kfold`), one run per member in `seed-<s>/` (or `fold-<k>/`), all on the same test rows, and
+`ensemble.json` naming them: `moleblend predict` and `moleblend_hf.pipeline` take the directory as one model whose
+prediction is the members' mean with their standard deviation.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,7 @@ from ..checkpoints import resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
 from ..processing import MoleBlendCollator, MoleBlendProcessor, MoleculeError
 from .arguments import FinetuneArguments
+from .run_directory import open_run
 from .data import MOLBLOCK_COLUMNS, SMILES_COLUMNS, pick_column, canonical_smiles
 from .metrics import SELECTION_METRIC, compute_metrics
 from .splits import SPLIT_NAMES, make_split
@@ -174,14 +181,16 @@ def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
     return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(args.preset, **overrides))
 
 
-def finetune(args: FinetuneArguments) -> dict:
-    """Run one fine-tuning job; returns the metrics written to metrics.json."""
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def _prepare(args: FinetuneArguments) -> dict:
+    """Everything decided from the data before any training: the table, labels, problem type and split. Raises
+    on a bad input (missing columns, mixed labels, one class, bad split) before the output directory is touched."""
     if args.modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}")
     if args.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}")
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
     frame, molecule_column = read_labeled_table(args.data, args.smiles_column, args.molblock_column)
     missing = [c for c in args.label_columns if c not in frame.columns]
     if missing:
@@ -200,6 +209,20 @@ def finetune(args: FinetuneArguments) -> dict:
     split = make_split(args.split, split_smiles, seed=args.seed,
                        column_values=frame[args.split_column].tolist() if args.split_column else None,
                        path=args.split_file)
+    return dict(frame=frame, molecule_column=molecule_column, molecules=molecules, labels=labels,
+                class_names=class_names, problem_type=problem_type, split=split, is_smiles=is_smiles)
+
+
+def finetune(args: FinetuneArguments) -> dict:
+    """Run one fine-tuning job (or an ensemble, with `seeds` / `kfold`); returns what metrics.json holds."""
+    if args.seeds or args.kfold:
+        return finetune_ensemble(args)
+    prepared = _prepare(args)
+    frame, molecule_column, molecules, labels, class_names, problem_type, split, is_smiles = (
+        prepared[k] for k in ("frame", "molecule_column", "molecules", "labels", "class_names", "problem_type",
+                              "split", "is_smiles"))
+    output = Path(args.output_dir)
+    open_run(output, "finetune", asdict(args), overwrite=args.overwrite)
     (output / "split.json").write_text(json.dumps({"method": args.split, "seed": args.seed, **split}))
 
     conformers = "none" if args.modality == "2d" else ("generate" if is_smiles else "given")
@@ -226,7 +249,7 @@ def finetune(args: FinetuneArguments) -> dict:
 
     metric, greater = SELECTION_METRIC[problem_type]
     training_args = TrainingArguments(
-        output_dir=str(output / "checkpoints"), num_train_epochs=args.epochs, max_steps=args.max_steps,
+        output_dir=str(output), num_train_epochs=args.epochs, max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
         learning_rate=args.learning_rate, weight_decay=args.weight_decay, warmup_steps=args.warmup_ratio,
         gradient_accumulation_steps=args.gradient_accumulation_steps, eval_strategy="epoch", save_strategy="epoch",
@@ -255,12 +278,10 @@ def finetune(args: FinetuneArguments) -> dict:
     _write_predictions(output, test_output.predictions, datasets["test"], split["test"], frame, molecule_column,
                        args.label_columns, failures, problem_type, class_names)
     _write_skipped(output, split, failures, molecules)
-    model_dir = output / "model"
+    model_dir = output
     trainer.model.save_pretrained(model_dir)  # not trainer.save_model: it adds a pickled training_args.bin
     processor.save_pretrained(model_dir)
     from .hub import write_model_card
-
-    (model_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))  # read by the card
     base_model = args.model if args.model and resolve_model(args.model) == args.model and \
         not Path(args.model).exists() else None  # Hub ids only
     write_model_card(model_dir, model.config, base_model=base_model, repo_id=args.push_to_hub)
@@ -367,3 +388,54 @@ def _write_skipped(output: Path, split: dict, failures: dict[int, str], molecule
     pd.DataFrame([{"row": r, "split": where[r], "input": str(molecules[r])[:200], "reason": reason}
                   for r, reason in sorted(failures.items())],
                  columns=["row", "split", "input", "reason"]).to_csv(output / "skipped_rows.csv", index=False)
+
+
+def finetune_ensemble(args: FinetuneArguments) -> dict:
+    """One member per seed (`seeds`) or per fold of the train+valid rows (`kfold`), all tested on the same rows:
+    members in `seed-<s>/` / `fold-<k>/`, `ensemble.json` naming them, metrics.json with every member's metrics
+    and their mean and standard deviation."""
+    prepared = _prepare(replace(args, seeds=[], kfold=None))
+    output = Path(args.output_dir)
+    open_run(output, "finetune-ensemble", asdict(args), overwrite=args.overwrite)
+    split = prepared["split"]
+    (output / "split.json").write_text(json.dumps({"method": args.split, "seed": args.seed, **split}))
+    members: dict[str, dict] = {}
+    if args.seeds:
+        for seed in args.seeds:
+            members[f"seed-{seed}"] = {"seed": seed, "split": split}
+    else:
+        pool = np.random.default_rng(args.seed).permutation(split["train"] + split["valid"]).tolist()
+        folds = [sorted(pool[k::args.kfold]) for k in range(args.kfold)]
+        for k, fold in enumerate(folds):
+            train = sorted(r for j, other in enumerate(folds) if j != k for r in other)
+            members[f"fold-{k}"] = {"seed": args.seed, "split": {"train": train, "valid": fold,
+                                                                  "test": split["test"]}}
+    results = {}
+    for name, member in members.items():
+        split_file = output / f"split-{name}.json"
+        split_file.write_text(json.dumps(member["split"]))
+        results[name] = finetune(replace(args, seeds=[], kfold=None, seed=member["seed"], split="file",
+                                         split_file=str(split_file), split_column=None, push_to_hub=None,
+                                         output_dir=str(output / name), overwrite=False))
+    (output / ENSEMBLE_FILE).write_text(json.dumps({"members": list(members), "kind": "seeds" if args.seeds else
+                                                    "kfold", "problem_type": prepared["problem_type"]}, indent=2))
+    summary = {}
+    for part in ("valid", "test"):
+        names = sorted({k for r in results.values() for k in r[part] if isinstance(r[part][k], (int, float))})
+        summary[part] = {k: {"mean": float(np.mean([r[part][k] for r in results.values()])),
+                             "std": float(np.std([r[part][k] for r in results.values()]))} for k in names}
+    result = {"task": args.label_columns, "problem_type": prepared["problem_type"], "data": str(args.data),
+              "members": {name: {"valid": r["valid"], "test": r["test"]} for name, r in results.items()},
+              "split": {"method": args.split, "seed": args.seed, **{k: len(v) for k, v in split.items()}},
+              "skipped_rows": next(iter(results.values()))["skipped_rows"], **summary}
+    (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def ensemble_members(directory: str | Path) -> list[str]:
+    """The member model directories of an ensemble directory; a plain model directory is its own one member."""
+    directory = Path(directory)
+    manifest = directory / ENSEMBLE_FILE
+    if not manifest.exists():
+        return [str(directory)]
+    return [str(directory / name) for name in json.loads(manifest.read_text())["members"]]

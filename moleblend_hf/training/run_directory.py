@@ -31,40 +31,42 @@ class Run:
     settings: dict[str, Any]
     resumed: list[dict[str, Any]] = field(default_factory=list)  # each --resume: when, and changed settings
 
-    def save(self, directory: Path) -> None:
-        temporary = directory / f".{RUN_FILE}.tmp"
+    def save(self, directory: Path, run_file: str = RUN_FILE) -> None:
+        temporary = directory / f".{run_file}.tmp"
         temporary.write_text(json.dumps(asdict(self), indent=2, default=str))
-        temporary.replace(directory / RUN_FILE)
+        temporary.replace(directory / run_file)
 
 
 def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=str))
 
 
-def read_run(directory: str | Path) -> Run | None:
-    path = Path(directory) / RUN_FILE
+def read_run(directory: str | Path, run_file: str = RUN_FILE) -> Run | None:
+    path = Path(directory) / run_file
     if not path.exists():
         return None
     return Run(**json.loads(path.read_text()))
 
 
 def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resume: bool = False,
-             overwrite: bool = False, compared: tuple[str, ...] | None = None, allow_changes: bool = False) -> Run:
+             overwrite: bool = False, compared: tuple[str, ...] | None = None, allow_changes: bool = False,
+             run_file: str = RUN_FILE) -> Run:
     """Claim `directory` for a run of `job`.
 
     `compared`: the settings that must not change on `--resume` (all settings when None); a change is an error
     naming each setting with its old and new value, unless `allow_changes` (then it is logged and recorded in
-    `run.json`). Raises `FileExistsError` for a used directory without `resume` / `overwrite`.
+    `run.json`). Raises `FileExistsError` for a used directory without `resume` / `overwrite`. `run_file`: another
+    name for `run.json` (embed outputs use `_run.json`, which parquet readers skip).
     """
     directory = Path(directory)
     settings = _jsonable(settings)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"{directory} is a file; --output-dir needs a directory")
     used = directory.exists() and any(directory.iterdir())
-    previous = read_run(directory) if used else None
+    previous = read_run(directory, run_file) if used else None
     if resume:
         if previous is None:
-            raise FileNotFoundError(f"--resume: {directory} holds no run to continue (no {RUN_FILE})")
+            raise FileNotFoundError(f"--resume: {directory} holds no run to continue (no {run_file})")
         if previous.job != job:
             raise ValueError(f"--resume: {directory} holds a `{previous.job}` run, not a `{job}` run")
         changed = {k: {"run": previous.settings.get(k), "now": v} for k, v in settings.items()
@@ -77,7 +79,7 @@ def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resum
             logger.warning("resuming %s with changed settings: %s", directory, changed)
         previous.resumed.append({"at": _now(), "changed": changed})
         previous.settings = {**previous.settings, **settings}
-        previous.save(directory)
+        previous.save(directory, run_file)
         return previous
     if used:
         if not overwrite:
@@ -86,14 +88,14 @@ def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resum
             raise FileExistsError(f"{directory} is not empty: it holds {what}. Pass --resume to continue it, "
                                   "--overwrite to replace it, or choose another --output-dir")
         if previous is None:
-            raise FileExistsError(f"{directory} is not empty and holds no moleblend run ({RUN_FILE}); --overwrite "
+            raise FileExistsError(f"{directory} is not empty and holds no moleblend run ({run_file}); --overwrite "
                                   "only replaces a previous run's directory. Choose another --output-dir")
         logger.warning("--overwrite: removing run %s from %s", previous.run_id, directory)
         for entry in directory.iterdir():
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     directory.mkdir(parents=True, exist_ok=True)
     run = Run(run_id=uuid.uuid4().hex, job=job, started=_now(), settings=settings)
-    run.save(directory)
+    run.save(directory, run_file)
     return run
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -163,9 +164,9 @@ def test_finetune_cli_keeps_predictions_aligned_with_input_rows(tmp_path, bbbp):
         if row in split["test"]:
             line = predictions.set_index("row").loc[row]
             assert np.isnan(line["probability_p_np"]) and isinstance(line["skipped_reason"], str)
-    reloaded = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
     assert reloaded.config.problem_type == "multi_label_classification"
-    assert not (out / "model" / "training_args.bin").exists()
+    assert not (out / "training_args.bin").exists()
 
 
 def test_pipelines_predict_and_embed_smiles(tmp_path):
@@ -223,30 +224,103 @@ def test_string_labels_train_and_the_config_carries_the_class_names(tmp_path, bb
     out = tmp_path / "run"
     assert main(["finetune", str(data), "--label-columns", "barrier", "--split", "random", "--max-steps", "3",
                  "--batch-size", "16", "--output", str(out)]) == 0
-    config = AutoConfig.from_pretrained(out / "model")
+    config = AutoConfig.from_pretrained(out)
     assert config.problem_type == "multi_label_classification"
     assert config.id2label == {0: "barrier=BBB+"}  # the value that reads as positive is class 1
     three = frame.assign(barrier=np.where(frame.index % 3 == 0, "low", np.where(frame.index % 3 == 1, "mid", "high")))
     three.to_csv(data, index=False)
     assert main(["finetune", str(data), "--label-columns", "barrier", "--split", "random", "--max-steps", "2",
                  "--batch-size", "16", "--output", str(tmp_path / "three")]) == 0
-    config = AutoConfig.from_pretrained(tmp_path / "three" / "model")
+    config = AutoConfig.from_pretrained(tmp_path / "three")
     assert config.problem_type == "single_label_classification"
     assert config.id2label == {0: "high", 1: "low", 2: "mid"} and config.label2id["mid"] == 2
     predictions = pd.read_csv(tmp_path / "three" / "test_predictions.csv")
     assert {"probability_high", "probability_low", "probability_mid"} <= set(predictions.columns)
 
 
-def test_mixed_and_one_class_label_columns_are_refused_before_training(tmp_path, bbbp):
+def test_mixed_and_one_class_label_columns_are_refused_before_training(tmp_path, bbbp, capsys):
     frame = bbbp.head(60).copy()
     frame["mixed"] = frame["p_np"].astype(object)
     frame.loc[[4, 9], "mixed"] = "active"
     frame["single"] = 1
     data = tmp_path / "bad.csv"
     frame.to_csv(data, index=False)
-    with pytest.raises(ValueError, match=r"mixes numbers and words.*'active'.*rows \[4, 9\]"):
-        main(["finetune", str(data), "--label-columns", "mixed", "--output", str(tmp_path / "a")])
-    with pytest.raises(ValueError, match="single class"):
-        main(["finetune", str(data), "--label-columns", "single", "--task", "classification",
-              "--output", str(tmp_path / "b")])
-    assert not (tmp_path / "b" / "model").exists()
+    assert main(["finetune", str(data), "--label-columns", "mixed", "--output", str(tmp_path / "a")]) == 1
+    assert re.search(r"mixes numbers and words.*'active'.*rows \[4, 9\]", capsys.readouterr().err)
+    assert main(["finetune", str(data), "--label-columns", "single", "--task", "classification",
+                 "--output", str(tmp_path / "b")]) == 1
+    assert "single class" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before touching the output
+
+
+def test_finetune_into_a_used_directory_is_refused(tmp_path, bbbp, capsys):
+    source = tmp_path / "bbbp.csv"
+    bbbp.head(80).to_csv(source, index=False)
+    out = tmp_path / "run"
+    common = ["finetune", str(source), "--label-columns", "p_np", "--split", "random", "--max-steps", "2",
+              "--output-dir", str(out)]
+    assert main(common) == 0
+    before = (out / "metrics.json").read_bytes(), (out / "split.json").read_bytes()
+    assert main([*common, "--seed", "1"]) == 1 and "--overwrite" in capsys.readouterr().err
+    assert ((out / "metrics.json").read_bytes(), (out / "split.json").read_bytes()) == before
+    assert main([*common, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((out / "split.json").read_text())["seed"] == 1
+
+
+def test_seed_ensemble_predicts_with_mean_and_std_and_keeps_bad_rows_aligned(tmp_path, esol):
+    """`finetune --seeds` writes an ensemble; `predict` on a CSV with bad rows keeps one row per input row in order,
+    with the members' mean and standard deviation; equal to predicting with the member directories listed."""
+    source = tmp_path / "esol.csv"
+    esol.head(120).to_csv(source, index=False)
+    ensemble = tmp_path / "ensemble"
+    label = "measured log solubility in mols per litre"
+    assert main(["finetune", str(source), "--label-columns", label, "--split", "random", "--max-steps", "4",
+                 "--seeds", "0", "1", "--output-dir", str(ensemble)]) == 0
+    manifest = json.loads((ensemble / "ensemble.json").read_text())
+    assert manifest["members"] == ["seed-0", "seed-1"]
+    splits = [json.loads((ensemble / m / "split.json").read_text()) for m in manifest["members"]]
+    metrics = json.loads((ensemble / "metrics.json").read_text())
+    assert set(metrics["members"]) == {"seed-0", "seed-1"} and "rmse" in metrics["test"]
+    new = pd.DataFrame({"smiles": ["CCO", "not_a_smiles(", "c1ccccc1O", None, "CC(=O)O"], "name": list("abcde")})
+    data = tmp_path / "new.csv"
+    new.to_csv(data, index=False)
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(data), "--model", str(ensemble), "--output", str(out), "--no-progress"]) == 0
+    table = pd.read_csv(out)
+    assert table["row"].tolist() == [0, 1, 2, 3, 4]
+    column = f"prediction_{label}"
+    assert table[column].isna().tolist() == [False, True, False, True, False]
+    assert table["skipped_reason"].notna().tolist() == [False, True, False, True, False]
+    assert (table[f"std_{label}"].dropna() > 0).all()
+    listed = tmp_path / "listed.csv"
+    assert main(["predict", str(data), "--model", str(ensemble / "seed-0"), str(ensemble / "seed-1"),
+                 "--output", str(listed), "--no-progress", "--batch-size", "2"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(listed), table)
+    assert main(["predict", str(data), "--model", str(ensemble), "--output", str(out), "--no-progress"]) == 1
+    # members are the models finetune saved: the mean is the mean of the members' own predictions
+    from moleblend_hf import MoleBlendProcessor
+    members = [AutoModelForSequenceClassification.from_pretrained(ensemble / m).eval() for m in manifest["members"]]
+    batch = MoleBlendProcessor.from_pretrained(ensemble / "seed-0")(["CCO"])
+    with torch.no_grad():
+        expected = float(torch.stack([m(**batch).logits for m in members]).mean())
+    assert table[column][0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_kfold_ensemble_members_share_the_test_rows(tmp_path, bbbp):
+    source = tmp_path / "bbbp.csv"
+    frame = bbbp.head(90).copy()
+    frame["p_np"] = frame["p_np"].map({1: "BBB+", 0: "BBB-"})
+    frame.to_csv(source, index=False)
+    out = tmp_path / "kfold"
+    assert main(["finetune", str(source), "--label-columns", "p_np", "--split", "random", "--max-steps", "2",
+                 "--kfold", "3", "--output-dir", str(out)]) == 0
+    splits = [json.loads((out / f"fold-{k}" / "split.json").read_text()) for k in range(3)]
+    assert len({tuple(s["test"]) for s in splits}) == 1
+    valids = [set(s["valid"]) for s in splits]
+    assert not valids[0] & valids[1] and not valids[1] & valids[2]
+    predictions = tmp_path / "p.csv"
+    pd.DataFrame({"smiles": ["CCO", "c1ccccc1N"]}).to_csv(tmp_path / "x.csv", index=False)
+    assert main(["predict", str(tmp_path / "x.csv"), "--model", str(out), "--output", str(predictions),
+                 "--no-progress"]) == 0
+    table = pd.read_csv(predictions)
+    assert {"probability_p_np=BBB+", "std_p_np=BBB+"} <= set(table.columns)

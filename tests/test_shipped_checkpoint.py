@@ -81,7 +81,7 @@ def test_a_few_finetuning_steps_from_the_short_name(tmp_path, esol):
                  "--output", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["rmse"] > 0 and metrics["arguments"]["model"] == DEFAULT_PRETRAINED
-    tuned = MoleBlendForPropertyPrediction.from_pretrained(out / "model")
+    tuned = MoleBlendForPropertyPrediction.from_pretrained(out)
     shipped = MoleBlendModel.from_pretrained(DIRECTORY)
     name = "layers.0.self_attn.out_proj.weight"
     start, now = shipped.state_dict(), tuned.moleblend.state_dict()

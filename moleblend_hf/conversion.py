@@ -190,6 +190,6 @@ def convert_checkpoint(path: str | Path, output_dir: str | Path, **config_overri
     model = MoleBlendModel(config)
     model.load_state_dict(converted, strict=True)
     model.save_pretrained(output_dir)
-    MoleBlendProcessor(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops,
+    MoleBlendProcessor.from_config(config,
                        path_tie_break="official").save_pretrained(output_dir)
     return model, dropped

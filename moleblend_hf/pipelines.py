@@ -37,8 +37,7 @@ class _MoleculePipeline(Pipeline):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.feature_extractor is None:
-            self.feature_extractor = MoleBlendProcessor(max_atoms=self.model.config.max_atoms,
-                                                        max_path_hops=self.model.config.max_path_hops)
+            self.feature_extractor = MoleBlendProcessor.from_config(self.model.config)
         self.skipped: list[SkippedMolecule] = []
 
     def _sanitize_parameters(self, errors: str | None = None, **kwargs):

@@ -20,7 +20,7 @@ def main(checkpoint: str, output: str, preset: str, *overrides: str) -> None:
     target.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(target)
     shutil.copy(Path(checkpoint) / "model.safetensors", target / "model.safetensors")
-    MoleBlendProcessor(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops).save_pretrained(target)
+    MoleBlendProcessor.from_config(config).save_pretrained(target)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ the budget, the command and the measured results.
 
     python recipes/package_checkpoint.py RUN_DIR BENCHMARK_DIR [NAME]
 
-RUN_DIR is the `moleblend pretrain` output (its `final/` model, `eval_log.jsonl`, `summary_rank0.json`);
+RUN_DIR is the `moleblend pretrain` output (its model at the root (`final/` in runs made before 0.2), `eval_log.jsonl`, `summary_rank0.json`);
 BENCHMARK_DIR the `moleblend benchmark` output (`results.md`).
 """
 
@@ -17,15 +17,16 @@ from moleblend_hf.training.hub import write_model_card
 
 COMMAND = """moleblend corpus moses_200k.smi --output moses_conformers.parquet --max-molecules 24000 \\
     --exclude test_molecules.smi --num-workers 2
-moleblend pretrain qm9.parquet moses_conformers.parquet --output pretrain_blend --preset mini \\
+moleblend pretrain qm9.parquet moses_conformers.parquet --output-dir pretrain_blend --preset mini \\
     --max-steps 4000 --max-tokens 16384 --learning-rate 5e-4 --warmup-steps 400 --shuffle-buffer 160000 \\
     --exclude test_molecules.smi heldout.parquet --eval-inputs heldout.parquet --eval-steps 500 --save-steps 250"""
 
 
 def main(run: str, benchmark: str, name: str = DEFAULT_PRETRAINED) -> None:
     run_dir, target = Path(run), SHIPPED[name]
-    model = MoleBlendForPreTraining.from_pretrained(run_dir / "final")
-    processor = MoleBlendProcessor.from_pretrained(run_dir / "final")
+    model_dir = run_dir / "final" if (run_dir / "final" / "config.json").exists() else run_dir
+    model = MoleBlendForPreTraining.from_pretrained(model_dir)
+    processor = MoleBlendProcessor.from_pretrained(model_dir)
     target.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(target)
     processor.save_pretrained(target)

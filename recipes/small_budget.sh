@@ -15,7 +15,7 @@ BENCH=(--moleculenet-dir "$DATA/moleculenet" --qm9 "$DATA/qm9/qm9.parquet" --qm9
        --qm9-max-molecules 3000)
 
 # 1. Every benchmark test molecule, to keep out of pretraining.
-[ -f "$OUT/test_molecules.smi" ] || moleblend benchmark "${BENCH[@]}" --output "$OUT/bench_export" \
+[ -f "$OUT/test_molecules.smi" ] || moleblend benchmark "${BENCH[@]}" --output-dir "$OUT/bench_export" \
     --export-test-molecules "$OUT/test_molecules.smi"
 
 # 2. Conformers for 24,000 MOSES molecules, generated once (ETKDGv3 + MMFF94, seed 0): ~10 min on 2 cores.
@@ -30,8 +30,8 @@ BENCH=(--moleculenet-dir "$DATA/moleculenet" --qm9 "$DATA/qm9/qm9.parquet" --qm9
 pretrain() {  # $1 = run name, then extra flags
     local name=$1; shift
     local resume=(); [ -d "$OUT/$name" ] && resume=(--resume)
-    [ -f "$OUT/$name/final/config.json" ] && return 0
-    moleblend pretrain "$DATA/qm9/qm9.parquet" "$OUT/moses_conformers.parquet" --output "$OUT/$name" --preset mini \
+    [ -f "$OUT/$name/config.json" ] && return 0  # finished: the model sits at the root of the run directory
+    moleblend pretrain "$DATA/qm9/qm9.parquet" "$OUT/moses_conformers.parquet" --output-dir "$OUT/$name" --preset mini \
         --max-steps 4000 --max-tokens 16384 --learning-rate 5e-4 --warmup-steps 400 --shuffle-buffer 160000 \
         --exclude "$OUT/test_molecules.smi" "$OUT/heldout.parquet" --eval-inputs "$OUT/heldout.parquet" \
         --eval-steps 500 --save-steps 250 --no-progress --report-to jsonl "${resume[@]}" \
@@ -40,12 +40,12 @@ pretrain() {  # $1 = run name, then extra flags
 pretrain pretrain_blend &
 pretrain pretrain_noblend --set blend_relations=false &
 wait
-[ -f "$OUT/pretrain_blend/final/config.json" ] && [ -f "$OUT/pretrain_noblend/final/config.json" ] || {
+[ -f "$OUT/pretrain_blend/config.json" ] && [ -f "$OUT/pretrain_noblend/config.json" ] || {
     echo "pretraining stopped early (--stop-after-steps); run the script again to continue"; exit 0; }
 
 # 5. The benchmark: scratch | pretrained (blended) | pretrained (no blending) | random forest, 3 seeds.
-moleblend benchmark "${BENCH[@]}" --output "$OUT/benchmark" --preset mini --seeds 0 1 2 \
-    --pretrained "$OUT/pretrain_blend/final" --compare "no_blending=$OUT/pretrain_noblend/final" \
+moleblend benchmark "${BENCH[@]}" --output-dir "$OUT/benchmark" --preset mini --seeds 0 1 2 \
+    --pretrained "$OUT/pretrain_blend" --compare "no_blending=$OUT/pretrain_noblend" \
     --pretraining-corpus "$DATA/qm9/qm9.parquet" "$OUT/moses_conformers.parquet" \
     --pretraining-exclude "$OUT/test_molecules.smi" "$OUT/heldout.parquet" \
     --max-train-molecules 2000 --max-valid-molecules 500 --cache-dir "$OUT/cache"

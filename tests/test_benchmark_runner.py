@@ -37,7 +37,7 @@ def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_pat
                  "--shuffle-buffer", "1"]) == 0
 
     run = ["benchmark", *common, "--seeds", "0", "1", "--epochs", "1", "--batch-size", "32", "--pretrained",
-           str(pretrain / "final"), "--compare", f"again={pretrain / 'final'}", "--pretraining-corpus", str(corpus),
+           str(pretrain), "--compare", f"again={pretrain}", "--pretraining-corpus", str(corpus),
            "--pretraining-exclude", str(test_file), "--max-train-molecules", "100"]
     assert main(run) == 0
     results = json.loads((out / "results.json").read_text())

@@ -155,6 +155,12 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         self.unreachable_distance = UNREACHABLE
         super().__init__(**kwargs)
 
+    @classmethod
+    def from_config(cls, config: Any, **kwargs: Any) -> "MoleBlendProcessor":
+        """The processor a model with `config` (a `MoleBlendConfig`) expects: its atom limit and path length; other
+        settings (`conformers`, `seed`, ...) from `kwargs`."""
+        return cls(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops, **kwargs)
+
     # ----------------------------------------------------------------------------------------- one molecule
     def featurize(self, molecule: Any, index: int | None = None) -> dict[str, Any]:
         """Features of one molecule in compact dtypes (unpadded), or a MoleculeError naming it.

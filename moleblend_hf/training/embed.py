@@ -47,7 +47,7 @@ def load_model_and_processor(
     if model_path is None:
         torch.manual_seed(seed)
         model = MoleBlendModel(MoleBlendConfig.from_preset(preset))
-        processor = MoleBlendProcessor(max_atoms=model.config.max_atoms, max_path_hops=model.config.max_path_hops)
+        processor = MoleBlendProcessor.from_config(model.config)
     else:
         from transformers import AutoModel
 
@@ -56,8 +56,7 @@ def load_model_and_processor(
         model_path = resolve_model(model_path)
         model = AutoModel.from_pretrained(model_path)
         saved = Path(model_path) / "preprocessor_config.json"
-        processor = MoleBlendProcessor.from_pretrained(model_path) if saved.exists() else MoleBlendProcessor(
-            max_atoms=model.config.max_atoms, max_path_hops=model.config.max_path_hops)
+        processor = MoleBlendProcessor.from_pretrained(model_path) if saved.exists() else MoleBlendProcessor.from_config(model.config)
     if conformers is not None:
         processor.conformers = conformers
     return model, processor

@@ -228,8 +228,7 @@ def finetune(args: FinetuneArguments) -> dict:
     conformers = "none" if args.modality == "2d" else ("generate" if is_smiles else "given")
     names = _label_names(problem_type, class_names, args.label_columns)
     model = build_model(args, problem_type, num_labels=_num_labels(problem_type, labels), label_names=names)
-    processor = MoleBlendProcessor(conformers=conformers, seed=args.seed, max_atoms=model.config.max_atoms,
-                                   max_path_hops=model.config.max_path_hops)
+    processor = MoleBlendProcessor.from_config(model.config, conformers=conformers, seed=args.seed)
     features, failures = featurize_rows(processor, molecules, Path(args.cache_dir) if args.cache_dir else None)
     unlabeled = {r for r in range(len(frame)) if np.isnan(labels[r]).all()}
     for row in unlabeled - failures.keys():

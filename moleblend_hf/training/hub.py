@@ -377,7 +377,7 @@ def _processor_files(processor: Any) -> dict[str, bytes]:
 def _default_processor(config: MoleBlendConfig) -> Any:
     from ..processing import MoleBlendProcessor
 
-    return MoleBlendProcessor(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops)
+    return MoleBlendProcessor.from_config(config)
 
 
 def _client_errors() -> tuple[type[BaseException], ...]:

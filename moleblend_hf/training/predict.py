@@ -38,8 +38,7 @@ def load_ensemble(paths: list[str]) -> list[tuple[MoleBlendForPropertyPrediction
         for member in ensemble_members(resolve_model(path)):
             model = MoleBlendForPropertyPrediction.from_pretrained(member).eval()
             processor = MoleBlendProcessor.from_pretrained(member) if (Path(member) / "preprocessor_config.json") \
-                .exists() else MoleBlendProcessor(max_atoms=model.config.max_atoms,
-                                                  max_path_hops=model.config.max_path_hops)
+                .exists() else MoleBlendProcessor.from_config(model.config)
             members.append((model, processor))
     first = members[0][0].config
     for model, _ in members[1:]:

@@ -98,10 +98,8 @@ class Pretrainer:
         )
         set_seed(args.seed, device_specific=True)  # ranks draw different noise and blend masks
         self.sources = [str(p) for p in expand_sources(args.inputs)]
-        self.processor = MoleBlendProcessor(conformers=args.conformers, seed=args.seed)
         self.model = self._build_model()
-        self.processor.max_atoms = self.model.config.max_atoms
-        self.processor.max_path_hops = self.model.config.max_path_hops
+        self.processor = MoleBlendProcessor.from_config(self.model.config, conformers=args.conformers, seed=args.seed)
         decay, no_decay = [], []
         for name, param in self.model.named_parameters():
             (no_decay if param.ndim < 2 or "norm" in name or "embedding" in name else decay).append(param)
@@ -418,6 +416,9 @@ class _Null:
         return False
 
     def write(self, *_):
+        pass
+
+    def flush(self):
         pass
 
 

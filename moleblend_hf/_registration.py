@@ -77,7 +77,7 @@ def sync(just_loaded: str | None = None) -> None:
            if name != just_loaded and name.startswith(("transformers.", "moleblend_hf.modeling"))):
         return
     for index, (name, register) in enumerate(REGISTRATIONS):
-        if index not in _done and name in sys.modules and (name == just_loaded or not _initializing(name)):
+        if index not in _done and name in sys.modules:
             _done.add(index)
             register()
 

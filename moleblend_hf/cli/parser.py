@@ -4,6 +4,7 @@ input), never a traceback for a user's mistake."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -18,8 +19,6 @@ T = TypeVar("T")
 
 def field_value(text: str) -> tuple[str, Any]:
     """FIELD=VALUE with VALUE read as JSON when it is JSON (numbers, booleans, lists), else kept a string."""
-    import argparse
-
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")

@@ -56,9 +56,7 @@ def _fraction(owner: object, *names: str) -> None:
 
 def _overrides(value: Any) -> dict[str, Any]:
     """`--set` gives (field, value) pairs; Python callers give a dict."""
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (dict, list, tuple)):
         return dict(value)
     raise ValueError(f"config overrides must be a dict of MoleBlendConfig fields, got {type(value).__name__}")
 

@@ -53,11 +53,8 @@ def load_ensemble(paths: list[str]) -> list[tuple[MoleBlendForPropertyPrediction
 def output_columns(config) -> list[str]:
     """Names of the prediction columns (class probabilities carry the class names)."""
     names = [str(config.id2label[i]) for i in range(config.num_labels)]
-    if config.problem_type == "single_label_classification":
-        return [f"probability_{name}" for name in names]
-    if config.problem_type == "multi_label_classification":
-        return [f"probability_{name}" for name in names]
-    return [f"prediction_{name}" for name in names]
+    kind = "prediction" if config.problem_type == "regression" else "probability"
+    return [f"{kind}_{name}" for name in names]
 
 
 def _to_values(logits: torch.Tensor, problem_type: str) -> torch.Tensor:

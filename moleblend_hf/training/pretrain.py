@@ -364,7 +364,7 @@ class Pretrainer:
         """Claim the output directory (rank 0), then every rank reads the run's identity."""
         args, accelerator = self.args, self.accelerator
         if accelerator.is_main_process:
-            settings = {k: v for k, v in asdict(args).items()}
+            settings = asdict(args)
             compared = tuple(k for k in settings if k not in RESUMABLE_CHANGES)
             self.run = open_run(self.output_dir, "pretrain", settings, resume=bool(args.resume),
                                 overwrite=args.overwrite, compared=compared, allow_changes=args.allow_changed_settings)

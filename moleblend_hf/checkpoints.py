@@ -7,6 +7,7 @@ both.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -34,7 +35,24 @@ def resolve_model(name_or_path: str | Path | None) -> str | None:
 
 def pipeline(task: str, model: str | Path | None = None, **kwargs):
     """`transformers.pipeline` that also takes the short names of shipped checkpoints, e.g.
-    `pipeline("molecule-feature-extraction", model="moleblend-mini-qm9-moses")`."""
+    `pipeline("molecule-feature-extraction", model="moleblend-mini-qm9-moses")`, and the ensemble directories of
+    `moleblend finetune --seeds` / `--kfold` (property prediction: the members' mean and `"std"`)."""
     import transformers.pipelines  # importing it registers the molecule tasks (see _registration)
 
-    return transformers.pipelines.pipeline(task, model=resolve_model(model), **kwargs)
+    model = resolve_model(model)
+    if model is None or not (Path(model) / "ensemble.json").exists():
+        return transformers.pipelines.pipeline(task, model=model, **kwargs)
+    from .training.finetune import ensemble_members
+
+    members = ensemble_members(model)
+    if task != "molecule-property-prediction":
+        raise ValueError(f"{model} is an ensemble of {len(members)} fine-tuned models: use it with the "
+                         f"'molecule-property-prediction' task, or pick one member ({members[0]}) for {task!r}")
+    # one featurization for all members: their settings must agree (the conformer seed may differ by member; the
+    # first member's is used)
+    settings = [json.loads((Path(member) / "preprocessor_config.json").read_text()) for member in members]
+    if any({**s, "seed": None} != {**settings[0], "seed": None} for s in settings):
+        raise ValueError(f"the members of {model} have different processor settings; use `moleblend predict`, "
+                         "which featurizes for each member")
+    others = [transformers.AutoModelForSequenceClassification.from_pretrained(member) for member in members[1:]]
+    return transformers.pipelines.pipeline(task, model=members[0], ensemble=others, **kwargs)

@@ -6,18 +6,24 @@
     predict(["CCO", "c1ccccc1O"])         # [{"label": ..., "score": ...} or {"value": ...}, ...]
     embed = pipeline("molecule-feature-extraction", model="my-pretrained-model")
     embed("CCO")                           # graph embedding (list of floats)
+
+This file is also uploaded with every pushed model (config `custom_pipelines`), so that
+`pipeline(task, model=repo_id, trust_remote_code=True)` works without this package. It therefore imports nothing
+from the package: the processor comes with the model (its `preprocessor_config.json`), and the error types are
+taken from the processor's own module.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .processing import MoleBlendProcessor, MoleculeError, SkippedMolecule
-from .processing.processing_moleblend import describe
+PROPERTY_TASK = "molecule-property-prediction"
+FEATURE_TASK = "molecule-feature-extraction"
 
 
 class _MoleculePipeline(Pipeline):
@@ -37,8 +43,15 @@ class _MoleculePipeline(Pipeline):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.feature_extractor is None:
+            try:
+                from moleblend_hf.processing import MoleBlendProcessor
+            except ImportError as error:
+                raise ValueError("this model has no preprocessor_config.json: pass feature_extractor=<its "
+                                 "MoleBlendProcessor>") from error
             self.feature_extractor = MoleBlendProcessor.from_config(self.model.config)
-        self.skipped: list[SkippedMolecule] = []
+        # the processor's module (installed package or the repo's remote code) defines the errors it raises
+        self._processing = sys.modules[type(self.feature_extractor).__module__]
+        self.skipped: list = []  # SkippedMolecule of the processor's module
 
     def _sanitize_parameters(self, errors: str | None = None, **kwargs):
         if errors is not None and errors not in ("raise", "skip"):
@@ -58,10 +71,11 @@ class _MoleculePipeline(Pipeline):
     def preprocess(self, molecule: Any, errors: str = "raise", index: int = 0) -> dict[str, Any]:
         try:
             return {"features": [self.feature_extractor.featurize(molecule, index)]}
-        except MoleculeError as error:
+        except self._processing.MoleculeError as error:
             if errors == "raise":
                 raise
-            self.skipped.append(SkippedMolecule(index, describe(molecule), error.reason))
+            self.skipped.append(self._processing.SkippedMolecule(index, self._processing.describe(molecule),
+                                                                 error.reason))
             return {"skipped": error.reason}
 
     def forward(self, model_inputs: dict[str, Any], **forward_params) -> Any:
@@ -107,28 +121,54 @@ class _MoleculePipeline(Pipeline):
 class MoleculePropertyPipeline(_MoleculePipeline):
     """Predictions of a fine-tuned `MoleBlendForPropertyPrediction` for SMILES (or any processor input).
 
-    Regression: `{"value": ...}` per target (original units); binary tasks: `{"label": task, "score": p}` per task;
-    multi-class: the classes sorted by probability (`top_k`, default all).
+    Regression: `{"label": target, "value": ...}` per target (original units); binary and multi-label tasks:
+    `{"label": task, "score": p}` per task; multi-class: the classes sorted by probability (`top_k`, default all).
+    `ensemble=[model, ...]`: further members (e.g. the seeds or folds of `moleblend finetune --seeds` /
+    `--kfold`, see `moleblend_hf.pipeline`); each result is then the members' mean, with their standard
+    deviation as `"std"`.
     """
+
+    def __init__(self, *args, ensemble: list | tuple = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        reference = self._task_of(self.model.config)
+        for member in ensemble:
+            if self._task_of(member.config) != reference:
+                raise ValueError(f"ensemble members predict different things: {self._task_of(member.config)} vs "
+                                 f"{reference}; an ensemble needs models of one task")
+        self.members = [self.model, *(member.to(self.device).eval() for member in ensemble)]
+
+    @staticmethod
+    def _task_of(config) -> tuple:
+        return config.problem_type, config.num_labels, dict(config.id2label)
 
     def _postprocess_parameters(self, top_k: int | None = None, **kwargs) -> dict:
         super()._postprocess_parameters(**kwargs)
         return {"top_k": top_k} if top_k is not None else {}
 
+    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> Any:
+        problem_type = self.model.config.problem_type
+        logits = torch.stack([member(**model_inputs).logits.float() for member in self.members])
+        if problem_type == "single_label_classification":
+            return {"values": logits.softmax(-1)}
+        if problem_type == "multi_label_classification":
+            return {"values": logits.sigmoid()}
+        return {"values": logits}  # regression heads return label units
+
     def _rows(self, outputs, batch):
-        return [{"logits": outputs.logits[i: i + 1]} for i in range(len(batch))]
+        return [{"values": outputs["values"][:, i]} for i in range(len(batch))]
 
     def postprocess(self, model_outputs, top_k: int | None = None):
-        logits = model_outputs["logits"][0].float()
+        values = model_outputs["values"]  # [members, outputs]
+        mean = values.mean(0)
+        std = values.std(0, unbiased=False) if len(values) > 1 else None
         config = self.model.config
         names = [config.id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
-        if config.problem_type == "regression":
-            return [{"label": name, "value": float(v)} for name, v in zip(names, logits)]
-        if config.problem_type == "multi_label_classification":
-            return [{"label": name, "score": float(p)} for name, p in zip(names, torch.sigmoid(logits))]
-        probabilities = torch.softmax(logits, dim=-1)
-        ranked = sorted(zip(names, probabilities.tolist()), key=lambda item: -item[1])
-        return [{"label": name, "score": p} for name, p in ranked[: top_k or len(ranked)]]
+        key = "value" if config.problem_type == "regression" else "score"
+        rows = [{"label": name, key: float(mean[i]), **({"std": float(std[i])} if std is not None else {})}
+                for i, name in enumerate(names)]
+        if config.problem_type == "single_label_classification":
+            rows = sorted(rows, key=lambda row: -row["score"])[: top_k or len(rows)]
+        return rows
 
 
 class MoleculeFeatureExtractionPipeline(_MoleculePipeline):
@@ -154,8 +194,19 @@ class MoleculeFeatureExtractionPipeline(_MoleculePipeline):
 
 def register_pipelines() -> None:
     PIPELINE_REGISTRY.register_pipeline(
-        "molecule-property-prediction", pipeline_class=MoleculePropertyPipeline,
-        pt_model=AutoModelForSequenceClassification, type="multimodal")
-    PIPELINE_REGISTRY.register_pipeline(
-        "molecule-feature-extraction", pipeline_class=MoleculeFeatureExtractionPipeline, pt_model=AutoModel,
+        PROPERTY_TASK, pipeline_class=MoleculePropertyPipeline, pt_model=AutoModelForSequenceClassification,
         type="multimodal")
+    PIPELINE_REGISTRY.register_pipeline(
+        FEATURE_TASK, pipeline_class=MoleculeFeatureExtractionPipeline, pt_model=AutoModel, type="multimodal")
+
+
+def custom_pipelines(architectures: list[str] | None) -> dict[str, dict[str, Any]]:
+    """The `custom_pipelines` entry of a pushed model's config.json (this file is uploaded as `pipelines.py`):
+    embeddings for every MoleBLEND model, and property prediction for fine-tuned ones. An encoder repo has one task,
+    so `pipeline(model=repo_id, trust_remote_code=True)` needs no task name; a fine-tuned repo needs it."""
+    tasks = {FEATURE_TASK: {"impl": f"pipelines.{MoleculeFeatureExtractionPipeline.__name__}", "pt": ["AutoModel"],
+                            "tf": [], "type": "multimodal"}}
+    if "MoleBlendForPropertyPrediction" in (architectures or []):
+        tasks[PROPERTY_TASK] = {"impl": f"pipelines.{MoleculePropertyPipeline.__name__}",
+                                "pt": ["AutoModelForSequenceClassification"], "tf": [], "type": "multimodal"}
+    return tasks

@@ -248,7 +248,15 @@ class HubServer:
 
     def info(self, repo: Repo, revision: str) -> dict[str, Any]:
         commit = self._commit(repo, revision)
-        return {"id": repo.repo_id, "modelId": repo.repo_id, "sha": commit.sha, "private": repo.private,
+        # like the Hub: the model type and architectures of the repo's config.json, when it parses
+        config: dict[str, Any] = {}
+        if "config.json" in commit.files:
+            try:
+                parsed = json.loads(self._blob(commit.files["config.json"]))
+                config = {k: parsed[k] for k in ("model_type", "architectures") if k in parsed}
+            except (ValueError, TypeError):
+                pass
+        return {"config": config, "id": repo.repo_id, "modelId": repo.repo_id, "sha": commit.sha, "private": repo.private,
                 "disabled": False, "gated": False, "tags": [], "downloads": 0, "likes": 0,
                 "lastModified": _iso(commit.date), "siblings": [{"rfilename": p} for p in sorted(commit.files)]}
 

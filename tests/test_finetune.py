@@ -57,6 +57,26 @@ def test_trainer_finetuning_lowers_the_validation_loss_on_esol(esol_features, tm
     assert after < 0.8 * before, (before, after)
 
 
+def test_trainer_with_default_arguments_on_featurized_and_raw_rows(esol_features, esol, tmp_path):
+    """Featurized rows train with the Trainer's default `remove_unused_columns=True`; raw rows, whose SMILES column
+    the Trainer drops, fail with a message that names the column and the fix, and train once it is applied."""
+    processor, data = esol_features
+    defaults = dict(max_steps=2, per_device_train_batch_size=8, report_to=[], use_cpu=True, save_strategy="no")
+    model = _model()
+    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "a"), **defaults),
+                      train_dataset=data["train"][:32], data_collator=MoleBlendCollator(processor))
+    assert np.isfinite(trainer.train().training_loss)
+    raw = [{"smiles": smiles, "labels": np.float32([label])}
+           for smiles, label in zip(esol.smiles.head(32), esol[ESOL_LABEL].head(32))]
+    trainer = Trainer(model=_model(), args=TrainingArguments(output_dir=str(tmp_path / "b"), **defaults),
+                      train_dataset=raw, data_collator=MoleBlendCollator(processor))
+    with pytest.raises(KeyError, match="'smiles' column.*remove_unused_columns=False"):
+        trainer.train()
+    trainer = Trainer(model=_model(), train_dataset=raw, data_collator=MoleBlendCollator(processor),
+                      args=TrainingArguments(output_dir=str(tmp_path / "c"), remove_unused_columns=False, **defaults))
+    assert np.isfinite(trainer.train().training_loss)
+
+
 def test_gradient_accumulation_keeps_the_loss_scale(esol_features, tmp_path):
     processor, data = esol_features
     logged = {}
@@ -304,6 +324,17 @@ def test_seed_ensemble_predicts_with_mean_and_std_and_keeps_bad_rows_aligned(tmp
     with torch.no_grad():
         expected = float(torch.stack([m(**batch).logits for m in members]).mean())
     assert table[column][0] == pytest.approx(expected, abs=1e-5)
+    # the pipeline takes the ensemble directory too: same mean and standard deviation as predict
+    import moleblend_hf
+
+    pipe = moleblend_hf.pipeline("molecule-property-prediction", model=str(ensemble))
+    rows = pipe(new["smiles"].tolist(), batch_size=2, errors="skip")
+    assert [row is None for row in rows] == [False, True, False, True, False]
+    assert [row[0]["value"] for row in rows if row] == pytest.approx(table[column].dropna().tolist(), abs=1e-5)
+    assert [row[0]["std"] for row in rows if row] == pytest.approx(table[f"std_{label}"].dropna().tolist(),
+                                                                   abs=1e-5)
+    with pytest.raises(ValueError, match="ensemble of 2 fine-tuned models"):
+        moleblend_hf.pipeline("molecule-feature-extraction", model=str(ensemble))
 
 
 def test_kfold_ensemble_members_share_the_test_rows(tmp_path, bbbp):

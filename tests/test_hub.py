@@ -22,9 +22,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import moleblend_hf.pipelines
 from huggingface_hub import ModelCard
 
-from moleblend_hf import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendModel, MoleBlendProcessor
+from moleblend_hf import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendForPropertyPrediction, MoleBlendModel,
+                          MoleBlendProcessor)
 from moleblend_hf.cli import main as cli_main
 from moleblend_hf.conversion import convert_state_dict
 from moleblend_hf.training.hub import HubPushError, directory_metrics, load_metrics, push_to_hub
@@ -35,6 +38,7 @@ from .official_reference import OfficialMolnetEncoder, randomize_
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "N#Cc1ccccc1C(F)(F)F"]
 ENCODER_REPO = "test-user/moleblend-tiny"
 PRETRAINING_REPO = "test-user/moleblend-tiny-pretraining"
+PROPERTY_REPO = "test-user/moleblend-tiny-esol"
 METRICS = {"task": "regression", "dataset": "esol", "dataset_name": "ESOL", "split": "test",
            "metrics": {"rmse": 1.234, "mae": 0.987}}
 REMOTE_CODE = ("configuration_moleblend.py", "modeling_moleblend.py", "modeling_moleblend_pretraining.py",
@@ -108,11 +112,16 @@ def published(hub, inputs, tmp_path_factory):
     pretraining = tiny(seed=1, cls=MoleBlendForPreTraining)
     pretraining_push = push_to_hub(pretraining, PRETRAINING_REPO, processor=processor, token=VALID_TOKEN,
                                    endpoint=hub.url, pretraining={"inputs": ["qm9_small.parquet"], "steps": 10})
+    torch.manual_seed(2)
+    regression = MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(
+        "tiny", num_labels=1, problem_type="regression", id2label={0: "solubility"})).eval()
+    push_to_hub(regression, PROPERTY_REPO, processor=processor, token=VALID_TOKEN, endpoint=hub.url)
     batch = processor(inputs)
     assert batch["has_3d"].tolist() == [False] * len(SMILES) + [True] * 2  # both relation paths are compared
     with torch.no_grad():
         torch.save({"encoder": encoder(**batch).last_hidden_state,
-                    "pretraining": pretraining.moleblend(**batch).last_hidden_state}, work / "expected.pt")
+                    "pretraining": pretraining.moleblend(**batch).last_hidden_state,
+                    "property": regression(**batch).logits[:, 0]}, work / "expected.pt")
     (work / "inputs.json").write_text(json.dumps(inputs))
     return dict(work=work, encoder_dir=encoder_dir, before=before, encoder_push=encoder_push,
                 pretraining_push=pretraining_push)
@@ -132,6 +141,11 @@ def test_push_is_one_commit_with_model_processor_code_and_card(hub, published):
     assert files["model.safetensors"] == (published["encoder_dir"] / "model.safetensors").read_bytes()
     # the card was generated for the upload only: the local directory is exactly as it was
     assert fingerprint(published["encoder_dir"]) == published["before"]
+    # the pipelines travel with the model: pipelines.py and the config's custom_pipelines
+    assert files["pipelines.py"] == Path(moleblend_hf.pipelines.__file__).read_bytes()
+    assert set(json.loads(files["config.json"])["custom_pipelines"]) == {"molecule-feature-extraction"}
+    assert set(json.loads(hub.files(PROPERTY_REPO)["config.json"])["custom_pipelines"]) == {
+        "molecule-feature-extraction", "molecule-property-prediction"}
     # a model object is saved to a temporary directory; its processor comes along
     pretraining_files = hub.files(PRETRAINING_REPO)
     assert json.loads(pretraining_files["config.json"])["architectures"] == ["MoleBlendForPreTraining"]
@@ -202,8 +216,9 @@ def test_auto_classes_load_the_pushed_model(hub, published):
 
 
 def test_remote_code_loads_from_the_hub_without_the_package(hub, published):
-    """`trust_remote_code=True` where moleblend_hf cannot be imported: AutoModel, AutoModelForPreTraining and
-    AutoProcessor come from the repos' code and match the local models; the card's usage snippet runs."""
+    """`trust_remote_code=True` where moleblend_hf cannot be imported: AutoModel, AutoModelForPreTraining,
+    AutoProcessor and both pipelines come from the repos' code and match the local models; the card's usage
+    snippet runs."""
     work = published["work"]
     out = run_client(f"""
         import json, re, sys
@@ -225,6 +240,18 @@ def test_remote_code_loads_from_the_hub_without_the_package(hub, published):
             for pretrained_encoder in (full.moleblend, encoder_of_full):
                 torch.testing.assert_close(pretrained_encoder(**batch).last_hidden_state, expected["pretraining"],
                                            rtol=0, atol=1e-6)
+        # the pipelines come from each repo's pipelines.py (config custom_pipelines)
+        from transformers import pipeline
+        embed = pipeline(model={ENCODER_REPO!r}, trust_remote_code=True)  # the encoder repo's one task
+        assert "transformers_modules" in type(embed).__module__, type(embed).__module__
+        torch.testing.assert_close(torch.tensor(embed(inputs, batch_size=4)), expected["encoder"][:, 0],
+                                   rtol=0, atol=1e-5)
+        predict = pipeline("molecule-property-prediction", model={PROPERTY_REPO!r}, trust_remote_code=True)
+        rows = predict(inputs[:2] + ["not a molecule("] + inputs[2:], batch_size=3, errors="skip")
+        assert rows[2] is None and predict.skipped[0].index == 2, (rows, predict.skipped)
+        values = [row[0]["value"] for row in rows if row is not None]
+        assert {{row[0]["label"] for row in rows if row}} == {{"solubility"}}
+        torch.testing.assert_close(torch.tensor(values), expected["property"], rtol=0, atol=1e-5)
         card = open(hf_hub_download({ENCODER_REPO!r}, "README.md")).read()
         snippet = re.search(r"```python\\n(.*?)```", card, flags=re.DOTALL).group(1)
         namespace = {{}}
@@ -288,6 +315,25 @@ def test_push_uploads_the_model_files_only(hub, tmp_path):
     assert "leak.py" not in result.files
 
 
+def test_push_refuses_a_repo_of_another_model_unless_forced(hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    repo_id = "test-user/someone-elses-bert"
+    api = HfApi(endpoint=hub.url, token=VALID_TOKEN)
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=b'{"model_type": "bert"}', path_in_repo="config.json", repo_id=repo_id)
+    api.upload_file(path_or_fileobj=b"weights", path_in_repo="pytorch_model.bin", repo_id=repo_id)
+    before = hub.files(repo_id)
+    directory = tmp_path / "model"
+    tiny(seed=7).save_pretrained(directory)
+    with pytest.raises(HubPushError, match="'bert' model, not MoleBLEND.*--force"):
+        push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url)
+    assert hub.files(repo_id) == before
+    push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url, force=True)
+    assert json.loads(hub.files(repo_id)["config.json"])["model_type"] == "moleblend"
+    assert "pytorch_model.bin" not in hub.files(repo_id)
+
+
 # --------------------------------------------------------------------------------------------- errors
 @pytest.fixture()
 def saved_dir(tmp_path) -> Path:
@@ -297,14 +343,30 @@ def saved_dir(tmp_path) -> Path:
     return directory
 
 
-def test_server_error_raises_hub_push_error_and_keeps_local_files(hub, saved_dir):
+@pytest.fixture()
+def backoff(monkeypatch) -> list[float]:
+    """The delays a push waited before its retries (not actually waited)."""
+    delays: list[float] = []
+    monkeypatch.setattr("moleblend_hf.training.hub.time.sleep", delays.append)
+    return delays
+
+
+def test_transient_server_errors_are_retried_with_backoff(hub, saved_dir, backoff):
+    hub.fail_next("commit", 503, times=2)
+    push_to_hub(saved_dir, "test-user/retried", token=VALID_TOKEN, endpoint=hub.url)
+    assert backoff == [1, 2]
+    assert hub.files("test-user/retried")["model.safetensors"] == (saved_dir / "model.safetensors").read_bytes()
+
+
+def test_server_error_raises_hub_push_error_and_keeps_local_files(hub, saved_dir, backoff):
     push_to_hub(saved_dir, "test-user/flaky", token=VALID_TOKEN, endpoint=hub.url)
     commits = len(hub.commits("test-user/flaky"))
     tiny(seed=6).save_pretrained(saved_dir)  # an update that will fail
     before = fingerprint(saved_dir)
-    hub.fail_next("commit", 500)
+    hub.fail_next("commit", 500, times=3)  # more failures than the two retries
     with pytest.raises(HubPushError) as caught:
-        push_to_hub(saved_dir, "test-user/flaky", token=VALID_TOKEN, endpoint=hub.url)
+        push_to_hub(saved_dir, "test-user/flaky", token=VALID_TOKEN, endpoint=hub.url, retries=2)
+    assert backoff == [1, 2]
     error = caught.value
     assert isinstance(error, RuntimeError) and error.status == 500 and error.repo_id == "test-user/flaky"
     assert "'test-user/flaky'" in str(error) and "server error (HTTP 500)" in str(error)
@@ -399,7 +461,7 @@ def test_cli_convert_then_push(hub, tmp_path, capsys, monkeypatch):
     (out_dir / "metrics.json").write_text(json.dumps(METRICS))  # a change to push, which will fail
     before = fingerprint(out_dir)
     hub.fail_next("commit", 503)
-    assert cli("push", str(out_dir), "test-user/converted") == 1
+    assert cli("push", str(out_dir), "test-user/converted", "--retries", "0") == 1
     error = capsys.readouterr().err
     assert "test-user/converted" in error and "HTTP 503" in error
     assert fingerprint(out_dir) == before

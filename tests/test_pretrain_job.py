@@ -214,3 +214,27 @@ def test_help_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "--output-dir" in result.stdout and "predict" in result.stdout
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("hiden_size=64", "'hiden_size' is not a MoleBlendConfig field (did you mean 'hidden_size'?)"),
+    ("hidden_size=abc", "config field 'hidden_size' takes an integer, got 'abc'"),
+    ("num_attention_heads=0", "num_attention_heads must be a positive integer, got 0"),
+    ("hidden_size=65", "hidden_size (65) must be a multiple of num_attention_heads (4)"),
+    ("attention_probs_dropout_prob=1.5", "attention_probs_dropout_prob must be a number in [0, 1), got 1.5"),
+])
+def test_bad_config_settings_are_refused_in_one_line_before_anything_is_written(tmp_path, capsys, setting, message):
+    out = tmp_path / "run"
+    assert main(["pretrain", "--output-dir", str(out), "--max-steps", "1", "--set", setting]) == 1
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1, error
+    assert not out.exists()
+
+
+def test_the_preset_choices_are_the_config_presets():
+    import typing
+
+    from moleblend_hf.modeling.configuration_moleblend import PRESETS
+    from moleblend_hf.training.arguments import Preset
+
+    assert set(typing.get_args(Preset)) == set(PRESETS)

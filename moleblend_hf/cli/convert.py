@@ -24,9 +24,7 @@ def main(argv: Sequence[str]) -> int:
         from ..modeling import MoleBlendConfig
         from ..training.hub import write_model_card
 
-        unknown = sorted(set(arguments.config_overrides) - set(MoleBlendConfig().to_dict()))
-        if unknown:
-            raise ValueError(f"--set: {unknown} are not MoleBlendConfig fields")
+        MoleBlendConfig.check_overrides(arguments.config_overrides)
         try:
             model, dropped = convert_checkpoint(arguments.checkpoint, arguments.output_dir,
                                                 **arguments.config_overrides)

@@ -24,7 +24,8 @@ def main(argv: Sequence[str]) -> int:
 
         try:
             result = push_to_hub(arguments.directory, arguments.repo_id, private=arguments.private,
-                                 commit_message=arguments.commit_message or DEFAULT_COMMIT_MESSAGE)
+                                 commit_message=arguments.commit_message or DEFAULT_COMMIT_MESSAGE,
+                                 force=arguments.force, retries=arguments.retries)
         except HubPushError as error:
             print(f"moleblend push: error: {error}", file=sys.stderr)
             return EXIT_FAILED

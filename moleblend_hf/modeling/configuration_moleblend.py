@@ -5,6 +5,9 @@ Depends on `transformers` only, so it can ship as Hub remote code.
 
 from __future__ import annotations
 
+import difflib
+from typing import Any
+
 from transformers import PreTrainedConfig
 
 
@@ -115,6 +118,7 @@ class MoleBlendConfig(PreTrainedConfig):
         bond_feature_dims: list[int] | tuple[int, ...] = (5, 6, 2),
         **kwargs,
     ):
+        _check_ranges(locals())
         if hidden_size % num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads ({num_attention_heads})"
@@ -193,6 +197,53 @@ class MoleBlendConfig(PreTrainedConfig):
         return cls(**{**PRESETS[name], **overrides})
 
 
+    @classmethod
+    def check_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Field overrides given by a user (`--set FIELD=VALUE`): every name must be a config field and every value
+        of the field's type; a ValueError names the first that is not (with the closest field name)."""
+        defaults = {**cls().to_dict(), **_HEAD_FIELDS}
+        for name, value in overrides.items():
+            if name not in defaults:
+                close = difflib.get_close_matches(name, list(defaults), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{name!r} is not a MoleBlendConfig field{hint}")
+            expected = defaults[name]
+            if expected is None:
+                continue
+            kind = bool if isinstance(expected, bool) else (float, int) if isinstance(expected, float) else \
+                type(expected)
+            if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+                wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+                    type(expected), f"a {type(expected).__name__}")
+                raise ValueError(f"config field {name!r} takes {wanted}, got {value!r}")
+        return overrides
+
+
+def _check_ranges(arguments: dict[str, Any]) -> None:
+    """Types and ranges of the numeric fields, before anything divides by them."""
+    for name in _POSITIVE_INTEGERS:
+        value = arguments[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name in _PROBABILITIES:
+        value = arguments[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    for name in ("noise_std", "layer_norm_eps", "initializer_range"):
+        value = arguments[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+#: fields of the property head, set only on fine-tuned models (type-checked like the others when given)
+_HEAD_FIELDS: dict[str, Any] = {"num_labels": 1, "label_mean": None, "label_std": None}
+_POSITIVE_INTEGERS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                      "num_atom_features", "atom_feature_vocab_size", "num_bond_features", "bond_feature_vocab_size",
+                      "num_degrees", "num_spatial", "unreachable_distance", "max_path_hops", "num_gaussian_kernels",
+                      "num_atom_types", "max_atoms", "pair_head_rank", "spd_num_classes",
+                      "relative_position_hidden_size")
+_PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "activation_dropout", "drop_path_rate",
+                  "denoise_attention_dropout")
 BLEND_MASK_MODES = ("per_molecule_symmetric", "per_molecule", "shared_batch")
 
 PRESETS: dict[str, dict] = {

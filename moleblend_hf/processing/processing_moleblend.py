@@ -346,6 +346,10 @@ class MoleBlendCollator:
     `molecule_key` (e.g. a SMILES column), which are featurized here; a raw row that cannot be featurized raises a
     MoleculeError naming it (filter or skip such rows when building the dataset, so labels never shift).
     Label columns in `label_names` pass through, float labels as float32 (NaN kept for missing labels).
+
+    With the `Trainer`, featurized items work with the default `remove_unused_columns=True` (their keys are model
+    inputs); raw rows need `remove_unused_columns=False`, since the Trainer drops the molecule column before the
+    collator sees it (the error says so).
     """
 
     processor: MoleBlendProcessor
@@ -356,7 +360,15 @@ class MoleBlendCollator:
         features = []
         for position, item in enumerate(items):
             if "atom_features" not in item:
-                molecule = item.get(self.molecule_key)
+                if self.molecule_key not in item:
+                    raise KeyError(
+                        f"MoleBlendCollator: item {item.get('index', position)} has neither features nor a "
+                        f"{self.molecule_key!r} column (its keys: {sorted(item)}). A Trainer with the default "
+                        f"remove_unused_columns=True drops raw columns before collation: pass "
+                        f"TrainingArguments(remove_unused_columns=False), or featurize the rows first "
+                        f"(processor.featurize, e.g. in dataset.map); set molecule_key= if the molecules are in "
+                        f"another column")
+                molecule = item[self.molecule_key]
                 item = {**self.processor.featurize(molecule, item.get("index", position)),
                         **{k: item[k] for k in self.label_names if k in item}}
             features.append(item)

@@ -296,6 +296,11 @@ class PushArguments:
     repo_id: str = option(None, "namespace/name of the Hub model repo", positional=True, metavar="REPO_ID")
     private: bool = option(False, "create the repo as private (if it is created)")
     commit_message: str | None = option(None, "commit title (default: 'Upload MoleBLEND model')")
+    force: bool = option(False, "push into an existing repo that holds another kind of model (replaces its files)")
+    retries: int = option(3, "further attempts after a Hub server (5xx) or network error, with backoff")
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "retries")
 
 
 @dataclass

@@ -187,6 +187,7 @@ ENSEMBLE_FILE = "ensemble.json"
 def _prepare(args: FinetuneArguments) -> dict:
     """Everything decided from the data before any training: the table, labels, problem type and split. Raises
     on a bad input (missing columns, mixed labels, one class, bad split) before the output directory is touched."""
+    MoleBlendConfig.check_overrides(args.config_overrides)
     if args.modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}")
     if args.task not in TASKS:

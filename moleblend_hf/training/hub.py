@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from ..modeling import MoleBlendConfig
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+PIPELINES_FILE = "pipelines.py"
 CARD_FILE = "README.md"
 PROCESSOR_FILE = "preprocessor_config.json"
 DEFAULT_TAGS = ("chemistry", "molecules", "moleblend", "graph-transformer", "3d", "molecular-representation")
@@ -428,6 +430,8 @@ def push_to_hub(
     token: str | None = None,
     endpoint: str | None = None,
     delete_stale_files: bool = True,
+    force: bool = False,
+    retries: int = 3,
     **card_options: Any,
 ) -> PushResult:
     """Push a MoleBLEND model, its processor and a model card to the Hub repo `repo_id`, in one commit.
@@ -443,6 +447,10 @@ def push_to_hub(
         token, endpoint: Hub token and URL; default: the logged-in token / `HF_TOKEN`, and `HF_ENDPOINT`.
         delete_stale_files: Remove files of the repo that the directory no longer has (e.g. old weight shards),
             so that the repo mirrors the directory. `.gitattributes` is always kept.
+        force: Push into an existing repo whose `config.json` is not a MoleBLEND config (its files are replaced).
+            Without it such a push is refused before anything is uploaded.
+        retries: Further attempts, with exponential backoff (1 s, 2 s, 4 s, ...), after a Hub server error (5xx)
+            or a network error.
         **card_options: Used only when the directory has no `README.md`: options of `build_model_card`
             (`pretraining`, `datasets`, `base_model`, `license`, `tags`, `metrics`); `metrics.json` in the
             directory is read by default. An existing `README.md` is uploaded as is.
@@ -451,26 +459,68 @@ def push_to_hub(
         A `PushResult` (repo id and URL, commit URL and sha, uploaded and deleted paths).
 
     Raises:
-        HubPushError: the Hub could not be reached, refused the token (401/403) or failed (5xx). Nothing is
+        HubPushError: the Hub could not be reached, refused the token (401/403), failed (5xx) after `retries`
+            further attempts, or the repo holds another kind of model (without `force`). Nothing is
             changed locally; a failed commit changes nothing on the Hub (a repo this call created may remain,
             with only its initial commit).
         FileNotFoundError / ValueError: the directory is not a saved MoleBLEND model (checked before any upload).
     """
     if isinstance(model_or_directory, (str, os.PathLike)):
         return _push_directory(Path(model_or_directory), repo_id, processor, private, commit_message, token,
-                               endpoint, delete_stale_files, card_options)
+                               endpoint, delete_stale_files, force, retries, card_options)
     if processor is None:
         logger.warning("no processor given: uploading a default MoleBlendProcessor with the model")
         processor = _default_processor(model_or_directory.config)
     with tempfile.TemporaryDirectory(prefix="moleblend-push-") as tmp:
         model_or_directory.save_pretrained(tmp)
         return _push_directory(Path(tmp), repo_id, processor, private, commit_message, token, endpoint,
-                               delete_stale_files, card_options, local=False)
+                               delete_stale_files, force, retries, card_options, local=False)
+
+
+def _pipeline_files(directory: Path, config: MoleBlendConfig) -> dict[str, bytes]:
+    """`pipelines.py` and a `config.json` whose `custom_pipelines` names its tasks, so that
+    `pipeline(task, model=repo_id, trust_remote_code=True)` works without this package."""
+    from .. import pipelines
+
+    content = json.loads((directory / "config.json").read_text())
+    content["custom_pipelines"] = pipelines.custom_pipelines(config.architectures)
+    return {PIPELINES_FILE: Path(pipelines.__file__).read_bytes(),
+            "config.json": (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()}
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure worth retrying: a Hub server error (5xx) or a network error."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return (isinstance(status, int) and status >= 500) or (status is None and isinstance(error, _client_errors()))
+
+
+def _with_retries(call: Any, retries: int) -> Any:
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except (OSError, *_client_errors()) as error:
+            if attempt == retries or not _transient(error):
+                raise
+            delay = 2 ** attempt
+            logger.warning("the Hub failed (%s); retrying in %d s (%d/%d)", type(error).__name__, delay,
+                           attempt + 1, retries)
+            time.sleep(delay)
+
+
+def _check_remote_is_moleblend(api: HfApi, repo_id: str, remote_files: set[str]) -> None:
+    """Refuse to replace the files of a repo that holds another kind of model."""
+    if "config.json" not in remote_files:
+        return
+    remote_type = (getattr(api.model_info(repo_id), "config", None) or {}).get("model_type")
+    if remote_type != MoleBlendConfig.model_type:
+        raise HubPushError(repo_id, f"the repo holds a {remote_type!r} model, not MoleBLEND: pushing would replace "
+                                    "its files; pass --force (force=True) if that is what you want, or choose "
+                                    "another repo")
 
 
 def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool, commit_message: str,
-                    token: str | None, endpoint: str | None, delete_stale_files: bool, card_options: dict[str, Any],
-                    local: bool = True) -> PushResult:
+                    token: str | None, endpoint: str | None, delete_stale_files: bool, force: bool, retries: int,
+                    card_options: dict[str, Any], local: bool = True) -> PushResult:
     """`push_to_hub` for a directory; `local=False`: a temporary directory, not named in errors."""
     config = _check_model_directory(directory)
     files: dict[str, Path | bytes] = dict(_local_files(directory))
@@ -485,19 +535,23 @@ def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool
         card = card_for_directory(directory, config, repo_id=repo_id, processor_config=processor_config,
                                   **card_options)
         files[CARD_FILE] = str(card).encode()
+    files.update(_pipeline_files(directory, config))
 
     # built (and hashed) before any request, so that a local read error is not reported as a Hub failure
     operations: list[Any] = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(content))
                              for path, content in sorted(files.items())]
     api = HfApi(endpoint=endpoint, token=token)
     try:
-        resolved = api.create_repo(repo_id, private=private, exist_ok=True)
+        resolved = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True), retries)
         target = getattr(resolved, "repo_id", None) or repo_id
+        remote_files = set(_with_retries(lambda: api.list_repo_files(target), retries))
+        if not force:
+            _with_retries(lambda: _check_remote_is_moleblend(api, target, remote_files), retries)
         deleted = []
         if delete_stale_files:
-            deleted = sorted(set(api.list_repo_files(target)) - set(files) - _KEEP_REMOTE)
+            deleted = sorted(remote_files - set(files) - _KEEP_REMOTE)
             operations += [CommitOperationDelete(path_in_repo=path) for path in deleted]
-        info = api.create_commit(target, operations, commit_message=commit_message)
+        info = _with_retries(lambda: api.create_commit(target, operations, commit_message=commit_message), retries)
     except (OSError, ValueError, *_client_errors()) as error:  # HfHubHTTPError is an OSError
         cause, status = _explain(error, api.endpoint)
         raise HubPushError(repo_id, cause, status, directory if local else None) from error

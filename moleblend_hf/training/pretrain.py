@@ -432,4 +432,5 @@ def _has_tensorboard() -> bool:
 
 def pretrain(args: PretrainArguments) -> dict:
     """Run (or resume) a pretraining job; returns this rank's summary."""
+    MoleBlendConfig.check_overrides(args.config_overrides)  # before the run directory is touched
     return Pretrainer(args).train()

@@ -238,3 +238,47 @@ def test_the_preset_choices_are_the_config_presets():
     from moleblend_hf.training.arguments import Preset
 
     assert set(typing.get_args(Preset)) == set(PRESETS)
+
+
+class _Planted:
+    """Unpickling this creates the file `marker`: proof that a pickle was executed."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_never_unpickles_files_planted_in_a_checkpoint(tmp_path):
+    import pickle
+
+    out, marker = tmp_path / "run", tmp_path / "executed"
+    whole = tmp_path / "whole"
+    main(["pretrain", "--output-dir", str(whole), *RUN])
+    main(["pretrain", "--output-dir", str(out), *RUN, "--stop-after-steps", "4"])
+    checkpoint = out / "checkpoint-4"
+    assert not list(checkpoint.glob("*.pkl")) and not list(checkpoint.glob("*.bin"))  # nothing pickled is written
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "scheduler.bin",
+                 "pytorch_model.bin"):  # what Accelerate's load_state would read
+        (checkpoint / name).write_bytes(pickle.dumps(_Planted(marker)))
+    assert main(["pretrain", "--output-dir", str(out), *RUN, "--resume"]) == 0
+    assert not marker.exists()
+    assert _summary(out)["weights_sha256"] == _summary(whole)["weights_sha256"]  # and the resume is still exact
+
+
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumes(tmp_path, capsys, caplog):
+    common = ["--max-steps", "6", "--save-steps", "1", "--save-total-limit", "3", *SMALL]
+    whole, out = tmp_path / "whole", tmp_path / "run"
+    main(["pretrain", "--output-dir", str(whole), *common])
+    main(["pretrain", "--output-dir", str(out), *common, "--stop-after-steps", "4"])
+    weights = out / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a write cut short
+    assert main(["pretrain", "--output-dir", str(out), *common, "--resume", str(out / "checkpoint-4")]) == 1
+    error = capsys.readouterr().err
+    assert str(weights) in error and "truncated" in error and "--resume " + str(out / "checkpoint-3") in error
+    with caplog.at_level("WARNING"):
+        assert main(["pretrain", "--output-dir", str(out), *common, "--resume"]) == 0
+    assert str(weights) in caplog.text
+    assert _summary(out)["weights_sha256"] == _summary(whole)["weights_sha256"]
+    assert _ids(out) == _ids(whole)

@@ -2,8 +2,10 @@
 
 One process or many (`torchrun` / `accelerate launch`): each rank reads its own share of the streamed corpus
 (see `streaming.py`) and gradients are synchronised by DDP. Checkpoints (`checkpoint-<step>/`) hold model,
-optimizer, scheduler and RNG states (Accelerate `save_state`) plus `trainer_state.json` (step, every worker's data
-position, skip counts); `--resume` continues exactly where a run stopped (logs are cut back to the checkpoint's step). The run ends
+optimizer, scheduler and RNG states (safetensors + JSON, never pickle: `training_state.py`), `trainer_state.json`
+(step, every worker's data position, skip counts) and a checksum manifest; `--resume` continues exactly where a
+run stopped (logs are cut back to the checkpoint's step), and `--resume latest` passes over a damaged checkpoint
+to the previous complete one, naming the damaged file. The run ends
 with `save_pretrained` of model + processor + model card at the root of the output directory, as after
 `Trainer.save_model`, so `AutoModel.from_pretrained(output_dir)` works.
 
@@ -38,6 +40,8 @@ from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import PretrainArguments
 from .data import expand_sources, read_table
 from .run_directory import Run, open_run, read_run
+from .training_state import CheckpointError, load_training_state, save_training_state, verify_checksums, \
+    write_checksums
 from .streaming import Position, PretrainingStream, StreamSettings, next_position
 
 logger = logging.getLogger(__name__)
@@ -112,7 +116,6 @@ class Pretrainer:
         # The schedule counts optimizer steps, so the scheduler is stepped here (not by Accelerate, which would
         # step it once per process) and checkpointed alongside.
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
-        self.accelerator.register_for_checkpointing(self.scheduler)
         self.step = 0
         self.positions: dict[int, Position] = {}
         self.skipped: Counter = Counter()
@@ -150,7 +153,9 @@ class Pretrainer:
                 shutil.rmtree(temporary)
             temporary.mkdir(parents=True)  # before any rank writes its random states into it
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
+        save_training_state(temporary, accelerator.unwrap_model(self.model), self.optimizer.optimizer,
+                            self.scheduler, accelerator.scaler, accelerator.process_index,
+                            accelerator.is_main_process)
         # every rank's data positions differ: each writes its own state file, with the length of its logs, to
         # which a resumed run cuts them back
         rank = accelerator.process_index
@@ -162,6 +167,7 @@ class Pretrainer:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             (temporary / STATE_FILE).write_text(json.dumps(self._state(), indent=2))
+            write_checksums(temporary)
             if target.exists():
                 shutil.rmtree(target)
             temporary.rename(target)
@@ -194,7 +200,8 @@ class Pretrainer:
         if state.get("run_id") != self.run.run_id:
             raise ValueError(f"{path} belongs to run {state.get('run_id')}, not to the run in {self.output_dir} "
                              f"({self.run.run_id})")
-        self.accelerator.load_state(str(path))
+        load_training_state(path, self.accelerator.unwrap_model(self.model), self.optimizer.optimizer,
+                            self.scheduler, self.accelerator.scaler, rank)
         for name, size in state.get("logs", {}).items():  # steps logged after the checkpoint are run again
             log = self.output_dir / name
             if log.exists() and log.stat().st_size > size:
@@ -282,11 +289,7 @@ class Pretrainer:
         args, accelerator = self.args, self.accelerator
         self._open_run()
         if args.resume:
-            path = latest_checkpoint(self.output_dir, self.run.run_id) if args.resume == "latest" else \
-                Path(args.resume)
-            if path is None:
-                raise FileNotFoundError(f"--resume latest: no checkpoint of run {self.run.run_id} in "
-                                        f"{self.output_dir}")
+            path = self._checkpoint_to_resume()
             self.load_checkpoint(path)
             if args.allow_changed_settings:
                 self._apply_optimizer_settings()
@@ -359,6 +362,29 @@ class Pretrainer:
             self.save_final()
         accelerator.end_training()
         return summary
+
+    def _checkpoint_to_resume(self) -> Path:
+        """The checkpoint `--resume` names, verified against its checksums; for `latest`, the newest complete one
+        of this run (a damaged one is named and passed over)."""
+        found = run_checkpoints(self.output_dir, self.run.run_id)
+        if self.args.resume != "latest":
+            path = Path(self.args.resume)
+            try:
+                verify_checksums(path)
+            except CheckpointError as error:
+                earlier = [p for p in found if int(p.name.split("-")[1]) < int(path.name.split("-")[-1])] \
+                    if path.name.startswith("checkpoint-") else []
+                offer = f"; the previous checkpoint is {earlier[-1]} (--resume {earlier[-1]})" if earlier else ""
+                raise CheckpointError(error.path, f"{str(error).split(': ', 1)[1]}{offer}") from None
+            return path
+        for path in reversed(found):
+            try:
+                verify_checksums(path)
+                return path
+            except CheckpointError as error:
+                logger.warning("not resuming from %s: %s; trying the previous checkpoint", path, error)
+        raise FileNotFoundError(f"--resume latest: no complete checkpoint of run {self.run.run_id} in "
+                                f"{self.output_dir}" + (f" ({len(found)} damaged)" if found else ""))
 
     def _open_run(self) -> None:
         """Claim the output directory (rank 0), then every rank reads the run's identity."""

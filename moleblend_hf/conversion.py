@@ -162,10 +162,35 @@ def convert_state_dict(
     return {k: v.detach().clone().to(expected[k].dtype) for k, v in out.items()}, dropped
 
 
+def _fairseq_globals() -> list[Any]:
+    """What a fairseq checkpoint holds besides tensors and builtins (fairseq issue 5603): its argparse Namespace
+    and numpy scalars / dtypes (e.g. the best validation metric in `extra_state`). Nothing else is allowed."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtypes = [type(np.dtype(name)) for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
+                                                  "uint8", "uint16", "uint32", "uint64", "bool")]
+    # numpy 1.x pickles name the scalar constructor numpy.core.multiarray.scalar, numpy 2.x numpy._core...
+    return [argparse.Namespace, np.dtype, *dtypes, (scalar, "numpy.core.multiarray.scalar"),
+            (scalar, "numpy._core.multiarray.scalar")]
+
+
 def load_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Any]:
-    """(model state dict, args) of a fairseq `.pt`, read with weights_only=True (Namespace allow-listed)."""
-    torch.serialization.add_safe_globals([argparse.Namespace])
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    """(model state dict, args) of a fairseq `.pt`, read with weights_only=True: tensors, builtins, the argparse
+    Namespace and numpy scalars only; anything else is refused, never executed."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        with torch.serialization.safe_globals(_fairseq_globals()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - whatever a non-checkpoint makes the unpickler raise
+        detail = str(error).strip()
+        unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+        reason = (f"it holds a {unsupported.group(1)} object, which a fairseq checkpoint does not; it was not "
+                  "loaded (loading it would run code from the file)") if unsupported else \
+            f"not a PyTorch checkpoint ({type(error).__name__}: {detail.splitlines()[0][:200] if detail else ''})"
+        raise ConversionError(f"{path}: {reason}") from None
     if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
         raise ConversionError(f"{path}: not a fairseq checkpoint (no 'model' entry)")
     args = checkpoint.get("args")

@@ -103,3 +103,40 @@ def test_drop_path_granularity(granularity):
         assert (dropped.all(0) | (~dropped).all(0)).all() and 0 < dropped[0].sum() < 30
     with pytest.raises(ValueError, match="drop_path_granularity"):
         MoleBlendConfig(drop_path_granularity="atom")
+
+
+def test_a_fairseq_checkpoint_with_numpy_scalars_converts(tmp_path):
+    """Real fairseq checkpoints carry numpy scalars (e.g. the best metric in extra_state): still weights_only."""
+    import numpy as np
+
+    _, state = _official_state(seed=3)
+    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4,
+                              encoder_ffn_embed_dim=64, num_3d_bias_kernel=16, multi_hop_max_dist=5, add_3d=True)
+    path = tmp_path / "checkpoint_best.pt"
+    torch.save({"model": state, "args": args, "optimizer_history": [{"num_updates": np.int64(1000)}],
+                "extra_state": {"best": np.float64(0.123), "val_loss": np.float32(1.5), "dtype": np.dtype("int64"),
+                                "train_iterator": {"epoch": 3}}}, path)
+    model, _ = convert_checkpoint(path, tmp_path / "converted")
+    assert (tmp_path / "converted" / "model.safetensors").exists()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("executed",))
+
+
+def test_convert_refuses_other_objects_and_non_checkpoints_with_its_own_message(tmp_path, capsys):
+    from moleblend_hf.cli import main
+    from moleblend_hf.conversion import ConversionError, load_official_checkpoint
+
+    planted = tmp_path / "planted.pt"
+    torch.save({"model": {}, "args": _Payload()}, planted)
+    with pytest.raises(ConversionError, match="holds a .*print object.*not loaded") as raised:
+        load_official_checkpoint(planted)
+    assert "weights_only=False" not in str(raised.value)
+    text = tmp_path / "notes.pt"
+    text.write_text("these are my notes, not a checkpoint\n")
+    assert main(["convert", str(text), str(tmp_path / "out")]) == 1
+    error = capsys.readouterr()
+    assert "not a PyTorch checkpoint" in error.err and "weights_only" not in error.err
+    assert "executed" not in error.out and not (tmp_path / "out").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -25,10 +27,11 @@ def _embedded(smiles: str, seed: int = 0) -> Chem.Mol:
 def test_contract_shapes_and_dtypes(processor):
     batch = processor(["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"])
     n = 11
-    assert batch["atom_features"].shape == (3, n, 9) and batch["atom_features"].dtype == torch.int64
+    assert batch["atom_features"].shape == (3, n, 9) and batch["atom_features"].dtype == torch.uint8
     assert batch["attention_mask"].tolist()[0] == [1] * 3 + [0] * (n - 3)
-    assert batch["shortest_path"].shape == (3, n, n)
-    assert batch["path_bonds"].shape == (3, n, n, 5, 3)
+    assert batch["shortest_path"].shape == (3, n, n) and batch["shortest_path"].dtype == torch.int16
+    assert batch["path_bonds"].shape == (3, n, n, 5, 3) and batch["path_bonds"].dtype == torch.uint8
+    assert batch["degree"].dtype == torch.uint8
     assert batch["positions"].dtype == torch.float32 and batch["has_3d"].dtype == torch.bool
     assert set(CONTRACT_KEYS) == set(batch.keys())
     # padding stays zero everywhere
@@ -216,3 +219,64 @@ def test_misspelled_keyword_arguments_are_refused_with_a_hint():
         processor(["CCO"], error="skip")
     with pytest.raises(TypeError, match="did you mean 'return_tensors'"):
         processor(["CCO"], return_tensor="np")
+
+
+def test_compact_batches_give_the_outputs_of_int64_batches(processor):
+    from moleblend_hf import MoleBlendConfig, MoleBlendModel
+
+    torch.manual_seed(0)
+    model = MoleBlendModel(MoleBlendConfig.from_preset("tiny")).eval()
+    batch = processor(["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "[Na+].[Cl-]"])
+    wide = {k: v.long() if v.dtype in (torch.uint8, torch.int16) else v for k, v in batch.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).last_hidden_state, model(**wide).last_hidden_state, rtol=0, atol=0)
+
+
+def test_size_limits_are_checked_before_parsing_work():
+    processor = MoleBlendProcessor(max_atoms=64, max_text_length=1000)
+    with pytest.raises(MoleculeError, match="1,001 characters; max_text_length is 1,000"):
+        processor.featurize("C" * 1001)
+    with pytest.raises(MoleculeError, match="molecule has 65 heavy atoms; max_atoms is 64"):
+        processor.featurize("C1" + "C" * 64 + "1")
+    assert MoleBlendProcessor(max_atoms=10).max_text_length == 2560  # derived from max_atoms, saved with it
+
+
+@pytest.mark.parametrize("value, message", [
+    (5, "got int 5"), (b"CCO", "got bytes .*decode it"), ({"smiles": "CCO"}, "got dict .*rows\\['smiles'\\]"),
+    (3.5, "got float")])
+def test_unsupported_batch_types_are_named(processor, value, message):
+    with pytest.raises(TypeError, match=message):
+        processor(value)
+
+
+def test_a_huge_ring_smiles_stays_under_a_memory_ceiling(tmp_path):
+    """A 40 x 40 fused-ring lattice (1,600 atoms, ~9,500 characters) takes ~260 MB and seconds to sanitize; it is
+    refused from the unsanitized atom count first. Peak memory measured in a fresh process."""
+    script = """
+import resource, sys
+from rdkit import Chem
+from moleblend_hf.processing import MoleBlendProcessor, MoleculeError
+k = 40
+lattice = Chem.RWMol()
+for _ in range(k * k):
+    lattice.AddAtom(Chem.Atom(6))
+for r in range(k):
+    for c in range(k):
+        if c + 1 < k: lattice.AddBond(r * k + c, r * k + c + 1, Chem.BondType.SINGLE)
+        if r + 1 < k: lattice.AddBond(r * k + c, (r + 1) * k + c, Chem.BondType.SINGLE)
+smiles = Chem.MolToSmiles(lattice.GetMol(), canonical=False)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+processor = MoleBlendProcessor()
+for _ in range(3):
+    try:
+        processor.featurize(smiles)
+    except MoleculeError as error:
+        reason = error.reason
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(len(smiles), round(grown), reason)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    length, grown, reason = result.stdout.split(maxsplit=2)
+    assert int(length) > 9000 and "1600 heavy atoms" in reason
+    assert int(grown) < 50, f"peak memory grew by {grown} MB"

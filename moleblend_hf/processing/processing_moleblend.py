@@ -4,15 +4,20 @@ Tensor contract (batch-first, padded to the largest molecule N of the batch by `
 
 | key              | shape, dtype            | meaning                                                            |
 |------------------|-------------------------|--------------------------------------------------------------------|
-| `atom_features`  | [B, N, 9] int64         | OGB `atom_to_feature_vector` index + 1 per column; 0 = padding     |
+| `atom_features`  | [B, N, 9] uint8         | OGB `atom_to_feature_vector` index + 1 per column; 0 = padding     |
 | `attention_mask` | [B, N] int64            | 1 for real atoms                                                   |
-| `degree`         | [B, N] int64            | heavy-atom (graph) degree                                          |
-| `shortest_path`  | [B, N, N] int64         | topological distance; 0 on the diagonal; 510 between fragments     |
-| `path_bonds`     | [B, N, N, K, 3] int64   | OGB `bond_to_feature_vector` index + 1 of the first K hops; 0 = none|
+| `degree`         | [B, N] uint8            | heavy-atom (graph) degree                                          |
+| `shortest_path`  | [B, N, N] int16         | topological distance; 0 on the diagonal; 510 between fragments     |
+| `path_bonds`     | [B, N, N, K, 3] uint8   | OGB `bond_to_feature_vector` index + 1 of the first K hops; 0 = none|
 | `positions`      | [B, N, 3] float32       | conformer coordinates in Angstrom; zeros without a conformer        |
 | `has_3d`         | [B] bool                | whether the molecule has a conformer                               |
 
-Per-molecule features (`featurize`) use compact dtypes (uint8 / int16) so `datasets.map` can cache them.
+Integer tensors use compact dtypes (uint8 / int16; the model accepts any integer dtype), in batches and in
+per-molecule features (`featurize`), so `datasets.map` caches and DataLoader batches stay small.
+
+Limits are checked before expensive work: a text longer than `max_text_length` characters is refused unread, and
+a SMILES or molblock is first parsed without sanitization to count its atoms against `max_atoms` (ring perception
+on a huge polycyclic input can take gigabytes).
 This module needs rdkit and numpy (not the model code), and uses relative imports only so it ships as remote code.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import gzip
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +49,12 @@ from .graph import (
     shortest_path_matrix,
 )
 
+logger = logging.getLogger(__name__)
 CONFORMER_POLICIES = ("given", "generate", "none")
+#: characters of text allowed per atom of max_atoms (a molblock with hydrogens takes ~150 per heavy atom)
+TEXT_CHARACTERS_PER_ATOM = 256
+#: padded batches larger than this get a warning (the caller asked for one huge batch)
+LARGE_BATCH_BYTES = 2 * 1024**3
 PATH_TIE_BREAKS = ("canonical", "official")
 #: atom_features[:, 0] of an atom whose element OGB files under 'misc' (atomic number 0: dummy / query atoms).
 MISC_ELEMENT = len(ATOMIC_NUMBERS) + 1
@@ -122,6 +133,8 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             on the atom numbering of the input. `"official"`: the path the official MoleBLEND / Graphormer code
             reconstructs from its Floyd-Warshall intermediate nodes, which follows the atom order; use it with
             converted official checkpoints to reproduce their features exactly.
+        max_text_length: Longest SMILES / molblock text accepted, in characters (default: 256 x `max_atoms`);
+            longer text is refused before parsing.
     """
 
     model_input_names = list(CONTRACT_KEYS)
@@ -136,6 +149,7 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         conformer_timeout: int = 10,
         mmff_max_iters: int = 2000,
         path_tie_break: str = "canonical",
+        max_text_length: int | None = None,
         **kwargs,
     ):
         if path_tie_break not in PATH_TIE_BREAKS:
@@ -152,6 +166,7 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         self.conformer_timeout = conformer_timeout
         self.mmff_max_iters = mmff_max_iters
         self.path_tie_break = path_tie_break
+        self.max_text_length = max_text_length or TEXT_CHARACTERS_PER_ATOM * max_atoms
         self.unreachable_distance = UNREACHABLE
         super().__init__(**kwargs)
 
@@ -212,13 +227,16 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         if molecule is None:
             raise MoleculeError("input is None")
         if isinstance(molecule, AtomsWithCoordinates):
-            mol, positions = _mol_from_atoms(molecule)
+            mol, positions = _mol_from_atoms(molecule, self.max_atoms, self.max_text_length)
         elif isinstance(molecule, Chem.Mol):
             mol = Chem.Mol(molecule)
             positions = None
         elif isinstance(molecule, str):
-            mol = _parse_text(molecule)
+            mol = _parse_text(molecule, self.max_atoms, self.max_text_length)
             positions = None
+        elif isinstance(molecule, (bytes, bytearray)):
+            raise MoleculeError(f"unsupported input type {type(molecule).__name__}: decode it to a str (SMILES or "
+                                "molblock) first")
         else:
             raise MoleculeError(
                 f"unsupported input type {type(molecule).__name__}; give a SMILES, molblock, RDKit Mol, "
@@ -280,6 +298,12 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         if isinstance(molecules, (str, Chem.Mol, AtomsWithCoordinates, os.PathLike)) or molecules is None:
             molecules = [molecules]
+        elif isinstance(molecules, (bytes, bytearray, Mapping)) or not isinstance(molecules, Iterable):
+            hint = {bytes: ": decode it to a str first", bytearray: ": decode it to a str first"}.get(
+                type(molecules), ": pass the molecules themselves, e.g. processor(rows['smiles'])"
+                if isinstance(molecules, Mapping) else "")
+            raise TypeError(f"MoleBlendProcessor takes a molecule or a list of molecules, got "
+                            f"{type(molecules).__name__} {describe(molecules, 40)}{hint}")
         features, kept, skipped = [], [], []
         for index, molecule in enumerate(expand_inputs(molecules)):
             try:
@@ -311,12 +335,19 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         sizes = [len(a) for a in atom_arrays]
         batch, n = len(features), max(sizes)
         hops = self.max_path_hops
+        padded_bytes = batch * n * n * (hops * NUM_BOND_FEATURES + 2)
+        if padded_bytes > LARGE_BATCH_BYTES:
+            logger.warning("padding %d molecules to %d atoms takes %.1f GB; for large datasets pad per batch "
+                           "(MoleBlendCollator, or processor.featurize per molecule and pad in chunks)", batch, n,
+                           padded_bytes / 1e9)
         out = {
-            "atom_features": np.zeros((batch, n, NUM_ATOM_FEATURES), dtype=np.int64),
+            # compact integer types (the model casts where it indexes): a batch of path_bonds is 8x smaller than
+            # in int64, in host memory, pinned buffers and host-to-device copies
+            "atom_features": np.zeros((batch, n, NUM_ATOM_FEATURES), dtype=np.uint8),
             "attention_mask": np.zeros((batch, n), dtype=np.int64),
-            "degree": np.zeros((batch, n), dtype=np.int64),
-            "shortest_path": np.zeros((batch, n, n), dtype=np.int64),
-            "path_bonds": np.zeros((batch, n, n, hops, NUM_BOND_FEATURES), dtype=np.int64),
+            "degree": np.zeros((batch, n), dtype=np.uint8),
+            "shortest_path": np.zeros((batch, n, n), dtype=np.int16),
+            "path_bonds": np.zeros((batch, n, n, hops, NUM_BOND_FEATURES), dtype=np.uint8),
             "positions": np.zeros((batch, n, 3), dtype=np.float32),
             "has_3d": np.zeros((batch,), dtype=bool),
         }
@@ -400,37 +431,32 @@ def read_sdf_records(path: str | os.PathLike) -> Iterator[str]:
             yield "".join(record)
 
 
-def _parse_text(text: str) -> Chem.Mol:
+def _parse_text(text: str, max_atoms: int, max_length: int) -> Chem.Mol:
+    """SMILES or molblock -> Mol. The size is checked on the text and on an unsanitized parse (cheap, linear)
+    before sanitization, whose ring perception is what can take gigabytes on a huge polycyclic input."""
+    if len(text) > max_length:
+        raise MoleculeError(f"input text has {len(text):,} characters; max_text_length is {max_length:,}")
     stripped = text.strip()
     if not stripped:
         raise MoleculeError("empty SMILES")
     is_molblock = "\n" in stripped and ("M  END" in stripped or "V2000" in stripped or "V3000" in stripped)
     with _quiet_rdkit():
-        if is_molblock:
-            mol = Chem.MolFromMolBlock(text, removeHs=False)
-            if mol is None:
-                raise MoleculeError("RDKit could not parse the molblock" + _molblock_problem(text))
-            return mol
-        mol = Chem.MolFromSmiles(stripped)
+        raw = Chem.MolFromMolBlock(text, sanitize=False, removeHs=False) if is_molblock else \
+            Chem.MolFromSmiles(stripped, sanitize=False)
+        if raw is None:
+            raise MoleculeError("RDKit could not parse the molblock (malformed: atom/bond block or coordinates "
+                                "unreadable)" if is_molblock else "not a valid SMILES (syntax error)")
+        heavy = sum(1 for atom in raw.GetAtoms() if atom.GetAtomicNum() != 1)
+        if heavy > max_atoms:
+            raise MoleculeError(f"molecule has {heavy} heavy atoms; max_atoms is {max_atoms}")
+        # parsed again with sanitization (not SanitizeMol on `raw`): the parsers also clean up stereo flags
+        mol = Chem.MolFromMolBlock(text, removeHs=False) if is_molblock else Chem.MolFromSmiles(stripped)
         if mol is None:
-            raise MoleculeError("not a valid SMILES" + _smiles_problem(stripped))
+            problems = Chem.DetectChemistryProblems(raw)
+            detail = f" ({problems[0].Message()})" if problems else ""
+            raise MoleculeError(("RDKit could not parse the molblock" if is_molblock else "not a valid SMILES")
+                                + detail)
     return mol
-
-
-def _smiles_problem(smiles: str) -> str:
-    raw = Chem.MolFromSmiles(smiles, sanitize=False)
-    if raw is None:
-        return " (syntax error)"
-    problems = Chem.DetectChemistryProblems(raw)
-    return f" ({problems[0].Message()})" if problems else ""
-
-
-def _molblock_problem(text: str) -> str:
-    raw = Chem.MolFromMolBlock(text, sanitize=False, removeHs=False)
-    if raw is None:
-        return " (malformed: atom/bond block or coordinates unreadable)"
-    problems = Chem.DetectChemistryProblems(raw)
-    return f" ({problems[0].Message()})" if problems else ""
 
 
 class _quiet_rdkit:
@@ -443,9 +469,9 @@ class _quiet_rdkit:
         RDLogger.EnableLog("rdApp.*")
 
 
-def _mol_from_atoms(item: AtomsWithCoordinates) -> tuple[Chem.Mol, np.ndarray]:
+def _mol_from_atoms(item: AtomsWithCoordinates, max_atoms: int, max_length: int) -> tuple[Chem.Mol, np.ndarray]:
     """The SMILES graph with the given coordinates attached to its atoms (hydrogens' coordinates dropped)."""
-    mol = _parse_text(item.smiles)
+    mol = _parse_text(item.smiles, max_atoms, max_length)
     numbers = np.asarray(item.atomic_numbers, dtype=np.int64).reshape(-1)
     coordinates = np.asarray(item.coordinates, dtype=np.float64)
     try:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from rdkit import Chem
 from transformers import AutoConfig, AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from moleblend_hf import MoleBlendCollator, MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
@@ -256,6 +257,33 @@ def test_string_labels_train_and_the_config_carries_the_class_names(tmp_path, bb
     assert config.id2label == {0: "high", 1: "low", 2: "mid"} and config.label2id["mid"] == 2
     predictions = pd.read_csv(tmp_path / "three" / "test_predictions.csv")
     assert {"probability_high", "probability_low", "probability_mid"} <= set(predictions.columns)
+
+
+def test_random_split_keeps_duplicate_molecules_in_one_split_and_finetune_reports_them(tmp_path, esol):
+    from moleblend_hf.training.data import canonical_smiles
+    from moleblend_hf.training.splits import random_split
+
+    smiles = esol.smiles.head(200).tolist()
+    # the same molecules again, written differently: rooted at their last atom, not canonical
+    mols = [Chem.MolFromSmiles(s) for s in smiles[:60]]
+    again = [Chem.MolToSmiles(m, rootedAtAtom=m.GetNumAtoms() - 1, canonical=False) for m in mols]
+    rows = smiles + again + ["not a smiles(", "not a smiles("]
+    for seed in range(5):
+        split = random_split(rows, seed)
+        where = {}
+        for name, members in split.items():
+            for row in members:
+                key = canonical_smiles(rows[row]) or f"row {row}"
+                assert where.setdefault(key, name) == name, (seed, rows[row])
+        assert sorted(sum(split.values(), [])) == list(range(len(rows)))
+        assert abs(len(split["test"]) - 0.1 * len(rows)) <= 3
+    frame = esol.head(200).copy()
+    frame = pd.concat([frame, frame.head(60).assign(smiles=again)], ignore_index=True)
+    frame.to_csv(tmp_path / "dups.csv", index=False)
+    assert main(["finetune", str(tmp_path / "dups.csv"), "--label-columns", ESOL_LABEL, "--split", "random",
+                 "--max-steps", "1", "--output-dir", str(tmp_path / "run")]) == 0
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())["duplicates"]
+    assert report == {"molecules": 60, "rows": 120, "across_splits": 0}
 
 
 def test_mixed_and_one_class_label_columns_are_refused_before_training(tmp_path, bbbp, capsys):

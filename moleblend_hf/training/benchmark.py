@@ -40,7 +40,7 @@ def _prepare_qm9(args: BenchmarkArguments, work: Path) -> tuple[Path, dict]:
             frame[target] = frame[target] * HARTREE_TO_EV
     path = work / "qm9_benchmark.parquet"
     frame[["id", "smiles", "molblock", *args.qm9_targets]].to_parquet(path)
-    return path, random_split(len(frame), seed=0)
+    return path, random_split(frame["smiles"].tolist(), seed=0)
 
 
 def _tasks(args: BenchmarkArguments, work: Path) -> list[dict]:

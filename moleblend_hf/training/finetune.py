@@ -34,7 +34,7 @@ from .arguments import FinetuneArguments
 from .run_directory import open_run
 from .data import MOLBLOCK_COLUMNS, SMILES_COLUMNS, pick_column, canonical_smiles
 from .metrics import SELECTION_METRIC, compute_metrics
-from .splits import SPLIT_NAMES, make_split
+from .splits import SPLIT_NAMES, duplicate_groups, make_split
 
 logger = logging.getLogger(__name__)
 TASKS = ("auto", "regression", "classification", "multiclass")
@@ -211,7 +211,22 @@ def _prepare(args: FinetuneArguments) -> dict:
                        column_values=frame[args.split_column].tolist() if args.split_column else None,
                        path=args.split_file)
     return dict(frame=frame, molecule_column=molecule_column, molecules=molecules, labels=labels,
-                class_names=class_names, problem_type=problem_type, split=split, is_smiles=is_smiles)
+                class_names=class_names, problem_type=problem_type, split=split, is_smiles=is_smiles,
+                duplicates=_duplicates_report(split_smiles, split))
+
+
+def _duplicates_report(molecules: list[str | None], split: dict[str, list[int]]) -> dict[str, int]:
+    """How many molecules occur in several rows, and in how many of them the rows sit in different splits (only
+    possible with a given split: random and scaffold splits keep them together)."""
+    where = {row: name for name, rows in split.items() for row in rows}
+    groups = duplicate_groups(molecules)
+    across = sum(1 for rows in groups if len({where[r] for r in rows}) > 1)
+    if groups:
+        logger.warning("%d molecules occur in more than one row (%d rows)%s", len(groups),
+                       sum(len(rows) for rows in groups),
+                       f"; {across} of them in more than one split (a leak: check the split)" if across else
+                       "; each one's rows stay in one split")
+    return {"molecules": len(groups), "rows": sum(len(rows) for rows in groups), "across_splits": across}
 
 
 def finetune(args: FinetuneArguments) -> dict:
@@ -271,6 +286,7 @@ def finetune(args: FinetuneArguments) -> dict:
         "valid": _strip(trainer.predict(datasets["valid"], metric_key_prefix="valid").metrics, "valid"),
         "test": _strip(test_output.metrics, "test"),
         "skipped_rows": len(failures),
+        "duplicates": prepared["duplicates"],
         "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
         "config_overrides": args.config_overrides,
     }

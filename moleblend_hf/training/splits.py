@@ -10,6 +10,8 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
+from .data import canonical_smiles
+
 SPLIT_NAMES = ("train", "valid", "test")
 
 
@@ -69,11 +71,34 @@ def balanced_scaffold_split(smiles: list[str | None], seed: int, fractions=(0.8,
     return {k: sorted(v) for k, v in split.items()}
 
 
-def random_split(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[int]]:
-    order = np.random.default_rng(seed).permutation(n)
+def duplicate_groups(molecules: list[str | None]) -> list[list[int]]:
+    """Rows that hold the same molecule (canonical SMILES without stereo, see `canonical_smiles`), for every
+    molecule that occurs more than once; unparsable rows are never grouped."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for row, molecule in enumerate(molecules):
+        key = canonical_smiles(molecule)
+        if key is not None:
+            groups[key].append(row)
+    return [rows for rows in groups.values() if len(rows) > 1]
+
+
+def random_split(molecules: list[str | None], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[int]]:
+    """Seeded random split that keeps the rows of one molecule together (a duplicate in train and test would be
+    a leak). Molecules are taken in the seeded random order of their first row and fill train, valid, then test,
+    with all their rows; without duplicates this is a plain random split of the rows."""
+    n = len(molecules)
+    rows_of = {rows[0]: rows for rows in duplicate_groups(molecules)}
+    follower = {row for rows in rows_of.values() for row in rows[1:]}
     first, second = int(round(fractions[0] * n)), int(round((fractions[0] + fractions[1]) * n))
-    return {"train": sorted(order[:first].tolist()), "valid": sorted(order[first:second].tolist()),
-            "test": sorted(order[second:].tolist())}
+    split: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+    filled = 0
+    for row in np.random.default_rng(seed).permutation(n).tolist():
+        if row in follower:
+            continue  # placed with the first row of its molecule
+        rows = rows_of.get(row, [row])
+        split["train" if filled < first else "valid" if filled < second else "test"] += rows
+        filled += len(rows)
+    return {k: sorted(v) for k, v in split.items()}
 
 
 def split_from_column(values: list) -> dict[str, list[int]]:
@@ -112,7 +137,7 @@ def make_split(kind: str, smiles: list[str | None], seed: int = 0, column_values
     elif kind == "balanced_scaffold":
         split = balanced_scaffold_split(smiles, seed)
     elif kind == "random":
-        split = random_split(len(smiles), seed)
+        split = random_split(smiles, seed)
     elif kind == "column":
         split = split_from_column(column_values or [])
     elif kind == "file":

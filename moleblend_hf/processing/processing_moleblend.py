@@ -27,6 +27,7 @@ import difflib
 import gzip
 import logging
 import os
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,12 +422,15 @@ def read_sdf_records(path: str | os.PathLike) -> Iterator[str]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
         record: list[str] = []
-        for line in handle:
-            if line.startswith("$$$$"):
-                yield "".join(record)
-                record = []
-            else:
-                record.append(line)
+        try:
+            for line in handle:
+                if line.startswith("$$$$"):
+                    yield "".join(record)
+                    record = []
+                else:
+                    record.append(line)
+        except (EOFError, OSError, zlib.error) as error:  # a cut or damaged .gz
+            raise ValueError(f"{path}: the compressed file is truncated or damaged ({error})") from None
         if any(line.strip() for line in record):
             yield "".join(record)
 

@@ -91,7 +91,8 @@ class OfficialMolnetEncoder(nn.Module):
 
     @staticmethod
     def official_batch(batch: dict) -> dict:
-        """Our tensor contract -> the tensors the official collator builds."""
+        """Our tensor contract -> the tensors the official collator builds (int64 indices, as it makes them)."""
+        batch = {k: v.long() if v.dtype in (torch.uint8, torch.int16, torch.int32) else v for k, v in batch.items()}
         mask = batch["attention_mask"].bool()
         feats = batch["atom_features"]
         offsets = 1 + torch.arange(9) * 512

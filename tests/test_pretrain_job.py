@@ -282,3 +282,16 @@ def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumes(tmp_path, ca
     assert str(weights) in caplog.text
     assert _summary(out)["weights_sha256"] == _summary(whole)["weights_sha256"]
     assert _ids(out) == _ids(whole)
+
+
+def test_gradient_checkpointing_trains_the_same_model(tmp_path):
+    common = ["--max-steps", "3", "--save-steps", "3", *SMALL]
+    plain, checkpointed = tmp_path / "plain", tmp_path / "checkpointed"
+    assert main(["pretrain", "--output-dir", str(plain), *common]) == 0
+    assert main(["pretrain", "--output-dir", str(checkpointed), *common, "--gradient-checkpointing"]) == 0
+    losses = [[json.loads(line)["loss"] for line in (d / "train_log.jsonl").read_text().splitlines()]
+              for d in (plain, checkpointed)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    a, b = (MoleBlendForPreTraining.from_pretrained(d).state_dict() for d in (plain, checkpointed))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)

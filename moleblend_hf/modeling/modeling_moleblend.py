@@ -443,6 +443,12 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
         return tokens, bias
 
     def run_layers(self, tokens: torch.Tensor, bias: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The Transformer blocks on tokens [B, T, D] with the attention bias [B, H, T, T]."""
+        # the bias in the dtype the attention computes in, once per forward (not one cast of [B, H, T, T] per layer)
+        device_type = tokens.device.type
+        compute_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else \
+            self.layers[0].fc1.weight.dtype if isinstance(self.layers[0].fc1, nn.Linear) else tokens.dtype
+        bias = bias.to(compute_dtype)
         hidden_states = tokens
         for layer in self.layers:
             # positional: reentrant gradient checkpointing only treats positional tensors as inputs

@@ -59,7 +59,8 @@ def cosine_schedule(step: int, warmup: int, total: int, floor: float) -> float:
 
 #: settings that may change between a run and its --resume (they do not change what is trained)
 RESUMABLE_CHANGES = ("resume", "overwrite", "allow_changed_settings", "stop_after_steps", "progress", "push_to_hub",
-                     "report_to", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "cpu")
+                     "report_to", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "cpu",
+                     "gradient_checkpointing")
 
 
 def run_checkpoints(output_dir: Path, run_id: str | None = None) -> list[Path]:
@@ -103,6 +104,9 @@ class Pretrainer:
         set_seed(args.seed, device_specific=True)  # ranks draw different noise and blend masks
         self.sources = [str(p) for p in expand_sources(args.inputs)]
         self.model = self._build_model()
+        if args.gradient_checkpointing:
+            # non-reentrant: works with DDP and with inputs that need no gradient; same values, less memory
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.processor = MoleBlendProcessor.from_config(self.model.config, conformers=args.conformers, seed=args.seed)
         decay, no_decay = [], []
         for name, param in self.model.named_parameters():

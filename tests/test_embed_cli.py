@@ -38,6 +38,28 @@ def test_embed_cli_on_csv_with_invalid_rows(tmp_path, esol):
     assert len(got["atom_embeddings"]) == expected.shape[0] - 1
     summary = json.loads((out / "_summary.json").read_text())
     assert (summary["rows"], summary["embedded"], summary["skipped"]) == (30, 27, 3)
+    # every row's embedding is the one of the molecule alone, though batches are formed by atom count
+    with torch.no_grad():
+        alone = [model(**processor([frame.smiles[r]])).last_hidden_state[0, 0].numpy() for r in table["row"]]
+    np.testing.assert_allclose(np.stack(table["embedding"].to_numpy()), np.stack(alone), atol=1e-5)
+
+
+def test_int8_quantized_embeddings_are_close_and_recorded(tmp_path, esol):
+    source = tmp_path / "mols.csv"
+    esol.head(40).to_csv(source, index=False)
+    runs = {}
+    for quantize in ("none", "int8"):
+        out = tmp_path / quantize
+        assert main(["embed", "--input", str(source), "--output-dir", str(out), "--preset", "small",
+                     "--no-progress", "--quantize", quantize]) == 0
+        runs[quantize] = np.stack(pd.read_parquet(out).sort_values("row")["embedding"].to_numpy())
+        assert json.loads((out / "_run.json").read_text())["settings"]["quantize"] == quantize
+    full, int8 = runs["none"], runs["int8"]
+    cosine = (full * int8).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(int8, axis=1)
+    assert cosine.min() > 0.99 and not np.allclose(full, int8, atol=1e-6)
+    # a quantized rerun into the fp32 directory is a different setting: refused
+    assert main(["embed", "--input", str(source), "--output-dir", str(tmp_path / "none"), "--preset", "small",
+                 "--no-progress", "--quantize", "int8"]) == 1
 
 
 def test_embed_resumes_completed_parts(tmp_path):

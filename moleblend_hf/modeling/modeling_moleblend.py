@@ -195,7 +195,7 @@ class MoleBlend3DEncoding(nn.Module):
         shift = affine[..., 2].unsqueeze(2) + affine[..., 3].unsqueeze(1)
         x = (scale * distance + shift).float().unsqueeze(-1)
         std = self.stds.float().abs() + 1e-2
-        features = gaussian_basis(x, self.means.float(), std).to(self.bias_hidden.weight.dtype)  # [B, N, N, K]
+        features = gaussian_basis(x, self.means.float(), std).to(self.means.dtype)  # [B, N, N, K], model dtype
 
         use = pair_mask & has_3d[:, None, None]
         bias = self.bias_out(self.bias_act(self.bias_hidden(features)))

@@ -62,36 +62,54 @@ def load_model_and_processor(
     return model, processor
 
 
+def quantize_int8(model: MoleBlendModel) -> MoleBlendModel:
+    """Dynamic int8 quantization of every linear layer (weights int8, activations quantized per batch), for CPU
+    inference: the Transformer's matrix products are most of the cost. Outputs deviate slightly from fp32
+    (measured in benchmarks/encoder_speed.py)."""
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch deprecates the quantized tensor types in favour of torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def _embed_chunk(
     model: MoleBlendModel, processor: MoleBlendProcessor, records: list[MoleculeRecord], batch_size: int,
     per_atom: bool, device: torch.device,
 ) -> tuple[pa.Table, list[dict]]:
+    """Embeddings of one chunk in input order; batches are formed by atom count (little padding)."""
     columns: dict[str, list] = {"row": [], "id": [], "embedding": [], "has_3d": [], "conformer_source": []}
     if per_atom:
         columns["atom_embeddings"] = []
-    skipped = []
-    for start in range(0, len(records), batch_size):
-        batch_records = records[start: start + batch_size]
-        features, kept = [], []
-        for record in batch_records:
-            try:
-                features.append(processor.featurize(record.molecule, record.row))
-                kept.append(record)
-            except MoleculeError as error:
-                skipped.append({"row": record.row, "id": record.identifier, "reason": error.reason})
-        if not features:
-            continue
-        batch = processor.pad(features).to(device)
+    skipped, features, kept = [], [], []
+    for record in records:
+        try:
+            features.append(processor.featurize(record.molecule, record.row))
+            kept.append(record)
+        except MoleculeError as error:
+            skipped.append({"row": record.row, "id": record.identifier, "reason": error.reason})
+    graph: list = [None] * len(features)
+    atoms: list = [None] * len(features)
+    order = sorted(range(len(features)), key=lambda i: features[i]["num_atoms"])
+    for start in range(0, len(order), batch_size):
+        positions = order[start: start + batch_size]
+        batch = processor.pad([features[i] for i in positions]).to(device)
         with torch.inference_mode():
             hidden = model(**batch).last_hidden_state.float().cpu()
-        for position, (record, feature) in enumerate(zip(kept, features)):
-            columns["row"].append(record.row)
-            columns["id"].append(record.identifier)
-            columns["embedding"].append(hidden[position, 0].numpy())
-            columns["has_3d"].append(bool(feature["has_3d"]))
-            columns["conformer_source"].append(feature["conformer_source"])
+        for row, i in enumerate(positions):
+            graph[i] = hidden[row, 0].numpy()
             if per_atom:
-                columns["atom_embeddings"].append(hidden[position, 1: 1 + feature["num_atoms"]].numpy().tolist())
+                atoms[i] = hidden[row, 1: 1 + features[i]["num_atoms"]].numpy().tolist()
+    for i, (record, feature) in enumerate(zip(kept, features)):
+        columns["row"].append(record.row)
+        columns["id"].append(record.identifier)
+        columns["embedding"].append(graph[i])
+        columns["has_3d"].append(bool(feature["has_3d"]))
+        columns["conformer_source"].append(feature["conformer_source"])
+        if per_atom:
+            columns["atom_embeddings"].append(atoms[i])
     table = pa.table({
         "row": pa.array(columns["row"], pa.int64()),
         "id": pa.array(columns["id"], pa.string()),
@@ -174,11 +192,13 @@ def embed(args: EmbedArguments) -> EmbedSummary:
     if not source.exists():
         raise FileNotFoundError(f"{source} not found")
     model, processor = load_model_and_processor(args.model, args.preset, args.seed, args.conformers)
+    if args.quantize == "int8":
+        model = quantize_int8(model)
     stat = source.stat()
     settings = {"input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
                 "model": args.model, "preset": args.preset if args.model is None else None,
                 "seed": args.seed if args.model is None else None, "chunk_size": args.chunk_size,
-                "per_atom": args.per_atom, "smiles_column": args.smiles_column,
+                "per_atom": args.per_atom, "quantize": args.quantize, "smiles_column": args.smiles_column,
                 "molblock_column": args.molblock_column, "processor": processor.to_dict()}
     previous = read_run(args.output_dir, EMBED_RUN_FILE)
     resume = previous is not None and previous.job == "embed" and not args.overwrite

@@ -1,0 +1,147 @@
+"""Encoder speed against the official formulation, in one process, interleaved, on real molecules.
+
+The official formulation is the test-only re-statement of the official MoleBLEND encoder in
+`tests/official_reference.py` (T x B x C layers, fairseq-style attention, the official bias construction; equal to
+the official code to 3e-7). Its randomized weights are converted into a `MoleBlendModel` with the converter, so
+both compute the same function (the maximum output difference is reported). Batches: real MOSES molecules with
+their RDKit conformers (`tests/data/moses_200_conformers.parquet`), `--batch-size` per batch in file order (padded
+to the largest molecule of each batch), the same batches for both. Measured, alternating the two models run by
+run and reporting medians:
+
+- `forward_backward`: forward and backward of the encoder (eval mode, so that dropout does not differ);
+- `inference`: forward under `torch.inference_mode`, as molecules per second;
+- `inference_int8`: ours after dynamic int8 quantization of the linear layers (`moleblend embed --quantize int8`),
+  with its accuracy cost: the deviation of the graph embeddings from fp32 (max and mean absolute, and the lowest
+  cosine similarity).
+
+    python benchmarks/encoder_speed.py [--preset base] [--batch-size 64] [--runs 5] [--threads 2]
+
+Prints JSON and writes benchmarks/results/encoder_speed_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/ (the official re-statement) lives next to the package
+
+from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor  # noqa: E402
+from moleblend_hf.conversion import convert_state_dict  # noqa: E402
+from moleblend_hf.training.embed import quantize_int8  # noqa: E402
+from tests.official_reference import OfficialMolnetEncoder, randomize_  # noqa: E402
+
+DATA = HERE.parent / "tests" / "data" / "moses_200_conformers.parquet"
+
+
+def _models(preset: str) -> tuple[OfficialMolnetEncoder, MoleBlendModel]:
+    config = MoleBlendConfig.from_preset(preset, attention_probs_dropout_prob=0.0, activation_dropout=0.0,
+                                         drop_path_rate=0.0)
+    official = OfficialMolnetEncoder(dim=config.hidden_size, layers=config.num_hidden_layers,
+                                     heads=config.num_attention_heads, ffn=config.intermediate_size,
+                                     kernels=config.num_gaussian_kernels, hops=config.max_path_hops)
+    randomize_(official, seed=0)
+    state = {f"encoder.molecule_encoder.{k}": v for k, v in official.state_dict().items()}
+    converted, _ = convert_state_dict(state, config)
+    ours = MoleBlendModel(config)
+    ours.load_state_dict(converted)
+    return official.eval(), ours.eval()
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    processor = MoleBlendProcessor()
+    features = [processor.featurize(block) for block in pd.read_parquet(DATA)["molblock"]]
+    batches = [processor.pad(features[i: i + args.batch_size])
+               for i in range(0, len(features) - args.batch_size + 1, args.batch_size)]
+    official_batches = [OfficialMolnetEncoder.official_batch(dict(b)) for b in batches]
+    official, ours = _models(args.preset)
+    int8 = quantize_int8(_models(args.preset)[1])
+
+    with torch.no_grad():  # same function: outputs of every real token
+        deviation = 0.0
+        for batch, official_batch in zip(batches, official_batches):
+            theirs = official(official_batch).transpose(0, 1)
+            mine = ours(**batch).last_hidden_state
+            real = torch.cat([torch.ones_like(batch["attention_mask"][:, :1]), batch["attention_mask"]], 1).bool()
+            deviation = max(deviation, float((theirs - mine)[real].abs().max()))
+        fp32 = torch.cat([ours(**b).pooler_output for b in batches])
+        quantized = torch.cat([int8(**b).pooler_output for b in batches])
+    cosine = torch.nn.functional.cosine_similarity(fp32, quantized, dim=-1)
+
+    def forward_backward(model, inputs, official_layout: bool):
+        for parameter in model.parameters():
+            parameter.grad = None
+        out = model(inputs) if official_layout else model(**inputs).last_hidden_state
+        out.float().square().mean().backward()
+
+    def inference(model, inputs, official_layout: bool):
+        with torch.inference_mode():
+            model(inputs) if official_layout else model(**inputs)
+
+    measures = {
+        "forward_backward": {"official": lambda b, o: forward_backward(official, o, True),
+                             "ours": lambda b, o: forward_backward(ours, b, False)},
+        "inference": {"official": lambda b, o: inference(official, o, True),
+                      "ours": lambda b, o: inference(ours, b, False),
+                      "ours_int8": lambda b, o: inference(int8, b, False)},
+    }
+    molecules = sum(int(b["attention_mask"].shape[0]) for b in batches)
+    results: dict = {}
+    for name, variants in measures.items():
+        for function in variants.values():  # warm-up
+            function(batches[0], official_batches[0])
+        times: dict[str, list[float]] = {label: [] for label in variants}
+        for _ in range(args.runs):
+            for label, function in variants.items():  # interleaved: every run times each variant once
+                times[label].append(sum(_timed(lambda: function(b, o)) for b, o in zip(batches, official_batches)))
+        medians = {label: statistics.median(values) for label, values in times.items()}
+        results[name] = {
+            "median_seconds_per_batch": {k: v / len(batches) for k, v in medians.items()},
+            "molecules_per_second": {k: molecules / v for k, v in medians.items()},
+            "time_ratio_vs_official": {k: v / medians["official"] for k, v in medians.items() if k != "official"},
+        }
+    report = {
+        "preset": args.preset, "batch_size": args.batch_size, "batches": len(batches), "runs": args.runs,
+        "padded_atoms": [int(b["attention_mask"].shape[1]) for b in batches],
+        "mean_atoms": round(sum(f["num_atoms"] for f in features[: molecules]) / molecules, 2),
+        "max_abs_difference_vs_official": deviation,
+        "int8_accuracy": {"max_abs_deviation": float((fp32 - quantized).abs().max()),
+                          "mean_abs_deviation": float((fp32 - quantized).abs().mean()),
+                          "embedding_scale_mean_abs": float(fp32.abs().mean()),
+                          "min_cosine_similarity": float(cosine.min())},
+        **results,
+        "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__},
+    }
+    print(json.dumps(report, indent=2))
+    out = HERE / "results" / "encoder_speed_cpu.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

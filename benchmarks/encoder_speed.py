@@ -6,11 +6,15 @@ the official code to 3e-7). Its randomized weights are converted into a `MoleBle
 both compute the same function (the maximum output difference is reported). Batches: real MOSES molecules with
 their RDKit conformers (`tests/data/moses_200_conformers.parquet`), `--batch-size` per batch in file order (padded
 to the largest molecule of each batch), the same batches for both. Measured, alternating the two models run by
-run and reporting medians:
+run (every variant once per run) and reporting medians:
 
 - `forward_backward`: forward and backward of the encoder (eval mode, so that dropout does not differ);
 - `inference`: forward under `torch.inference_mode`, as molecules per second;
-- `inference_int8`: ours after dynamic int8 quantization of the linear layers (`moleblend embed --quantize int8`),
+
+each for the official formulation, ours (SDPA attention, the default), and:
+
+- `ours_eager_attention`: ours with `attn_implementation="eager"` (matmul + softmax) instead of SDPA (default);
+- `ours_int8` (inference): ours after dynamic int8 quantization of the linear layers (`--quantize int8`),
   with its accuracy cost: the deviation of the graph embeddings from fp32 (max and mean absolute, and the lowest
   cosine similarity).
 
@@ -81,6 +85,8 @@ def main() -> None:
     official_batches = [OfficialMolnetEncoder.official_batch(dict(b)) for b in batches]
     official, ours = _models(args.preset)
     int8 = quantize_int8(_models(args.preset)[1])
+    eager = _models(args.preset)[1]
+    eager.set_attn_implementation("eager")  # the same model with matmul + softmax attention instead of SDPA
 
     with torch.no_grad():  # same function: outputs of every real token
         deviation = 0.0
@@ -105,9 +111,11 @@ def main() -> None:
 
     measures = {
         "forward_backward": {"official": lambda b, o: forward_backward(official, o, True),
-                             "ours": lambda b, o: forward_backward(ours, b, False)},
+                             "ours": lambda b, o: forward_backward(ours, b, False),
+                             "ours_eager_attention": lambda b, o: forward_backward(eager, b, False)},
         "inference": {"official": lambda b, o: inference(official, o, True),
                       "ours": lambda b, o: inference(ours, b, False),
+                      "ours_eager_attention": lambda b, o: inference(eager, b, False),
                       "ours_int8": lambda b, o: inference(int8, b, False)},
     }
     molecules = sum(int(b["attention_mask"].shape[0]) for b in batches)

@@ -229,6 +229,20 @@ def eager_attention_forward(
     return output, probs
 
 
+def _rows(x: torch.Tensor, token_index: torch.Tensor | None) -> torch.Tensor:
+    """[B, T, C] -> the rows of real tokens [M, C] (all B * T rows when `token_index` is None)."""
+    flat = x.reshape(-1, x.shape[-1])
+    return flat if token_index is None else flat.index_select(0, token_index)
+
+
+def _padded(rows: torch.Tensor, token_index: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
+    """Inverse of `_rows`: [M, C] -> [B, T, C], zeros at padding."""
+    if token_index is None:
+        return rows.reshape(*shape, rows.shape[-1])
+    out = rows.new_zeros(shape[0] * shape[1], rows.shape[-1])
+    return out.index_copy(0, token_index, rows).view(*shape, rows.shape[-1])
+
+
 class MoleBlendSelfAttention(nn.Module):
     def __init__(self, config: MoleBlendConfig):
         super().__init__()
@@ -244,13 +258,21 @@ class MoleBlendSelfAttention(nn.Module):
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, position_bias: torch.Tensor, **kwargs
+        self, hidden_states: torch.Tensor, position_bias: torch.Tensor, token_index: torch.Tensor | None = None,
+        **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden_states [B, T, D], position_bias [B, H, T, T]; the projections run on the rows of real tokens
+        (`token_index`, see `MoleBlendModel.run_layers`), attention on the padded layout. Returns [B, T, D]."""
         batch, tokens, _ = hidden_states.shape
         shape = (batch, tokens, self.num_heads, self.head_dim)
-        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        rows = _rows(hidden_states, token_index)
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if all(type(p) is nn.Linear for p in projections):  # one product for the three (not when quantized)
+            qkv = F.linear(rows, torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections]))
+        else:
+            qkv = torch.cat([p(rows) for p in projections], dim=-1)
+        qkv = _padded(qkv, token_index, (batch, tokens)).view(batch, tokens, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, d]
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -266,7 +288,8 @@ class MoleBlendSelfAttention(nn.Module):
             is_causal=False,
             **kwargs,
         )
-        return self.out_proj(output.reshape(batch, tokens, -1)), weights
+        projected = self.out_proj(_rows(output.reshape(batch, tokens, -1), token_index))
+        return _padded(projected, token_index, (batch, tokens)), weights
 
 
 class MoleBlendLayer(GradientCheckpointingLayer):
@@ -285,10 +308,14 @@ class MoleBlendLayer(GradientCheckpointingLayer):
         self.residual_dropout = DropPath(drop_path_rate, config.drop_path_granularity) if drop_path_rate > 0 else nn.Dropout(
             config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, position_bias: torch.Tensor, **kwargs) -> torch.Tensor:
-        attended, _ = self.self_attn(hidden_states, position_bias=position_bias, **kwargs)
+    def forward(self, hidden_states: torch.Tensor, position_bias: torch.Tensor,
+                token_index: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """[B, T, D] -> [B, T, D]; the matrix products run on the rows of real tokens only (`token_index`)."""
+        attended, _ = self.self_attn(hidden_states, position_bias=position_bias, token_index=token_index, **kwargs)
         hidden_states = self.self_attn_layer_norm(hidden_states + self.residual_dropout(attended))
-        ffn = self.fc2(self.activation_dropout(self.activation(self.fc1(hidden_states))))
+        rows = _rows(hidden_states, token_index)
+        ffn = self.fc2(self.activation_dropout(self.activation(self.fc1(rows))))
+        ffn = _padded(ffn, token_index, hidden_states.shape[:2])
         return self.final_layer_norm(hidden_states + self.residual_dropout(ffn))
 
 
@@ -438,12 +465,24 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
         bias[:, :, 1:, 1:] = pair_bias
         bias[:, :, 1:, 0] = virtual.expand(batch, heads, n)
         bias[:, :, 0, :] = virtual.expand(batch, heads, n + 1)
-        key_mask = F.pad(relations.atom_mask, (1, 0), value=True)
+        key_mask = token_mask(relations.atom_mask)
         bias = bias.masked_fill(~key_mask[:, None, None, :], float("-inf"))
         return tokens, bias
 
-    def run_layers(self, tokens: torch.Tensor, bias: torch.Tensor, **kwargs) -> torch.Tensor:
-        """The Transformer blocks on tokens [B, T, D] with the attention bias [B, H, T, T]."""
+    def run_layers(self, tokens: torch.Tensor, bias: torch.Tensor, token_mask: torch.Tensor | None = None,
+                   **kwargs) -> torch.Tensor:
+        """The Transformer blocks on tokens [B, T, D] with the attention bias [B, H, T, T].
+
+        `token_mask` [B, T] (True for the graph token and real atoms): on the CPU, where the matrix products are
+        nearly all of the cost, the linear layers then skip the padding rows (outputs of real tokens unchanged,
+        padding rows zero). Not on accelerators, where finding the rows would synchronise with the host, nor
+        under torch.compile / torch.export (a data-dependent shape).
+        """
+        token_index = None
+        if token_mask is not None and tokens.device.type == "cpu" and not torch.compiler.is_compiling():
+            flat = token_mask.reshape(-1)
+            if not bool(flat.all()):
+                token_index = flat.nonzero().squeeze(1)
         # the bias in the dtype the attention computes in, once per forward (not one cast of [B, H, T, T] per layer)
         device_type = tokens.device.type
         compute_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else \
@@ -452,7 +491,7 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
         hidden_states = tokens
         for layer in self.layers:
             # positional: reentrant gradient checkpointing only treats positional tensors as inputs
-            hidden_states = layer(hidden_states, bias, **kwargs)
+            hidden_states = layer(hidden_states, bias, token_index, **kwargs)
         return hidden_states
 
     @capture_outputs
@@ -487,7 +526,7 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
         )
         pair_bias, atom_extra = sum_relations(relations)
         tokens, bias = self.assemble_inputs(relations, pair_bias, atom_extra)
-        hidden_states = self.run_layers(tokens, bias, **kwargs)
+        hidden_states = self.run_layers(tokens, bias, token_mask(relations.atom_mask), **kwargs)
         return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=hidden_states[:, 0])
 
     def _check_inputs(self, atom_features: torch.Tensor, attention_mask: torch.Tensor) -> None:
@@ -508,6 +547,11 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
             )
 
 
+def token_mask(atom_mask: torch.Tensor) -> torch.Tensor:
+    """[B, N] atom mask -> [B, N + 1] token mask (the graph token first, always real)."""
+    return F.pad(atom_mask, (1, 0), value=True)
+
+
 def sum_relations(relations: MoleBlendRelations) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Plain (unblended) combination used for inference and fine-tuning: every available term is added.
 
@@ -522,4 +566,4 @@ def sum_relations(relations: MoleBlendRelations) -> tuple[torch.Tensor, torch.Te
     return pair_bias, atom_extra
 
 
-__all__ = ["MoleBlendPreTrainedModel", "MoleBlendModel", "MoleBlendRelations", "sum_relations"]
+__all__ = ["MoleBlendPreTrainedModel", "MoleBlendModel", "MoleBlendRelations", "sum_relations", "token_mask"]

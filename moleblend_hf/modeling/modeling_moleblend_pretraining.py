@@ -15,7 +15,8 @@ from transformers.utils import ModelOutput
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_moleblend import MoleBlendConfig
-from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations, sum_relations
+from .modeling_moleblend import (MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations, sum_relations,
+                                 token_mask)
 
 IGNORE = -100
 SPD, PATH, SPATIAL = 0, 1, 2  # pair relation choices of the blend mask
@@ -286,7 +287,7 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
             pair_bias, atom_extra = sum_relations(relations)
             denoised_atoms = noisy_atoms
         tokens, bias = encoder.assemble_inputs(relations, pair_bias, atom_extra)
-        hidden = encoder.run_layers(tokens, bias, **kwargs)
+        hidden = encoder.run_layers(tokens, bias, token_mask(relations.atom_mask), **kwargs)
         atoms = hidden[:, 1:]
 
         pair_mask = relations.pair_mask

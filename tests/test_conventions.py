@@ -134,3 +134,17 @@ def test_skipping_padding_rows_gives_the_same_outputs_and_gradients(batch_3d):
     assert gradients[0].keys() == gradients[1].keys()
     for name in gradients[0]:
         torch.testing.assert_close(gradients[0][name], gradients[1][name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("granularity", ["molecule", "position"])
+def test_drop_path_on_token_rows_draws_the_masks_of_the_padded_layout(granularity):
+    from moleblend_hf.modeling.modeling_moleblend import DropPath, TokenRows
+
+    layer = DropPath(0.5, granularity).train()
+    x = torch.randn(6, 9, 4)
+    index = torch.tensor([0, 1, 2, 9, 10, 20, 27, 28, 29, 30, 45, 50])
+    torch.manual_seed(1)
+    padded = layer(x)
+    torch.manual_seed(1)
+    rows = layer(x.reshape(-1, 4).index_select(0, index), TokenRows(6, 9, index))
+    torch.testing.assert_close(rows, padded.reshape(-1, 4).index_select(0, index))

@@ -41,13 +41,19 @@ class DropPath(nn.Module):
         self.p = p
         self.granularity = granularity
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows: "TokenRows | None" = None) -> torch.Tensor:
+        """x [B, T, D], or the rows [M, D] of real tokens described by `rows` (same draws as the padded layout)."""
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        shape = (x.shape[0], 1, 1) if self.granularity == "molecule" else (1, x.shape[1], 1)
-        mask = x.new_empty(shape).bernoulli_(keep)
-        return x * mask / keep
+        if rows is None:
+            shape = (x.shape[0], 1, 1) if self.granularity == "molecule" else (1, x.shape[1], 1)
+            return x * x.new_empty(shape).bernoulli_(keep) / keep
+        if self.granularity == "molecule":
+            draws, index = x.new_empty(rows.batch).bernoulli_(keep), rows.molecule
+        else:
+            draws, index = x.new_empty(rows.tokens).bernoulli_(keep), rows.position
+        return x * draws.index_select(0, index).unsqueeze(-1) / keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}, granularity={self.granularity}"
@@ -229,18 +235,39 @@ def eager_attention_forward(
     return output, probs
 
 
-def _rows(x: torch.Tensor, token_index: torch.Tensor | None) -> torch.Tensor:
-    """[B, T, C] -> the rows of real tokens [M, C] (all B * T rows when `token_index` is None)."""
-    flat = x.reshape(-1, x.shape[-1])
-    return flat if token_index is None else flat.index_select(0, token_index)
+@dataclass
+class TokenRows:
+    """Which rows of the flattened [B * T] tokens a layer computes: all of them, or (on the CPU, see
+    `MoleBlendModel.run_layers`) only the real ones, `index` [M], so that the matrix products skip padding."""
 
+    batch: int
+    tokens: int
+    index: torch.Tensor | None  # None: every row
 
-def _padded(rows: torch.Tensor, token_index: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
-    """Inverse of `_rows`: [M, C] -> [B, T, C], zeros at padding."""
-    if token_index is None:
-        return rows.reshape(*shape, rows.shape[-1])
-    out = rows.new_zeros(shape[0] * shape[1], rows.shape[-1])
-    return out.index_copy(0, token_index, rows).view(*shape, rows.shape[-1])
+    @property
+    def molecule(self) -> torch.Tensor:
+        """[M] the molecule of each row."""
+        return self._flat() // self.tokens
+
+    @property
+    def position(self) -> torch.Tensor:
+        """[M] the token position of each row."""
+        return self._flat() % self.tokens
+
+    def _flat(self) -> torch.Tensor:
+        return self.index if self.index is not None else torch.arange(self.batch * self.tokens)
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, C] -> [M, C]."""
+        flat = x.reshape(-1, x.shape[-1])
+        return flat if self.index is None else flat.index_select(0, self.index)
+
+    def pad(self, rows: torch.Tensor) -> torch.Tensor:
+        """[M, C] -> [B, T, C], zeros at padding."""
+        if self.index is None:
+            return rows.reshape(self.batch, self.tokens, rows.shape[-1])
+        out = rows.new_zeros(self.batch * self.tokens, rows.shape[-1])
+        return out.index_copy_(0, self.index, rows).view(self.batch, self.tokens, rows.shape[-1])
 
 
 class MoleBlendSelfAttention(nn.Module):
@@ -258,21 +285,13 @@ class MoleBlendSelfAttention(nn.Module):
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, position_bias: torch.Tensor, token_index: torch.Tensor | None = None,
-        **kwargs
+        self, rows: torch.Tensor, position_bias: torch.Tensor, token_rows: TokenRows, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """hidden_states [B, T, D], position_bias [B, H, T, T]; the projections run on the rows of real tokens
-        (`token_index`, see `MoleBlendModel.run_layers`), attention on the padded layout. Returns [B, T, D]."""
-        batch, tokens, _ = hidden_states.shape
-        shape = (batch, tokens, self.num_heads, self.head_dim)
-        rows = _rows(hidden_states, token_index)
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        if all(type(p) is nn.Linear for p in projections):  # one product for the three (not when quantized)
-            qkv = F.linear(rows, torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections]))
-        else:
-            qkv = torch.cat([p(rows) for p in projections], dim=-1)
-        qkv = _padded(qkv, token_index, (batch, tokens)).view(batch, tokens, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, d]
+        """rows [M, D] of the tokens `token_rows` names, position_bias [B, H, T, T]: the projections run on the
+        rows, attention on the padded layout. Returns the attention output rows [M, D] and the weights."""
+        batch, tokens = token_rows.batch, token_rows.tokens
+        qkv = token_rows.pad(torch.cat([self.q_proj(rows), self.k_proj(rows), self.v_proj(rows)], dim=-1))
+        query, key, value = qkv.view(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -288,8 +307,7 @@ class MoleBlendSelfAttention(nn.Module):
             is_causal=False,
             **kwargs,
         )
-        projected = self.out_proj(_rows(output.reshape(batch, tokens, -1), token_index))
-        return _padded(projected, token_index, (batch, tokens)), weights
+        return self.out_proj(token_rows.take(output.reshape(batch, tokens, -1))), weights
 
 
 class MoleBlendLayer(GradientCheckpointingLayer):
@@ -310,13 +328,20 @@ class MoleBlendLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, position_bias: torch.Tensor,
                 token_index: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
-        """[B, T, D] -> [B, T, D]; the matrix products run on the rows of real tokens only (`token_index`)."""
-        attended, _ = self.self_attn(hidden_states, position_bias=position_bias, token_index=token_index, **kwargs)
-        hidden_states = self.self_attn_layer_norm(hidden_states + self.residual_dropout(attended))
-        rows = _rows(hidden_states, token_index)
+        """[B, T, D] -> [B, T, D]. Everything but attention runs on the rows of real tokens only (`token_index`,
+        see `MoleBlendModel.run_layers`); padding rows of the output are zero."""
+        token_rows = TokenRows(hidden_states.shape[0], hidden_states.shape[1], token_index)
+        rows = token_rows.take(hidden_states)
+        attended, _ = self.self_attn(rows, position_bias, token_rows, **kwargs)
+        rows = self.self_attn_layer_norm(rows + self._residual_dropout(attended, token_rows))
         ffn = self.fc2(self.activation_dropout(self.activation(self.fc1(rows))))
-        ffn = _padded(ffn, token_index, hidden_states.shape[:2])
-        return self.final_layer_norm(hidden_states + self.residual_dropout(ffn))
+        rows = self.final_layer_norm(rows + self._residual_dropout(ffn, token_rows))
+        return token_rows.pad(rows)
+
+    def _residual_dropout(self, rows: torch.Tensor, token_rows: TokenRows) -> torch.Tensor:
+        if isinstance(self.residual_dropout, DropPath):
+            return self.residual_dropout(rows, token_rows)
+        return self.residual_dropout(rows)
 
 
 #: Every Auto class a saved checkpoint should answer to with `trust_remote_code=True`, by source file.

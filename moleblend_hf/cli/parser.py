@@ -70,12 +70,13 @@ def parse(dataclass_type: type[T], argv: Sequence[str], command: str, descriptio
 
 
 def run(job: Callable[[], int], command: str) -> int:
-    """Run a job; a failure on the user's input (missing file, used directory, bad data) is one line, code 1."""
+    """Run a job; a failure on the user's input (missing file, used directory, bad data, an unreachable source) is
+    one line, code 1."""
     from ..processing import MoleculeError
 
     try:
         return job()
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, ValueError,
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, ConnectionError, ValueError,
             MoleculeError) as error:
         print(f"moleblend {command}: error: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -69,8 +69,9 @@ SET_HELP = "override a MoleBlendConfig field, FIELD=VALUE (VALUE read as JSON wh
 class PretrainArguments:
     """Every option of `moleblend pretrain` (see `training/pretrain.py`)."""
 
-    inputs: list[str] = option([], "files, globs or `datasets` directories: .smi, .csv, .parquet, .sdf, .sdf.gz "
-                                   "(default: the bundled QM9 subset)", positional=True, nargs="*")
+    inputs: list[str] = option([], "files, globs or `datasets` directories: .smi, .csv, .parquet, .sdf, .sdf.gz; "
+                                   "http(s) URLs of .parquet, .csv, .smi files (streamed) (default: the bundled "
+                                   "QM9 subset)", positional=True, nargs="*")
     output_dir: str = option("outputs/pretrain", "run directory: the final model, processor and card at its root, "
                              "checkpoint-N/ beside them", aliases=OUTPUT_ALIASES)
     overwrite: bool = option(False, "start a new run in a non-empty --output-dir, removing the previous run's "

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from rdkit import Chem, RDLogger
 
 from ..processing import read_sdf_records
+from .remote import is_remote, read_remote
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
 #: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md).
@@ -47,6 +48,9 @@ def read_table(path: str | Path, smiles_column: str | None = None, molblock_colu
     `.sdf` / `.sdf.gz` / `.mol`: records as molblocks. Empty cells are yielded as None so they are reported,
     not dropped. Files are read in chunks, so they may be larger than memory.
     """
+    if is_remote(path):  # an http(s) URL: streamed with `datasets` (see remote.py)
+        yield from read_remote(path, smiles_column, molblock_column, id_column)
+        return
     path = Path(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
     if path.is_dir():
@@ -110,10 +114,13 @@ def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column) -
                              str(example[id_name]) if id_name else str(row))
 
 
-def expand_sources(patterns: list[str | Path]) -> list[Path]:
-    """Files (and dataset directories) named by paths or glob patterns, in a stable sorted order."""
-    sources: list[Path] = []
+def expand_sources(patterns: list[str | Path]) -> list[str | Path]:
+    """Files (and dataset directories) named by paths or glob patterns, in a stable sorted order; URLs as given."""
+    sources: list[str | Path] = []
     for pattern in patterns:
+        if is_remote(pattern):
+            sources.append(pattern)
+            continue
         matches = sorted(glob.glob(str(pattern), recursive=True))
         if not matches:
             raise FileNotFoundError(f"no input matches {pattern!r}")

@@ -1,0 +1,98 @@
+"""Corpora read from URLs, streamed with `datasets` (never downloaded whole).
+
+`moleblend pretrain https://host/shard-0001.parquet ...` streams each file through
+`datasets.load_dataset(<builder>, data_files=url, streaming=True)`: parquet and CSV by row groups / chunks, `.smi`
+/ `.txt` line by line (an optional second field is the identifier). The rows then go through the same stream as
+local files (seeded shuffle buffer, disjoint shares per rank, windows per DataLoader worker), so a resumed run
+replays the stream to its checkpoint and continues exactly as an uninterrupted run would.
+
+Network faults are retried: reads by `datasets` itself (`datasets.config.STREAMING_READ_MAX_RETRIES`), and any
+failure to open or to continue a file here, up to 5 more times with backoff (1, 2, 4, 8, 16 s), reopening the
+file and skipping the rows already read; a failure that persists ends the job with an error naming the source and
+the row reached, and the last checkpoint stays valid for `--resume`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+REMOTE_PREFIXES = ("http://", "https://")
+#: file suffix -> the `datasets` builder that streams it
+BUILDERS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv", ".smi": "smi", ".smiles": "smi", ".txt": "smi"}
+#: SMILES files are read by the csv builder as whitespace-separated "SMILES [identifier]" lines (the text builder
+#: passes `encoding` on to aiohttp, which refuses it); blank lines stay rows, reported as empty input
+SMI_OPTIONS = dict(sep=r"\s+", header=None, names=["smiles", "id"], usecols=[0, 1], skip_blank_lines=False,
+                   engine="python")
+
+
+def is_remote(source: Any) -> bool:
+    return isinstance(source, str) and source.startswith(REMOTE_PREFIXES)
+
+
+def _builder(url: str) -> str:
+    path = urlparse(url).path.lower()
+    for suffix, builder in sorted(BUILDERS.items(), key=lambda item: -len(item[0])):
+        if path.endswith(suffix):
+            return builder
+    raise ValueError(f"{url}: unsupported remote file; stream .parquet, .csv, .csv.gz, .smi or .txt files "
+                     f"(SDF: convert it with `moleblend corpus`, or download it)")
+
+
+#: seconds to wait before each further attempt after a failure to open or read a remote file
+RETRY_DELAYS = (1, 2, 4, 8, 16)
+
+
+def _examples(url: str, builder: str) -> Iterator[dict]:
+    from datasets import load_dataset
+
+    options = SMI_OPTIONS if builder == "smi" else {}
+    return iter(load_dataset("csv" if builder == "smi" else builder, data_files=url, split="train", streaming=True,
+                             **options))
+
+
+def _with_retries(url: str) -> Iterator[dict]:
+    """The examples of `url`; after a failure (opening, or mid-stream beyond `datasets`' own read retries) the
+    file is opened again and the rows already given are skipped, so the sequence is unchanged."""
+    builder, given, failures = _builder(url), 0, 0
+    while True:
+        try:
+            rows = _examples(url, builder)
+            for _ in range(given):
+                next(rows)
+            for example in rows:
+                yield example
+                given += 1
+            return
+        except Exception as error:  # noqa: BLE001 - fsspec / aiohttp / datasets raise many types for one failure
+            if failures == len(RETRY_DELAYS):
+                raise ConnectionError(f"{url}: reading failed at row {given} after {failures} retries "
+                                      f"({type(error).__name__}: {error}); a pretraining checkpoint already written "
+                                      "is intact: rerun with --resume once the source is back") from None
+            logger.warning("%s: %s at row %d; retrying in %s s", url, type(error).__name__, given,
+                           RETRY_DELAYS[failures])
+            time.sleep(RETRY_DELAYS[failures])
+            failures += 1
+
+
+def read_remote(url: str, smiles_column: str | None, molblock_column: str | None,
+                id_column: str | None) -> Iterator:
+    """The molecules of a remote file in row order, as `MoleculeRecord`s (see `data.read_table`)."""
+    from .data import MoleculeRecord, _columns
+
+    builder = _builder(url)
+    column = id_name = None
+    for row, example in enumerate(_with_retries(url)):
+        if column is None:
+            column, id_name = ("smiles", "id") if builder == "smi" else _columns(
+                pd.DataFrame(columns=list(example)), smiles_column, molblock_column, id_column, url)
+        value, identifier = example[column], example[id_name] if id_name else None
+        yield MoleculeRecord(row, value if isinstance(value, str) else None,
+                             str(identifier) if identifier is not None and identifier == identifier else str(row))

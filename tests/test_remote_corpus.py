@@ -87,3 +87,79 @@ def test_a_failing_server_is_retried_then_named_and_the_checkpoint_resumes(serve
     assert main(["pretrain", "--output-dir", str(out), *common, "--resume"]) == 0
     assert _summary(out)["finished"]
     assert _summary(out)["weights_sha256"] == _summary(tmp_path / "transient")["weights_sha256"]
+
+
+def test_pretrain_takes_datasets_objects_and_resumes_exactly(tmp_path):
+    """In Python: a `datasets.IterableDataset` (here made from a table; `load_dataset(..., streaming=True)` gives
+    the same type) is a source like a file."""
+    from datasets import Dataset
+
+    from moleblend_hf.training.arguments import PretrainArguments
+    from moleblend_hf.training.pretrain import pretrain
+
+    stream = Dataset.from_pandas(pd.read_parquet(QM9).head(300)).to_iterable_dataset(num_shards=3)
+    common = dict(max_steps=6, save_steps=2, batch_size=8, window_size=32, shuffle_buffer=64, progress=False,
+                  log_molecule_ids=True, report_to=["jsonl"])
+    whole = pretrain(PretrainArguments(output_dir=str(tmp_path / "whole"), **common), datasets={"qm9": stream})
+    assert whole["finished"] and whole["molecules_seen"] == 48
+    assert all(i.startswith("dataset:qm9:") for i in _ids(tmp_path / "whole"))
+    parts = tmp_path / "parts"
+    pretrain(PretrainArguments(output_dir=str(parts), stop_after_steps=3, **common), datasets={"qm9": stream})
+    resumed = pretrain(PretrainArguments(output_dir=str(parts), resume="latest", **common), datasets={"qm9": stream})
+    assert resumed["weights_sha256"] == whole["weights_sha256"] and _ids(parts) == _ids(tmp_path / "whole")
+
+
+def test_trainer_recipe_pretrains_on_a_streamed_source(served, tmp_path):
+    """The README's `Trainer` recipe: a streamed `datasets` source, featurized by `IterableDataset.map` (bad rows
+    dropped there, counted), padded by `MoleBlendCollator`."""
+    from datasets import load_dataset
+    from transformers import Trainer, TrainingArguments
+
+    from moleblend_hf import (MoleBlendCollator, MoleBlendConfig, MoleBlendForPreTraining, MoleBlendProcessor,
+                              MoleculeError)
+
+    server, _ = served
+    stream = load_dataset("parquet", data_files=[server.url("shard-0.parquet"), server.url("shard-1.parquet")],
+                          split="train", streaming=True)
+    model = MoleBlendForPreTraining(MoleBlendConfig.from_preset("tiny"))
+    processor = MoleBlendProcessor.from_config(model.config)
+    skipped = []
+
+    def featurize(batch: dict) -> dict:
+        out: dict[str, list] = {key: [] for key in processor.model_input_names if key != "attention_mask"}
+        for molecule in batch["molblock"]:
+            try:
+                features = processor.featurize(molecule)
+            except MoleculeError as error:
+                skipped.append(error.reason)
+                continue
+            for key in out:
+                out[key].append(features[key])
+        return out
+
+    features = stream.map(featurize, batched=True, batch_size=64, remove_columns=stream.column_names)
+    trainer = Trainer(model=model, train_dataset=features, data_collator=MoleBlendCollator(processor),
+                      args=TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8,
+                                             report_to=[], use_cpu=True, save_strategy="no", logging_steps=1))
+    result = trainer.train()
+    assert result.global_step == 4 and result.training_loss == result.training_loss  # finite, not NaN
+    trainer.save_model(str(tmp_path / "model"))
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "model"), object)
+
+
+def test_two_processes_stream_disjoint_molecules_from_urls(served, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    server, _ = served
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "moleblend_hf.cli", "pretrain", server.url("shard-0.parquet"), server.url("shard-1.parquet"),
+         "--output-dir", str(out), "--max-steps", "4", "--save-steps", "4", *SMALL],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    first, second = _ids(out, 0), _ids(out, 1)
+    assert len(first) == len(second) == 4 * 8 and not set(first) & set(second)
+    assert _summary(out, 0)["weights_sha256"] == _summary(out, 1)["weights_sha256"]

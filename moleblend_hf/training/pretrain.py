@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
 from ..processing import MoleBlendProcessor, MoleculeError
-from .arguments import PretrainArguments
+from .arguments import BUNDLED_QM9, PretrainArguments
 from .data import expand_sources, read_table
 from .run_directory import Run, open_run, read_run
 from .training_state import CheckpointError, load_training_state, save_training_state, verify_checksums, \
@@ -460,7 +460,19 @@ def _has_tensorboard() -> bool:
     return True
 
 
-def pretrain(args: PretrainArguments) -> dict:
-    """Run (or resume) a pretraining job; returns this rank's summary."""
+def pretrain(args: PretrainArguments, datasets: dict[str, Any] | None = None) -> dict:
+    """Run (or resume) a pretraining job; returns this rank's summary.
+
+    `datasets`: `datasets.Dataset` / `IterableDataset` objects to train on, by name; each is read as the source
+    `dataset:<name>` (added to `args.inputs`), like a file: shuffle buffer, ranks, windows, exact resume.
+    """
     MoleBlendConfig.check_overrides(args.config_overrides)  # before the run directory is touched
+    if datasets:
+        from dataclasses import replace
+
+        from .remote import register_dataset
+
+        names = [register_dataset(name, dataset) for name, dataset in datasets.items()]
+        given = [] if args.inputs == [str(BUNDLED_QM9)] else args.inputs  # they replace the default corpus
+        args = replace(args, inputs=[*given, *(n for n in names if n not in given)])
     return Pretrainer(args).train()

@@ -1,4 +1,5 @@
-"""Corpora read from URLs, streamed with `datasets` (never downloaded whole).
+"""Corpora beyond local files: URLs streamed with `datasets` (never downloaded whole), and `datasets` objects
+handed to the job in Python.
 
 `moleblend pretrain https://host/shard-0001.parquet ...` streams each file through
 `datasets.load_dataset(<builder>, data_files=url, streaming=True)`: parquet and CSV by row groups / chunks, `.smi`
@@ -10,6 +11,11 @@ Network faults are retried: reads by `datasets` itself (`datasets.config.STREAMI
 failure to open or to continue a file here, up to 5 more times with backoff (1, 2, 4, 8, 16 s), reopening the
 file and skipping the rows already read; a failure that persists ends the job with an error naming the source and
 the row reached, and the last checkpoint stays valid for `--resume`.
+
+In Python, `register_dataset("my-corpus", dataset)` makes a `datasets.Dataset` or `IterableDataset` (e.g. from
+`load_dataset(..., streaming=True)`) a source named `dataset:my-corpus`; `pretrain(args)` then reads it like a
+file (`args.inputs = ["dataset:my-corpus"]`, or `pretrain(args, datasets={"my-corpus": dataset})`). The name
+identifies the source in checkpoints: resume with the same name and the same data.
 """
 
 from __future__ import annotations
@@ -33,8 +39,25 @@ SMI_OPTIONS = dict(sep=r"\s+", header=None, names=["smiles", "id"], usecols=[0, 
                    engine="python")
 
 
+DATASET_PREFIX = "dataset:"
+#: name -> a `datasets.Dataset` / `IterableDataset` given in Python (DataLoader workers inherit it when forked)
+_REGISTERED: dict[str, Any] = {}
+
+
 def is_remote(source: Any) -> bool:
-    return isinstance(source, str) and source.startswith(REMOTE_PREFIXES)
+    """A source that is not a local path: an http(s) URL or a registered `datasets` object."""
+    return isinstance(source, str) and source.startswith((*REMOTE_PREFIXES, DATASET_PREFIX))
+
+
+def register_dataset(name: str, dataset: Any) -> str:
+    """Make `dataset` (a `datasets.Dataset` or `IterableDataset` with a SMILES or molblock column) readable as the
+    source `dataset:<name>`; returns that source name."""
+    from datasets import Dataset, IterableDataset
+
+    if not isinstance(dataset, (Dataset, IterableDataset)):
+        raise TypeError(f"register_dataset takes a datasets.Dataset or IterableDataset, got {type(dataset).__name__}")
+    _REGISTERED[name] = dataset
+    return DATASET_PREFIX + name
 
 
 def _builder(url: str) -> str:
@@ -84,12 +107,19 @@ def _with_retries(url: str) -> Iterator[dict]:
 
 def read_remote(url: str, smiles_column: str | None, molblock_column: str | None,
                 id_column: str | None) -> Iterator:
-    """The molecules of a remote file in row order, as `MoleculeRecord`s (see `data.read_table`)."""
+    """The molecules of a URL or a registered dataset in row order, as `MoleculeRecord`s (see `data.read_table`)."""
     from .data import MoleculeRecord, _columns
 
-    builder = _builder(url)
+    if url.startswith(DATASET_PREFIX):
+        name = url[len(DATASET_PREFIX):]
+        if name not in _REGISTERED:
+            raise FileNotFoundError(f"{url}: no dataset registered under {name!r}; call "
+                                    f"moleblend_hf.training.remote.register_dataset({name!r}, dataset) first")
+        builder, examples = "dataset", iter(_REGISTERED[name])
+    else:
+        builder, examples = _builder(url), _with_retries(url)
     column = id_name = None
-    for row, example in enumerate(_with_retries(url)):
+    for row, example in enumerate(examples):
         if column is None:
             column, id_name = ("smiles", "id") if builder == "smi" else _columns(
                 pd.DataFrame(columns=list(example)), smiles_column, molblock_column, id_column, url)

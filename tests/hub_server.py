@@ -47,7 +47,7 @@ VALID_TOKEN = "test-token"
 DEFAULT_NAMESPACE = "test-user"
 # The first commit of every new Hub repo holds a .gitattributes that routes binaries to LFS.
 _GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
-ROUTES = ("create", "validate", "preupload", "commit", "info", "tree", "commits", "resolve")
+ROUTES = ("create", "validate", "preupload", "commit", "info", "tree", "commits", "resolve", "paths-info")
 
 
 def git_blob_sha1(content: bytes) -> str:
@@ -193,9 +193,12 @@ class HubServer:
 
     # -------------------------------------------------------------------------------------- endpoints
     def create_repo(self, body: dict[str, Any]) -> dict[str, Any]:
-        if body.get("type", "model") != "model":
-            raise HubError(400, "only model repos are supported by the test server")
+        kind = body.get("type", "model")
+        if kind not in ("model", "dataset"):
+            raise HubError(400, "only model and dataset repos are supported by the test server")
         repo_id = f"{body.get('organization') or DEFAULT_NAMESPACE}/{body['name']}"
+        if kind == "dataset":  # dataset repos live under "datasets/<id>", as in their URLs
+            repo_id = f"datasets/{repo_id}"
         with self._lock:
             if repo_id in self.repos:
                 # the Hub names the existing repo's url; create_repo(exist_ok=True) returns it
@@ -256,7 +259,8 @@ class HubServer:
                 config = {k: parsed[k] for k in ("model_type", "architectures") if k in parsed}
             except (ValueError, TypeError):
                 pass
-        return {"config": config, "id": repo.repo_id, "modelId": repo.repo_id, "sha": commit.sha, "private": repo.private,
+        name = repo.repo_id.removeprefix("datasets/")
+        return {"config": config, "id": name, "modelId": name, "sha": commit.sha, "private": repo.private,
                 "disabled": False, "gated": False, "tags": [], "downloads": 0, "likes": 0,
                 "lastModified": _iso(commit.date), "siblings": [{"rfilename": p} for p in sorted(commit.files)]}
 
@@ -299,8 +303,14 @@ def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
 
 
-_API = re.compile(r"/api/models/([^/]+/[^/]+)(?:/(preupload|commit|revision|tree|commits)/([^/]+)(/.*)?)?")
-_RESOLVE = re.compile(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)")
+_API = re.compile(r"/api/(models|datasets)/([^/]+/[^/]+)"
+                  r"(?:/(preupload|commit|revision|tree|commits|paths-info)/([^/]+)(/.*)?)?")
+_RESOLVE = re.compile(r"/((?:datasets/)?[^/]+/[^/]+)/resolve/([^/]+)/(.+)")
+
+
+def _api_repo(kind: str, repo_id: str) -> str:
+    """The server's key of a repo named in an /api/<kind>s/ path."""
+    return repo_id if kind == "models" else f"{kind}/{repo_id}"
 
 
 def _route_of(method: str, path: str) -> str | None:
@@ -315,7 +325,7 @@ def _route_of(method: str, path: str) -> str | None:
         return "resolve"
     match = _API.fullmatch(path)
     if match:
-        action = match.group(2)
+        action = match.group(3)
         return {None: "info", "revision": "info"}.get(action, action)
     return None
 
@@ -421,13 +431,19 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "resolve" and method in ("GET", "HEAD"):
             repo_id, revision, file_path = _RESOLVE.fullmatch(path).groups()
             return self._serve_file(self._readable(repo_id), unquote(revision), unquote(file_path))
-        repo_id, action, revision, rest = _API.fullmatch(path).groups()
+        kind, repo_id, action, revision, rest = _API.fullmatch(path).groups()
+        repo_id = _api_repo(kind, repo_id)
         revision = unquote(revision) if revision else "main"
         if route == "info" and method == "GET":
             return self._send_json(hub.info(self._readable(repo_id), revision))
         if route == "tree" and method == "GET":
             recursive = query.get("recursive", ["False"])[0].lower() in ("1", "true")
             return self._send_json(hub.tree(self._readable(repo_id), revision, unquote(rest or ""), recursive))
+        if route == "paths-info" and method == "POST":
+            wanted = [unquote(p) for p in parse_qs(body.decode()).get("paths", [])] or \
+                json.loads(body or b"{}").get("paths", [])
+            entries = hub.tree(self._readable(repo_id), revision, "", True)
+            return self._send_json([e for e in entries if e["path"] in wanted])
         if route == "commits" and method == "GET":
             return self._send_json(hub.commit_log(self._readable(repo_id), revision))
         if route == "preupload" and method == "POST":
@@ -448,18 +464,27 @@ class _Handler(BaseHTTPRequestHandler):
         commit, sha = self.hub.resolve_file(repo, revision, file_path)
         content = self.hub._blob(sha)
         headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{sha}"', "Accept-Ranges": "bytes"}
-        start = _range_start(self.headers.get("Range"))
-        if start is not None and start < len(content):
-            headers["Content-Range"] = f"bytes {start}-{len(content) - 1}/{len(content)}"
-            self._send(206, content[start:], "application/octet-stream", headers)
+        span = _byte_range(self.headers.get("Range"), len(content))
+        if span is not None:
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
+            self._send(206, content[start: end + 1], "application/octet-stream", headers)
             return 206
         self._send(200, content, "application/octet-stream", headers)
         return 200
 
 
-def _range_start(header: str | None) -> int | None:
-    match = re.fullmatch(r"bytes=(\d+)-", header or "")
-    return int(match.group(1)) if match else None
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a `Range: bytes=a-b`, `bytes=a-` or `bytes=-n` header, None without one."""
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header or "")
+    if not match or size == 0 or not (match.group(1) or match.group(2)):
+        return None
+    if not match.group(1):  # the last n bytes
+        return max(0, size - int(match.group(2))), size - 1
+    start = int(match.group(1))
+    if start >= size:
+        return None
+    return start, min(int(match.group(2)) if match.group(2) else size - 1, size - 1)
 
 
 def _yaml_problem(content: str) -> str | None:

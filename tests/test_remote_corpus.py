@@ -163,3 +163,50 @@ def test_two_processes_stream_disjoint_molecules_from_urls(served, tmp_path):
     first, second = _ids(out, 0), _ids(out, 1)
     assert len(first) == len(second) == 4 * 8 and not set(first) & set(second)
     assert _summary(out, 0)["weights_sha256"] == _summary(out, 1)["weights_sha256"]
+
+
+def test_pretrain_streams_a_hub_dataset_pins_its_revision_and_refuses_a_moved_one(tmp_path):
+    """A dataset repo of parquet shards on the loopback Hub, read as hf://datasets/ORG/NAME in a fresh process
+    (huggingface_hub reads HF_ENDPOINT at import)."""
+    import os
+    import subprocess
+    import sys
+
+    from huggingface_hub import HfApi
+
+    from .hub_server import VALID_TOKEN, HubServer
+
+    frame = pd.read_parquet(QM9).head(300)
+    with HubServer() as hub:
+        api = HfApi(endpoint=hub.url, token=VALID_TOKEN)
+        api.create_repo("test-user/qm9-corpus", repo_type="dataset")
+        for k in range(2):
+            shard = tmp_path / f"train-{k}.parquet"
+            frame.iloc[k * 150: (k + 1) * 150].to_parquet(shard)
+            api.upload_file(path_or_fileobj=str(shard), path_in_repo=f"data/train-{k}.parquet",
+                            repo_id="test-user/qm9-corpus", repo_type="dataset")
+        sha = api.dataset_info("test-user/qm9-corpus").sha
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf_home"),
+               "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1"}
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+            env.pop(name, None)
+        out = tmp_path / "run"
+
+        def pretrain(*extra: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "moleblend_hf.cli", "pretrain",
+                                   "hf://datasets/test-user/qm9-corpus", "--output-dir", str(out), "--max-steps",
+                                   "4", "--save-steps", "2", *SMALL, *extra],
+                                  capture_output=True, text=True, timeout=600, env=env)
+
+        result = pretrain("--stop-after-steps", "2")
+        assert result.returncode == 0, result.stderr[-4000:]
+        state = json.loads((out / "checkpoint-2" / "data_state_rank0.json").read_text())
+        assert state["stream"]["sources"] == [f"hf://datasets/test-user/qm9-corpus@{sha}"]
+        assert all(i.startswith(f"qm9-corpus@{sha}:") for i in _ids(out))
+        assert any(path.startswith("/datasets/test-user/qm9-corpus/resolve/") for _, path, _ in hub.requests)
+        api.upload_file(path_or_fileobj=b"smiles\nCCO\n", path_in_repo="data/extra.csv",
+                        repo_id="test-user/qm9-corpus", repo_type="dataset")  # the repo moves on
+        result = pretrain("--resume")
+        assert result.returncode == 1 and "the Hub dataset changed since the checkpoint" in result.stderr, \
+            result.stderr[-2000:]
+        assert f"hf://datasets/test-user/qm9-corpus@{sha}" in result.stderr

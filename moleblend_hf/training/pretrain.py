@@ -39,6 +39,7 @@ from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
 from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import BUNDLED_QM9, PretrainArguments
 from .data import expand_sources, read_table
+from .remote import pin_revision
 from .run_directory import Run, open_run, read_run
 from .training_state import CheckpointError, load_training_state, save_training_state, verify_checksums, \
     write_checksums
@@ -102,7 +103,8 @@ class Pretrainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         set_seed(args.seed, device_specific=True)  # ranks draw different noise and blend masks
-        self.sources = [str(p) for p in expand_sources(args.inputs)]
+        # Hub datasets pinned to a commit: the stream settings (and so every checkpoint) record the data's revision
+        self.sources = [pin_revision(str(p)) for p in expand_sources(args.inputs)]
         self.model = self._build_model()
         if args.gradient_checkpointing:
             # non-reentrant: works with DDP and with inputs that need no gradient; same values, less memory
@@ -197,6 +199,12 @@ class Pretrainer:
                 f"{path} was written by {state['world_size']} processes x {state['num_workers']} data workers; "
                 f"resume with the same (now {self.accelerator.num_processes} x {self.args.num_workers})")
         now = json.loads(json.dumps(asdict(self._stream_settings())))
+        moved = [(old, new) for old, new in zip(state["stream"]["sources"], now["sources"])
+                 if old != new and old.split("@")[0] == new.split("@")[0] and old.startswith("hf://")]
+        if moved:
+            raise ValueError(f"{path}: the Hub dataset changed since the checkpoint ({moved[0][0]} -> "
+                             f"{moved[0][1].rsplit('@', 1)[1]}); to continue on the checkpoint's data, name its "
+                             f"revision as the input, {moved[0][0]}, with --allow-changed-settings")
         if state["stream"] != now:
             raise ValueError(f"{path}: the data settings differ from the checkpoint's; resume with the same inputs, "
                              f"seed, batch size, token budget, window and shuffle buffer\n"

@@ -1,6 +1,11 @@
 """Corpora beyond local files: URLs streamed with `datasets` (never downloaded whole), and `datasets` objects
 handed to the job in Python.
 
+`moleblend pretrain hf://datasets/ORG/NAME[@REVISION][/PATH]` streams a Hub dataset (its data files, or those
+under PATH, a file or a glob) through `datasets.load_dataset(ORG/NAME, revision=..., streaming=True)`; the
+revision is resolved to a commit sha when the run starts and recorded with the run's data settings, so `--resume`
+refuses a repo that has moved on (name the sha to continue on the old data).
+
 `moleblend pretrain https://host/shard-0001.parquet ...` streams each file through
 `datasets.load_dataset(<builder>, data_files=url, streaming=True)`: parquet and CSV by row groups / chunks, `.smi`
 / `.txt` line by line (an optional second field is the identifier). The rows then go through the same stream as
@@ -31,6 +36,7 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 REMOTE_PREFIXES = ("http://", "https://")
+HUB_PREFIX = "hf://datasets/"
 #: file suffix -> the `datasets` builder that streams it
 BUILDERS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv", ".smi": "smi", ".smiles": "smi", ".txt": "smi"}
 #: SMILES files are read by the csv builder as whitespace-separated "SMILES [identifier]" lines (the text builder
@@ -46,7 +52,32 @@ _REGISTERED: dict[str, Any] = {}
 
 def is_remote(source: Any) -> bool:
     """A source that is not a local path: an http(s) URL or a registered `datasets` object."""
-    return isinstance(source, str) and source.startswith((*REMOTE_PREFIXES, DATASET_PREFIX))
+    return isinstance(source, str) and source.startswith((*REMOTE_PREFIXES, HUB_PREFIX, DATASET_PREFIX))
+
+
+def parse_hub_source(source: str) -> tuple[str, str | None, str | None]:
+    """`hf://datasets/ORG/NAME[@REVISION][/PATH]` -> (repo id, revision or None, path in the repo or None)."""
+    parts = source[len(HUB_PREFIX):].split("/")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ValueError(f"{source}: a Hub dataset is hf://datasets/ORG/NAME[@REVISION][/PATH]")
+    name, _, revision = parts[1].partition("@")
+    return f"{parts[0]}/{name}", revision or None, "/".join(parts[2:]) or None
+
+
+def pin_revision(source: str) -> str:
+    """A Hub dataset source with its revision resolved to a commit sha (other sources unchanged): what a run
+    records, so that a resume on another revision is refused."""
+    if not source.startswith(HUB_PREFIX):
+        return source
+    from huggingface_hub import HfApi
+
+    repo_id, revision, path = parse_hub_source(source)
+    try:
+        sha = HfApi().dataset_info(repo_id, revision=revision or "main").sha
+    except Exception as error:  # noqa: BLE001 - network and Hub errors alike
+        raise ConnectionError(f"{source}: cannot resolve the dataset revision ({type(error).__name__}: "
+                              f"{error})") from None
+    return f"{HUB_PREFIX}{repo_id}@{sha}" + (f"/{path}" if path else "")
 
 
 def register_dataset(name: str, dataset: Any) -> str:
@@ -61,6 +92,8 @@ def register_dataset(name: str, dataset: Any) -> str:
 
 
 def _builder(url: str) -> str:
+    if url.startswith(HUB_PREFIX):
+        return "hub"
     path = urlparse(url).path.lower()
     for suffix, builder in sorted(BUILDERS.items(), key=lambda item: -len(item[0])):
         if path.endswith(suffix):
@@ -76,6 +109,9 @@ RETRY_DELAYS = (1, 2, 4, 8, 16)
 def _examples(url: str, builder: str) -> Iterator[dict]:
     from datasets import load_dataset
 
+    if builder == "hub":  # the repo's data files (or those under PATH), at the pinned revision
+        repo_id, revision, path = parse_hub_source(url)
+        return iter(load_dataset(repo_id, revision=revision, data_files=path, split="train", streaming=True))
     options = SMI_OPTIONS if builder == "smi" else {}
     return iter(load_dataset("csv" if builder == "smi" else builder, data_files=url, split="train", streaming=True,
                              **options))

@@ -320,11 +320,11 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
 
 
 def _cross_entropy_or_zero(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over non-ignored entries; 0 (still attached to the graph) when there are none."""
-    valid = target != IGNORE
-    if not bool(valid.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[valid].float(), target[valid])
+    """Mean cross-entropy over non-ignored entries; 0 (still attached to the graph) when there are none. Written
+    without boolean indexing or a test of the count, so that no step waits for the device."""
+    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=IGNORE,
+                            reduction="sum")
+    return total / (target != IGNORE).sum().clamp(min=1)
 
 
 __all__ = ["DenoisingHead", "MoleBlendForPreTraining", "MoleBlendForPreTrainingOutput", "PairRelationHead",

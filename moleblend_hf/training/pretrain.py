@@ -242,6 +242,7 @@ class Pretrainer:
         # blend masks use, or a resumed run would diverge from an uninterrupted one.
         return DataLoader(stream, batch_size=None, num_workers=self.args.num_workers,
                           persistent_workers=self.args.num_workers > 0,
+                          pin_memory=self.accelerator.device.type == "cuda",  # for non-blocking copies
                           generator=torch.Generator().manual_seed(self.args.seed))
 
     # ---------------------------------------------------------------------------------------- evaluation
@@ -315,13 +316,27 @@ class Pretrainer:
         batches = iter(self._loader())
         bar = tqdm(total=args.max_steps, initial=self.step, desc="pretraining", unit="step",
                    disable=not (args.progress and accelerator.is_main_process))
-        window: list[dict] = []
+        window: list[dict] = []  # the logged steps since the last progress report
+        pending: list[tuple[dict, torch.Tensor]] = []  # steps whose losses still sit on the device
         started, molecules_since = time.perf_counter(), 0
+        non_blocking = accelerator.device.type == "cuda"  # the DataLoader pins memory there
+
+        def write_pending(log) -> None:
+            """Losses of the pending steps to the host in one transfer (no host sync per step), then to the log."""
+            if not pending:
+                return
+            values = torch.stack([losses for _, losses in pending]).tolist()
+            for (record, _), step_values in zip(pending, values):
+                record.update({k: round(v, 6) for k, v in zip(LOSS_NAMES, step_values)})
+                log.write(json.dumps(record) + "\n")
+                window.append(record)
+            pending.clear()
+
         self.model.train()
         with open(log_path, "a") as log, open(ids_path, "a") if args.log_molecule_ids else _Null() as ids_log:
             self._logs = {log_path.name: log, ids_path.name: ids_log}
             while self.step < stop_at:
-                totals = Counter()
+                losses = None
                 for _ in range(args.gradient_accumulation_steps):
                     batch, meta = next(batches)
                     self.positions[meta["worker"]] = next_position(meta)
@@ -330,7 +345,7 @@ class Pretrainer:
                     molecules_since += meta["molecules"]
                     if args.log_molecule_ids:
                         ids_log.write("\n".join(meta["ids"]) + "\n")
-                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                    batch = {k: v.to(accelerator.device, non_blocking=non_blocking) for k, v in batch.items()}
                     with accelerator.accumulate(self.model):
                         out = self.model(**batch)
                         accelerator.backward(out.loss)
@@ -340,26 +355,29 @@ class Pretrainer:
                         if accelerator.sync_gradients:
                             self.scheduler.step()
                         self.optimizer.zero_grad()
-                    for name in LOSS_NAMES:
-                        totals[name] += float(out[name].detach()) / args.gradient_accumulation_steps
+                    step_losses = torch.stack([out[name].detach().float() for name in LOSS_NAMES])
+                    step_losses = step_losses / args.gradient_accumulation_steps
+                    losses = step_losses if losses is None else losses + step_losses
                 self.step += 1
-                window.append(dict(totals))
-                elapsed = time.perf_counter() - started
-                record = {"step": self.step, **{k: round(v, 6) for k, v in totals.items()},
-                          "lr": self.scheduler.get_last_lr()[0], "molecules_seen": self.molecules_seen,
-                          "skipped": sum(self.skipped.values())}
-                log.write(json.dumps(record) + "\n")
-                if self.step % args.logging_steps == 0 or self.step == stop_at:
+                pending.append(({"step": self.step, "lr": self.scheduler.get_last_lr()[0],
+                                 "molecules_seen": self.molecules_seen, "skipped": sum(self.skipped.values())},
+                                losses))
+                report = self.step % args.logging_steps == 0 or self.step == stop_at
+                if report or self.step % args.save_steps == 0:
+                    write_pending(log)
+                if report:
+                    elapsed = time.perf_counter() - started
                     mean = {k: sum(w[k] for w in window) / len(window) for k in LOSS_NAMES}
                     rate = molecules_since * accelerator.num_processes / max(elapsed, 1e-9)
                     accelerator.log({**{f"train/{k}": v for k, v in mean.items()}, "train/molecules_per_s": rate,
-                                     "train/lr": record["lr"]}, step=self.step)
+                                     "train/lr": window[-1]["lr"]}, step=self.step)
                     bar.set_postfix(loss=f"{mean['loss']:.3f}", spd=f"{mean['spd_loss']:.3f}",
                                     path=f"{mean['path_loss']:.3f}", pos=f"{mean['relative_position_loss']:.3f}",
                                     noise=f"{mean['denoise_loss']:.3f}", mol_s=f"{rate:.0f}",
                                     skipped=sum(self.skipped.values()))
                     log.flush()
-                    window, started, molecules_since = [], time.perf_counter(), 0
+                    window.clear()
+                    started, molecules_since = time.perf_counter(), 0
                 bar.update(1)
                 if args.eval_steps and self.step % args.eval_steps == 0 or self.step == args.max_steps:
                     self._log_evaluation()

@@ -230,6 +230,7 @@ class PredictArguments:
     molblock_column: str | None = option(None, "column of molblocks")
     batch_size: int = option(64, "molecules per forward pass")
     device: str = option("cpu", "torch device")
+    compile: bool = option(False, "torch.compile the models (dynamic shapes; compiling takes a minute or more)")
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
@@ -259,6 +260,8 @@ class EmbedArguments:
     per_atom: bool = option(False, "also write per-atom embeddings")
     quantize: Literal["none", "int8"] = option("none", "int8: dynamic int8 quantization of the linear layers (CPU "
                                                        "only; faster, slightly different embeddings)")
+    compile: bool = option(False, "torch.compile the model (dynamic shapes; compiling takes a minute or more, then "
+                                  "each batch runs the compiled graph)")
     conformers: Conformers | None = option(None, "conformer policy (default: the saved processor's, else given)")
     smiles_column: str | None = option(None, "column of SMILES (default: detected)")
     molblock_column: str | None = option(None, "column of molblocks")

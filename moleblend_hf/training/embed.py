@@ -75,6 +75,12 @@ def quantize_int8(model: MoleBlendModel) -> MoleBlendModel:
         return quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def compile_for_inference(model: torch.nn.Module) -> torch.nn.Module:
+    """`torch.compile` with dynamic shapes (batches differ in size and atom count: one graph for all of them). On
+    the CPU the padding-row path is off inside the compiled graph (a data-dependent shape)."""
+    return torch.compile(model.eval(), dynamic=True)
+
+
 def _embed_chunk(
     model: MoleBlendModel, processor: MoleBlendProcessor, records: list[MoleculeRecord], batch_size: int,
     per_atom: bool, device: torch.device,
@@ -194,6 +200,8 @@ def embed(args: EmbedArguments) -> EmbedSummary:
     model, processor = load_model_and_processor(args.model, args.preset, args.seed, args.conformers)
     if args.quantize == "int8":
         model = quantize_int8(model)
+    if args.compile:
+        model = compile_for_inference(model)
     stat = source.stat()
     settings = {"input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
                 "model": args.model, "preset": args.preset if args.model is None else None,

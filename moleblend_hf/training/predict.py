@@ -105,6 +105,10 @@ def predict_file(args: PredictArguments) -> dict:
         raise FileNotFoundError(f"{args.data} not found")
     members = load_ensemble(args.model)
     config = members[0][0].config
+    if args.compile:
+        from .embed import compile_for_inference
+
+        members = [(compile_for_inference(model), processor) for model, processor in members]
     names = output_columns(config)
     records = read_table(args.data, smiles_column=args.smiles_column, molblock_column=args.molblock_column)
     frames, skipped, bar = [], 0, tqdm(desc="predicting", unit="mol", disable=not args.progress)

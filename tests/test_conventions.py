@@ -148,3 +148,6 @@ def test_drop_path_on_token_rows_draws_the_masks_of_the_padded_layout(granularit
     torch.manual_seed(1)
     rows = layer(x.reshape(-1, 4).index_select(0, index), TokenRows(6, 9, index))
     torch.testing.assert_close(rows, padded.reshape(-1, 4).index_select(0, index))
+    torch.manual_seed(1)
+    every_row = layer(x.reshape(-1, 4), TokenRows(6, 9, None))  # the accelerator path: all rows
+    torch.testing.assert_close(every_row, padded.reshape(-1, 4))

@@ -46,6 +46,8 @@ class DropPath(nn.Module):
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
+        if rows is not None and rows.index is None:  # every row: the padded layout, viewed
+            return self(x.view(rows.batch, rows.tokens, -1)).view_as(x)
         if rows is None:
             shape = (x.shape[0], 1, 1) if self.granularity == "molecule" else (1, x.shape[1], 1)
             return x * x.new_empty(shape).bernoulli_(keep) / keep
@@ -246,16 +248,13 @@ class TokenRows:
 
     @property
     def molecule(self) -> torch.Tensor:
-        """[M] the molecule of each row."""
-        return self._flat() // self.tokens
+        """[M] the molecule of each row (`index` given)."""
+        return self.index // self.tokens
 
     @property
     def position(self) -> torch.Tensor:
-        """[M] the token position of each row."""
-        return self._flat() % self.tokens
-
-    def _flat(self) -> torch.Tensor:
-        return self.index if self.index is not None else torch.arange(self.batch * self.tokens)
+        """[M] the token position of each row (`index` given)."""
+        return self.index % self.tokens
 
     def take(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, C] -> [M, C]."""

@@ -13,6 +13,7 @@ only part of a step the head implementation changes. `step_time_ratio_with_free_
 step would have if the bilinear heads cost nothing, i.e. the floor set by everything both versions share.
 
     python benchmarks/pretraining_step.py [--preset base] [--batch-sizes 32 64] [--runs 5] [--device cpu]
+        [--gradient-checkpointing]   # adds the bilinear model with activation checkpointing
 
 Prints JSON (medians) and writes benchmarks/results/pretraining_step_<device>.json.
 """
@@ -40,7 +41,7 @@ def _rss_mb() -> float:
 
 
 def child(preset: str, implementation: str, batch_size: int, runs: int, device: str, dtype: str,
-          measure_memory: bool) -> dict:
+          measure_memory: bool, checkpointing: bool = False) -> dict:
     """Times `runs` steps; with `measure_memory` on CPU, samples the resident size instead (the sampler thread
     competes for the cores, so the timing process never runs it)."""
     import pandas as pd
@@ -56,6 +57,8 @@ def child(preset: str, implementation: str, batch_size: int, runs: int, device: 
                                                                            batch_size)]
     model = MoleBlendForPreTraining(MoleBlendConfig.from_preset(preset, pair_head_implementation=implementation))
     model.to(device).train()
+    if checkpointing:  # as `moleblend pretrain --gradient-checkpointing`
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == "bf16")
 
@@ -138,21 +141,23 @@ def _pair_head_times(model, batch, runs: int, device: str, synchronize) -> list[
 
 
 def _child(args, implementation: str, batch_size: int, runs: int, preset: str, env: dict,
-           measure_memory: bool = False) -> dict:
+           measure_memory: bool = False, checkpointing: bool = False) -> dict:
     command = [sys.executable, __file__, "--child", implementation, "--batch-size", str(batch_size), "--runs",
                str(runs), "--preset", preset, "--device", args.device, "--dtype", args.dtype]
     command += ["--measure-memory"] if measure_memory else []
+    command += ["--gradient-checkpointing"] if checkpointing else []
     completed = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def run_child(args, implementation: str, batch_size: int, runs: int, preset: str) -> dict:
+def run_child(args, implementation: str, batch_size: int, runs: int, preset: str,
+              checkpointing: bool = False) -> dict:
     """Step times from a process with the default allocator; peak memory from one that returns memory eagerly."""
-    timed = _child(args, implementation, batch_size, runs, preset, dict(os.environ))
+    timed = _child(args, implementation, batch_size, runs, preset, dict(os.environ), checkpointing=checkpointing)
     if not args.device.startswith("cuda"):
         eager = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-        timed["peak_step_memory_mb"] = _child(args, implementation, batch_size, 1, preset, eager, True)[
-            "peak_step_memory_mb"]
+        timed["peak_step_memory_mb"] = _child(args, implementation, batch_size, 1, preset, eager, True,
+                                              checkpointing)["peak_step_memory_mb"]
     return timed
 
 
@@ -167,10 +172,12 @@ def main() -> None:
     parser.add_argument("--child", choices=["bilinear", "outer_product"])
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--measure-memory", action="store_true")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="also measure the bilinear model with activation checkpointing")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.preset, args.child, args.batch_size, args.runs, args.device, args.dtype,
-                               args.measure_memory)))
+                               args.measure_memory, args.gradient_checkpointing)))
         return
 
     result = {"benchmark": "pretraining_step", "preset": args.preset, "device": args.device, "dtype": args.dtype,
@@ -188,6 +195,13 @@ def main() -> None:
                 bilinear["median_step_seconds"] - bilinear["pair_heads_seconds"]) / explicit["median_step_seconds"],
             "peak_memory_ratio": bilinear["peak_step_memory_mb"] / explicit["peak_step_memory_mb"],
         }
+        if args.gradient_checkpointing:
+            checkpointed = run_child(args, "bilinear", batch_size, args.runs, args.preset, checkpointing=True)
+            result["batches"][str(batch_size)] |= {
+                "bilinear_gradient_checkpointing": checkpointed,
+                "checkpointed_step_time_ratio": checkpointed["median_step_seconds"] / explicit["median_step_seconds"],
+                "checkpointed_peak_memory_ratio": checkpointed["peak_step_memory_mb"] /
+                explicit["peak_step_memory_mb"]}
     tiny = run_child(args, "bilinear", 64, args.tiny_runs, "tiny")
     result["tiny_molecules_per_s_batch64"] = tiny["molecules_per_s"]
     output = HERE / "results" / f"pretraining_step_{args.device.split(':')[0]}_{args.dtype}.json"

@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/ (the official re-statement) lives
 
 from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor  # noqa: E402
 from moleblend_hf.conversion import convert_state_dict  # noqa: E402
-from moleblend_hf.training.embed import quantize_int8  # noqa: E402
+from moleblend_hf.training.inference import quantize_int8  # noqa: E402
 from tests.official_reference import OfficialMolnetEncoder, randomize_  # noqa: E402
 
 DATA = HERE.parent / "tests" / "data" / "moses_200_conformers.parquet"

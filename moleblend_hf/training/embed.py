@@ -23,6 +23,7 @@ from ..modeling import MoleBlendConfig, MoleBlendModel
 from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import EmbedArguments
 from .data import MoleculeRecord, read_table
+from .inference import compile_for_inference, quantize_int8
 
 logger = logging.getLogger(__name__)
 EMBED_RUN_FILE = "_run.json"  # parquet readers skip names starting with "_": pd.read_parquet(DIR) reads the parts
@@ -60,25 +61,6 @@ def load_model_and_processor(
     if conformers is not None:
         processor.conformers = conformers
     return model, processor
-
-
-def quantize_int8(model: MoleBlendModel) -> MoleBlendModel:
-    """Dynamic int8 quantization of every linear layer (weights int8, activations quantized per batch), for CPU
-    inference: the Transformer's matrix products are most of the cost. Outputs deviate slightly from fp32
-    (measured in benchmarks/encoder_speed.py)."""
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():  # torch deprecates the quantized tensor types in favour of torchao
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def compile_for_inference(model: torch.nn.Module) -> torch.nn.Module:
-    """`torch.compile` with dynamic shapes (batches differ in size and atom count: one graph for all of them). On
-    the CPU the padding-row path is off inside the compiled graph (a data-dependent shape)."""
-    return torch.compile(model.eval(), dynamic=True)
 
 
 def _embed_chunk(

@@ -25,6 +25,7 @@ from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import PredictArguments
 from .data import read_table
 from .finetune import ensemble_members
+from .inference import compile_for_inference
 
 logger = logging.getLogger(__name__)
 CHUNK_ROWS = 4096  # rows featurized and predicted at a time: memory stays bounded on large files
@@ -106,8 +107,6 @@ def predict_file(args: PredictArguments) -> dict:
     members = load_ensemble(args.model)
     config = members[0][0].config
     if args.compile:
-        from .embed import compile_for_inference
-
         members = [(compile_for_inference(model), processor) for model, processor in members]
     names = output_columns(config)
     records = read_table(args.data, smiles_column=args.smiles_column, molblock_column=args.molblock_column)

@@ -207,19 +207,20 @@ def _prepare(args: FinetuneArguments) -> dict:
     # The split is made on every input row (unusable ones included), so it does not depend on featurization.
     is_smiles = molecule_column not in MOLBLOCK_COLUMNS
     split_smiles = molecules if is_smiles else [canonical_smiles(m) for m in molecules]
+    groups = duplicate_groups(split_smiles)  # once: the random split and the report both use them
     split = make_split(args.split, split_smiles, seed=args.seed,
                        column_values=frame[args.split_column].tolist() if args.split_column else None,
-                       path=args.split_file)
+                       path=args.split_file, duplicates=groups)
     return dict(frame=frame, molecule_column=molecule_column, molecules=molecules, labels=labels,
                 class_names=class_names, problem_type=problem_type, split=split, is_smiles=is_smiles,
-                duplicates=_duplicates_report(split_smiles, split))
+                duplicates=_duplicates_report(groups, split))
 
 
-def _duplicates_report(molecules: list[str | None], split: dict[str, list[int]]) -> dict[str, int]:
-    """How many molecules occur in several rows, and in how many of them the rows sit in different splits (only
-    possible with a given split: random and scaffold splits keep them together)."""
+def _duplicates_report(groups: list[list[int]], split: dict[str, list[int]]) -> dict[str, int]:
+    """How many molecules occur in several rows (`groups`, see `duplicate_groups`), and in how many of them the
+    rows sit in different splits (only possible with a given split: random and scaffold splits keep them
+    together)."""
     where = {row: name for name, rows in split.items() for row in rows}
-    groups = duplicate_groups(molecules)
     across = sum(1 for rows in groups if len({where[r] for r in rows}) > 1)
     if groups:
         logger.warning("%d molecules occur in more than one row (%d rows)%s", len(groups),

@@ -405,7 +405,7 @@ class Pretrainer:
                 earlier = [p for p in found if int(p.name.split("-")[1]) < int(path.name.split("-")[-1])] \
                     if path.name.startswith("checkpoint-") else []
                 offer = f"; the previous checkpoint is {earlier[-1]} (--resume {earlier[-1]})" if earlier else ""
-                raise CheckpointError(error.path, f"{str(error).split(': ', 1)[1]}{offer}") from None
+                raise CheckpointError(error.path, error.reason + offer) from None
             return path
         for path in reversed(found):
             try:

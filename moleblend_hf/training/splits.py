@@ -82,12 +82,15 @@ def duplicate_groups(molecules: list[str | None]) -> list[list[int]]:
     return [rows for rows in groups.values() if len(rows) > 1]
 
 
-def random_split(molecules: list[str | None], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[int]]:
+def random_split(molecules: list[str | None], seed: int, fractions=(0.8, 0.1, 0.1),
+                 duplicates: list[list[int]] | None = None) -> dict[str, list[int]]:
     """Seeded random split that keeps the rows of one molecule together (a duplicate in train and test would be
     a leak). Molecules are taken in the seeded random order of their first row and fill train, valid, then test,
-    with all their rows; without duplicates this is a plain random split of the rows."""
+    with all their rows; without duplicates this is a plain random split of the rows. `duplicates`: the
+    `duplicate_groups` of `molecules`, when the caller has them."""
     n = len(molecules)
-    rows_of = {rows[0]: rows for rows in duplicate_groups(molecules)}
+    groups = duplicate_groups(molecules) if duplicates is None else duplicates
+    rows_of = {rows[0]: rows for rows in groups}
     follower = {row for rows in rows_of.values() for row in rows[1:]}
     first, second = int(round(fractions[0] * n)), int(round((fractions[0] + fractions[1]) * n))
     split: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
@@ -130,14 +133,15 @@ def check_split(split: dict[str, list[int]], n: int) -> None:
 
 
 def make_split(kind: str, smiles: list[str | None], seed: int = 0, column_values: list | None = None,
-               path: str | None = None) -> dict[str, list[int]]:
-    """One of: scaffold, balanced_scaffold, random, column (needs `column_values`), file (needs `path`)."""
+               path: str | None = None, duplicates: list[list[int]] | None = None) -> dict[str, list[int]]:
+    """One of: scaffold, balanced_scaffold, random, column (needs `column_values`), file (needs `path`).
+    `duplicates`: the `duplicate_groups` of `smiles` when already computed (used by the random split)."""
     if kind == "scaffold":
         split = scaffold_split(smiles)
     elif kind == "balanced_scaffold":
         split = balanced_scaffold_split(smiles, seed)
     elif kind == "random":
-        split = random_split(smiles, seed)
+        split = random_split(smiles, seed, duplicates=duplicates)
     elif kind == "column":
         split = split_from_column(column_values or [])
     elif kind == "file":

@@ -37,7 +37,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be trusted: `path` names the damaged or missing file."""
 
     def __init__(self, path: Path, reason: str):
-        self.path = path
+        self.path, self.reason = path, reason
         super().__init__(f"{path}: {reason}")
 
 

@@ -111,3 +111,25 @@ def test_compiled_embeddings_equal_eager_ones(tmp_path, esol):
                      "--no-progress", *extra]) == 0
         tables[name] = np.stack(pd.read_parquet(tmp_path / name).sort_values("row")["embedding"].to_numpy())
     np.testing.assert_allclose(tables["compiled"], tables["eager"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_predictions_equal_eager_ones(tmp_path):
+    """`moleblend predict --compile` (the same helper as embed)."""
+    from moleblend_hf import MoleBlendConfig, MoleBlendForPropertyPrediction
+
+    torch.manual_seed(0)
+    model_dir = tmp_path / "model"
+    MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")) \
+        .save_pretrained(model_dir)
+    MoleBlendProcessor(conformers="none").save_pretrained(model_dir)
+    data = tmp_path / "mols.csv"
+    pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "not a smiles(", "CC(=O)Nc1ccc(O)cc1"]}).to_csv(data, index=False)
+    tables = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        out = tmp_path / f"{name}.csv"
+        assert main(["predict", str(data), "--model", str(model_dir), "--output", str(out), "--no-progress",
+                     *extra]) == 0
+        tables[name] = pd.read_csv(out)
+    np.testing.assert_allclose(tables["compiled"]["prediction_LABEL_0"], tables["eager"]["prediction_LABEL_0"],
+                               atol=1e-5)

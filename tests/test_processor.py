@@ -280,3 +280,17 @@ print(len(smiles), round(grown), reason)
     length, grown, reason = result.stdout.split(maxsplit=2)
     assert int(length) > 9000 and "1600 heavy atoms" in reason
     assert int(grown) < 50, f"peak memory grew by {grown} MB"
+
+
+def test_a_huge_padded_batch_is_warned_about(monkeypatch, caplog):
+    from moleblend_hf.processing import processing_moleblend
+
+    monkeypatch.setattr(processing_moleblend, "LARGE_BATCH_BYTES", 1000)
+    with caplog.at_level("WARNING"):
+        MoleBlendProcessor()(["CCO", "c1ccccc1O"])
+    assert "pad per batch" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(processing_moleblend, "LARGE_BATCH_BYTES", 2 * 1024**3)
+    with caplog.at_level("WARNING"):
+        MoleBlendProcessor()(["CCO", "c1ccccc1O"])
+    assert "pad per batch" not in caplog.text

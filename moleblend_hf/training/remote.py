@@ -117,10 +117,10 @@ def _examples(url: str, builder: str) -> Iterator[dict]:
                              **options))
 
 
-def _with_retries(url: str) -> Iterator[dict]:
+def _with_retries(url: str, builder: str) -> Iterator[dict]:
     """The examples of `url`; after a failure (opening, or mid-stream beyond `datasets`' own read retries) the
     file is opened again and the rows already given are skipped, so the sequence is unchanged."""
-    builder, given, failures = _builder(url), 0, 0
+    given, failures = 0, 0
     while True:
         try:
             rows = _examples(url, builder)
@@ -153,7 +153,8 @@ def read_remote(url: str, smiles_column: str | None, molblock_column: str | None
                                     f"moleblend_hf.training.remote.register_dataset({name!r}, dataset) first")
         builder, examples = "dataset", iter(_REGISTERED[name])
     else:
-        builder, examples = _builder(url), _with_retries(url)
+        builder = _builder(url)
+        examples = _with_retries(url, builder)
     column = id_name = None
     for row, example in enumerate(examples):
         if column is None:

@@ -19,8 +19,9 @@ each for the official formulation, ours (SDPA attention, the default), and:
   cosine similarity).
 
     python benchmarks/encoder_speed.py [--preset base] [--batch-size 64] [--runs 5] [--threads 2]
+        [--device cuda --dtype bf16]   # on a GPU (bf16 autocast for both formulations; no int8 there)
 
-Prints JSON and writes benchmarks/results/encoder_speed_<device>.json.
+Prints JSON and writes benchmarks/results/encoder_speed_<device>[_bf16].json.
 """
 
 from __future__ import annotations
@@ -62,8 +63,12 @@ def _models(preset: str) -> tuple[OfficialMolnetEncoder, MoleBlendModel]:
 
 
 def _timed(function) -> float:
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     function()
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -73,7 +78,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast for both")
     args = parser.parse_args()
+    on_gpu = args.device.startswith("cuda")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -82,11 +90,15 @@ def main() -> None:
     features = [processor.featurize(block) for block in pd.read_parquet(DATA)["molblock"]]
     batches = [processor.pad(features[i: i + args.batch_size])
                for i in range(0, len(features) - args.batch_size + 1, args.batch_size)]
-    official_batches = [OfficialMolnetEncoder.official_batch(dict(b)) for b in batches]
-    official, ours = _models(args.preset)
-    int8 = quantize_int8(_models(args.preset)[1])
-    eager = _models(args.preset)[1]
+    official_batches = [{k: v.to(args.device) if torch.is_tensor(v) else v
+                         for k, v in OfficialMolnetEncoder.official_batch(dict(b)).items()} for b in batches]
+    batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]
+    official, ours = (model.to(args.device) for model in _models(args.preset))
+    # dynamic int8 kernels are fp32 CPU kernels
+    int8 = None if on_gpu or args.dtype == "bf16" else quantize_int8(_models(args.preset)[1])
+    eager = _models(args.preset)[1].to(args.device)
     eager.set_attn_implementation("eager")  # the same model with matmul + softmax attention instead of SDPA
+    autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
     with torch.no_grad():  # same function: outputs of every real token
         deviation = 0.0
@@ -96,17 +108,18 @@ def main() -> None:
             real = torch.cat([torch.ones_like(batch["attention_mask"][:, :1]), batch["attention_mask"]], 1).bool()
             deviation = max(deviation, float((theirs - mine)[real].abs().max()))
         fp32 = torch.cat([ours(**b).pooler_output for b in batches])
-        quantized = torch.cat([int8(**b).pooler_output for b in batches])
+        quantized = fp32 if int8 is None else torch.cat([int8(**b).pooler_output for b in batches])
     cosine = torch.nn.functional.cosine_similarity(fp32, quantized, dim=-1)
 
     def forward_backward(model, inputs, official_layout: bool):
         for parameter in model.parameters():
             parameter.grad = None
-        out = model(inputs) if official_layout else model(**inputs).last_hidden_state
+        with autocast:
+            out = model(inputs) if official_layout else model(**inputs).last_hidden_state
         out.float().square().mean().backward()
 
     def inference(model, inputs, official_layout: bool):
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             model(inputs) if official_layout else model(**inputs)
 
     measures = {
@@ -118,6 +131,8 @@ def main() -> None:
                       "ours_eager_attention": lambda b, o: inference(eager, b, False),
                       "ours_int8": lambda b, o: inference(int8, b, False)},
     }
+    if int8 is None:
+        del measures["inference"]["ours_int8"]
     molecules = sum(int(b["attention_mask"].shape[0]) for b in batches)
     results: dict = {}
     for name, variants in measures.items():
@@ -138,16 +153,18 @@ def main() -> None:
         "padded_atoms": [int(b["attention_mask"].shape[1]) for b in batches],
         "mean_atoms": round(sum(f["num_atoms"] for f in features[: molecules]) / molecules, 2),
         "max_abs_difference_vs_official": deviation,
-        "int8_accuracy": {"max_abs_deviation": float((fp32 - quantized).abs().max()),
+        "device": args.device, "dtype": args.dtype,
+        "int8_accuracy": None if int8 is None else {"max_abs_deviation": float((fp32 - quantized).abs().max()),
                           "mean_abs_deviation": float((fp32 - quantized).abs().mean()),
                           "embedding_scale_mean_abs": float(fp32.abs().mean()),
                           "min_cosine_similarity": float(cosine.min())},
         **results,
         "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "gpu": torch.cuda.get_device_name() if on_gpu else None},
     }
     print(json.dumps(report, indent=2))
-    out = HERE / "results" / "encoder_speed_cpu.json"
+    suffix = "_bf16" if args.dtype == "bf16" else ""
+    out = HERE / "results" / f"encoder_speed_{args.device.split(':')[0]}{suffix}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -13,7 +13,10 @@ only part of a step the head implementation changes. `step_time_ratio_with_free_
 step would have if the bilinear heads cost nothing, i.e. the floor set by everything both versions share.
 
     python benchmarks/pretraining_step.py [--preset base] [--batch-sizes 32 64] [--runs 5] [--device cpu]
-        [--gradient-checkpointing]   # adds the bilinear model with activation checkpointing
+        [--dtype fp32|bf16] [--gradient-checkpointing]   # adds the bilinear model with activation checkpointing
+
+On a GPU: `--device cuda --dtype bf16 --batch-sizes 64 256 1024` (bf16 autocast; batches larger than the 200
+molecules of the file cycle through them).
 
 Prints JSON (medians) and writes benchmarks/results/pretraining_step_<device>.json.
 """
@@ -53,13 +56,12 @@ def child(preset: str, implementation: str, batch_size: int, runs: int, device: 
     frame = pd.read_parquet(DATA)
     processor = MoleBlendProcessor()
     features = [processor.featurize(block) for block in frame["molblock"]]
-    batches = [processor.pad(features[i: i + batch_size]) for i in range(0, len(features) - batch_size + 1, 
-                                                                           batch_size)]
+    batches = _batches(features, batch_size, processor)
     model = MoleBlendForPreTraining(MoleBlendConfig.from_preset(preset, pair_head_implementation=implementation))
     model.to(device).train()
     if checkpointing:  # as `moleblend pretrain --gradient-checkpointing`
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.startswith("cuda") or None)  # as the job
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     def step(batch):
@@ -117,6 +119,15 @@ def child(preset: str, implementation: str, batch_size: int, runs: int, device: 
     elif cpu_memory:
         result["peak_step_memory_mb"] = peak[0] - baseline
     return result
+
+
+def _batches(features: list, batch_size: int, processor, count: int = 3) -> list:
+    """Batches in file order; batches larger than the file (GPU sizes) cycle through its molecules, so they have
+    the same molecules, and the same padding, as the file."""
+    if batch_size * count <= len(features):
+        count = len(features) // batch_size
+    cycled = [features[i % len(features)] for i in range(batch_size * count)]
+    return [processor.pad(cycled[i: i + batch_size]) for i in range(0, len(cycled), batch_size)]
 
 
 def _pair_head_times(model, batch, runs: int, device: str, synchronize) -> list[float]:

@@ -120,7 +120,7 @@ class OfficialMolnetEncoder(nn.Module):
         degree = af.in_degree_encoder(data["in_degree"]) + af.out_degree_encoder(data["in_degree"])
         x = torch.cat([af.graph_token.weight.unsqueeze(0).repeat(batch, 1, 1), nodes], dim=1)
 
-        attn_bias = torch.zeros(batch, n + 1, n + 1)
+        attn_bias = torch.zeros(batch, n + 1, n + 1, device=mask.device)
         attn_bias[:, :, 1:][~mask[:, None, :].expand(-1, n + 1, -1)] = float("-inf")
         graph_bias = attn_bias.unsqueeze(1).repeat(1, heads, 1, 1)
         spatial = ab.spatial_pos_encoder(data["spatial_pos"]).permute(0, 3, 1, 2)
@@ -151,7 +151,7 @@ class OfficialMolnetEncoder(nn.Module):
         x = x.clone()
         x[:, 1:, :] = x[:, 1:, :] + degree + merged * 0.01
         x = self.emb_layer_norm(x).transpose(0, 1)
-        padding = torch.cat([torch.zeros(batch, 1, dtype=torch.bool), ~mask], dim=1)
+        padding = torch.cat([torch.zeros(batch, 1, dtype=torch.bool, device=mask.device), ~mask], dim=1)
         for layer in self.layers:
             x = layer(x, graph_bias, padding)
         return x

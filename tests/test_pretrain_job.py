@@ -38,6 +38,9 @@ def test_default_job_trains_and_saves_a_loadable_model(tmp_path):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 13))
     assert all(k in log[0] for k in ("loss", "spd_loss", "path_loss", "relative_position_loss", "denoise_loss"))
+    # throughput at each logging step (default every 10) and at the last step
+    assert [r["step"] for r in log if "molecules_per_s" in r] == [10, 12]
+    assert all(r["molecules_per_s"] > 0 for r in log if "molecules_per_s" in r)
     final = out  # like Trainer.save_model: the model at the root of the output directory
     assert (final / "README.md").exists() and (final / "preprocessor_config.json").exists()
     pretraining = AutoModelForPreTraining.from_pretrained(final)

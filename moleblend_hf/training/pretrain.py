@@ -115,7 +115,8 @@ class Pretrainer:
             (no_decay if param.ndim < 2 or "norm" in name or "embedding" in name else decay).append(param)
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_eps)
+            lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_eps,
+            fused=self.accelerator.device.type == "cuda" or None)  # one kernel per step on a GPU, same math
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda step: cosine_schedule(step, args.warmup_steps, args.max_steps, args.min_learning_rate_ratio))
@@ -321,11 +322,17 @@ class Pretrainer:
         started, molecules_since = time.perf_counter(), 0
         non_blocking = accelerator.device.type == "cuda"  # the DataLoader pins memory there
 
-        def write_pending(log) -> None:
-            """Losses of the pending steps to the host in one transfer (no host sync per step), then to the log."""
+        def write_pending(log, rate: bool = False) -> None:
+            """Losses of the pending steps to the host in one transfer (no host sync per step), then to the log;
+            with `rate`, the last record gets the molecules/s since the last report (timed after that transfer,
+            which waits for the device)."""
             if not pending:
                 return
             values = torch.stack([losses for _, losses in pending]).tolist()
+            if rate:
+                elapsed = time.perf_counter() - started
+                pending[-1][0]["molecules_per_s"] = round(molecules_since * accelerator.num_processes /
+                                                          max(elapsed, 1e-9), 1)
             for (record, _), step_values in zip(pending, values):
                 record.update({k: round(v, 6) for k, v in zip(LOSS_NAMES, step_values)})
                 log.write(json.dumps(record) + "\n")
@@ -364,11 +371,10 @@ class Pretrainer:
                                 losses))
                 report = self.step % args.logging_steps == 0 or self.step == stop_at
                 if report or self.step % args.save_steps == 0:
-                    write_pending(log)
+                    write_pending(log, rate=report)
                 if report:
-                    elapsed = time.perf_counter() - started
                     mean = {k: sum(w[k] for w in window) / len(window) for k in LOSS_NAMES}
-                    rate = molecules_since * accelerator.num_processes / max(elapsed, 1e-9)
+                    rate = window[-1]["molecules_per_s"]
                     accelerator.log({**{f"train/{k}": v for k, v in mean.items()}, "train/molecules_per_s": rate,
                                      "train/lr": window[-1]["lr"]}, step=self.step)
                     bar.set_postfix(loss=f"{mean['loss']:.3f}", spd=f"{mean['spd_loss']:.3f}",

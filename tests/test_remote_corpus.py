@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +31,9 @@ def served(tmp_path_factory):
     esol = pd.read_csv(DATA / "esol.csv").head(100)
     (root / "esol.smi").write_text("\n".join(f"{s} mol{i}" for i, s in enumerate(esol.smiles)) + "\n")
     esol.to_csv(root / "esol.csv", index=False)
+    with gzip.open(root / "qm9.sdf.gz", "wt") as handle:
+        handle.write("".join(f"qm9-{i}" + block[block.index("\n"):] + "$$$$\n"
+                             for i, block in enumerate(frame["molblock"].head(120))))
     with FileServer(root) as server:
         yield server, root
 
@@ -47,10 +52,12 @@ def quick_retries(monkeypatch):
 
 def test_remote_files_stream_in_order_like_local_ones(served):
     server, root = served
-    for name in ("shard-0.parquet", "esol.smi", "esol.csv"):
+    for name in ("shard-0.parquet", "esol.smi", "esol.csv", "qm9.sdf.gz"):
         remote = [(r.row, r.molecule, r.identifier) for r in read_table(server.url(name))]
         local = [(r.row, r.molecule, r.identifier) for r in read_table(root / name)]
         assert remote == local and len(remote) >= 100, name
+        assert list(read_table(server.url(name), start=57)) == list(read_table(root / name))[57:], name
+    assert local[0][2] == "qm9-0"  # an SDF record's title is its identifier
 
 
 def test_pretrain_on_urls_saves_a_loadable_model_and_resumes_exactly(served, tmp_path):
@@ -102,7 +109,8 @@ def test_pretrain_takes_datasets_objects_and_resumes_exactly(tmp_path):
                   log_molecule_ids=True, report_to=["jsonl"])
     whole = pretrain(PretrainArguments(output_dir=str(tmp_path / "whole"), **common), datasets={"qm9": stream})
     assert whole["finished"] and whole["molecules_seen"] == 48
-    assert all(i.startswith("dataset:qm9:") for i in _ids(tmp_path / "whole"))
+    # its own 3 shards are the units of the stream: ids name the shard and the row in it
+    assert all(re.fullmatch(r"dataset:qm9#[0-2]:\d+", i) for i in _ids(tmp_path / "whole"))
     parts = tmp_path / "parts"
     pretrain(PretrainArguments(output_dir=str(parts), stop_after_steps=3, **common), datasets={"qm9": stream})
     resumed = pretrain(PretrainArguments(output_dir=str(parts), resume="latest", **common), datasets={"qm9": stream})
@@ -165,9 +173,28 @@ def test_two_processes_stream_disjoint_molecules_from_urls(served, tmp_path):
     assert _summary(out, 0)["weights_sha256"] == _summary(out, 1)["weights_sha256"]
 
 
-def test_pretrain_streams_a_hub_dataset_pins_its_revision_and_refuses_a_moved_one(tmp_path):
-    """A dataset repo of parquet shards on the loopback Hub, read as hf://datasets/ORG/NAME in a fresh process
-    (huggingface_hub reads HF_ENDPOINT at import)."""
+CARD = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*.parquet
+- config_name: small
+  data_files:
+  - split: train
+    path: data/train-0.parquet
+  - split: validation
+    path: data/train-1.parquet
+---
+A QM9 corpus for tests.
+"""
+
+
+def test_pretrain_streams_a_hub_dataset_by_shards_resumes_without_rereading_and_refuses_a_moved_one(tmp_path):
+    """A dataset repo of 4 parquet shards (and a card with two configurations) on the loopback Hub, read in fresh
+    processes (huggingface_hub reads HF_ENDPOINT at import): as hf://datasets/ORG/NAME and with --dataset flags;
+    the revision is pinned; a resume reopens the stream at its shard (the shards before it are not requested) and
+    ends as the uninterrupted run; a moved repo is refused."""
     import os
     import subprocess
     import sys
@@ -176,37 +203,66 @@ def test_pretrain_streams_a_hub_dataset_pins_its_revision_and_refuses_a_moved_on
 
     from .hub_server import VALID_TOKEN, HubServer
 
-    frame = pd.read_parquet(QM9).head(300)
+    frame = pd.read_parquet(QM9).head(160)
     with HubServer() as hub:
         api = HfApi(endpoint=hub.url, token=VALID_TOKEN)
         api.create_repo("test-user/qm9-corpus", repo_type="dataset")
-        for k in range(2):
+        for k in range(4):
             shard = tmp_path / f"train-{k}.parquet"
-            frame.iloc[k * 150: (k + 1) * 150].to_parquet(shard)
+            frame.iloc[k * 40: (k + 1) * 40].to_parquet(shard)
             api.upload_file(path_or_fileobj=str(shard), path_in_repo=f"data/train-{k}.parquet",
                             repo_id="test-user/qm9-corpus", repo_type="dataset")
+        api.upload_file(path_or_fileobj=CARD.encode(), path_in_repo="README.md", repo_id="test-user/qm9-corpus",
+                        repo_type="dataset")
         sha = api.dataset_info("test-user/qm9-corpus").sha
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf_home"),
                "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1"}
         for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
             env.pop(name, None)
-        out = tmp_path / "run"
+        # blocks of 16 rows, windows of 16: 8 steps of 8 molecules cross shards of 40 rows
+        small = ["--batch-size", "8", "--window-size", "16", "--shuffle-buffer", "16", "--no-progress",
+                 "--log-molecule-ids", "--report-to", "jsonl", "--max-steps", "10", "--save-steps", "8"]
 
-        def pretrain(*extra: str) -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "moleblend_hf.cli", "pretrain",
-                                   "hf://datasets/test-user/qm9-corpus", "--output-dir", str(out), "--max-steps",
-                                   "4", "--save-steps", "2", *SMALL, *extra],
-                                  capture_output=True, text=True, timeout=600, env=env)
+        def pretrain(out: Path, *extra: str) -> subprocess.CompletedProcess:
+            result = subprocess.run([sys.executable, "-m", "moleblend_hf.cli", "pretrain", "--output-dir", str(out),
+                                     *small, *extra], capture_output=True, text=True, timeout=600, env=env)
+            assert result.returncode == 0 or "--resume" in extra, result.stderr[-4000:]
+            return result
 
-        result = pretrain("--stop-after-steps", "2")
-        assert result.returncode == 0, result.stderr[-4000:]
-        state = json.loads((out / "checkpoint-2" / "data_state_rank0.json").read_text())
+        def shard_files_requested(since: int) -> set[str]:
+            return {path.rsplit("/", 1)[1] for _, path, _ in hub.requests[since:]
+                    if "/resolve/" in path and path.endswith(".parquet")}
+
+        pretrain(tmp_path / "whole", "hf://datasets/test-user/qm9-corpus")
+        parts = tmp_path / "parts"
+        pretrain(parts, "--dataset", "test-user/qm9-corpus", "--stop-after-steps", "8")
+        state = json.loads((parts / "checkpoint-8" / "data_state_rank0.json").read_text())
         assert state["stream"]["sources"] == [f"hf://datasets/test-user/qm9-corpus@{sha}"]
-        assert all(i.startswith(f"qm9-corpus@{sha}:") for i in _ids(out))
-        assert any(path.startswith("/datasets/test-user/qm9-corpus/resolve/") for _, path, _ in hub.requests)
+        assert all(re.fullmatch(rf"qm9-corpus@{sha}#[0-3]:\d+", i) for i in _ids(parts))
+        position = state["positions"]["0"]
+        assert position["shard"] >= 1  # 64 molecules read: the stream is past its first shard
+        before = len(hub.requests)
+        pretrain(parts, "--dataset", "test-user/qm9-corpus", "--resume")
+        assert len(shard_files_requested(before)) <= 4 - position["shard"]  # earlier shards never requested
+        assert _summary(parts)["weights_sha256"] == _summary(tmp_path / "whole")["weights_sha256"]
+        assert _ids(parts) == _ids(tmp_path / "whole")
+
+        # a configuration and split of the card
+        config = tmp_path / "config"
+        before = len(hub.requests)
+        pretrain(config, "--dataset", "test-user/qm9-corpus", "--dataset-config", "small", "--dataset-split",
+                 "validation", "--max-steps", "2")
+        state = json.loads((config / "checkpoint-2" / "data_state_rank0.json").read_text())
+        source = f"hf://datasets/test-user/qm9-corpus@{sha}?config=small&split=validation"
+        assert state["stream"]["sources"] == [source] and _summary(config)["finished"]
+        rows = {int(i.rsplit(":", 1)[1]) for i in _ids(config)}  # one shard: data/train-1.parquet's 40 rows
+        assert all(i.startswith(f"qm9-corpus@{sha}?") for i in _ids(config)) and rows <= set(range(40))
+        # the validation file is read (datasets may also probe the config's first file for its features)
+        assert "train-1.parquet" in shard_files_requested(before) <= {"train-0.parquet", "train-1.parquet"}
+
         api.upload_file(path_or_fileobj=b"smiles\nCCO\n", path_in_repo="data/extra.csv",
                         repo_id="test-user/qm9-corpus", repo_type="dataset")  # the repo moves on
-        result = pretrain("--resume")
+        result = pretrain(parts, "--dataset", "test-user/qm9-corpus", "--resume")
         assert result.returncode == 1 and "the Hub dataset changed since the checkpoint" in result.stderr, \
             result.stderr[-2000:]
         assert f"hf://datasets/test-user/qm9-corpus@{sha}" in result.stderr

@@ -417,10 +417,17 @@ def expand_inputs(molecules: Iterable[Any]) -> Iterator[Any]:
 
 
 def read_sdf_records(path: str | os.PathLike) -> Iterator[str]:
-    """Molblock text of every record of an `.sdf`, `.sdf.gz` or `.mol` file, in order (unparsed)."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+    """Molblock text of every record of an `.sdf`, `.sdf.gz` or `.mol` file, in order (unparsed). An http(s) URL
+    is streamed (fsspec; read as it is consumed, never downloaded whole)."""
+    if str(path).startswith(("http://", "https://")):
+        import fsspec
+
+        opened = fsspec.open(str(path), "rt", compression="gzip" if str(path).endswith(".gz") else None,
+                             encoding="utf-8", errors="replace", block_size=2**20)
+    else:
+        path = Path(path)
+        opened = (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8", errors="replace")
+    with opened as handle:
         record: list[str] = []
         try:
             for line in handle:

@@ -70,8 +70,13 @@ class PretrainArguments:
     """Every option of `moleblend pretrain` (see `training/pretrain.py`)."""
 
     inputs: list[str] = option([], "files, globs or `datasets` directories: .smi, .csv, .parquet, .sdf, .sdf.gz; "
-                                   "http(s) URLs of .parquet, .csv, .smi files (streamed) (default: the bundled "
-                                   "QM9 subset)", positional=True, nargs="*")
+                                   "http(s) URLs of such files and hf://datasets/ORG/NAME[@REVISION][/PATH] Hub "
+                                   "datasets (streamed) (default: the bundled QM9 subset)", positional=True,
+                                   nargs="*")
+    dataset: str | None = option(None, "a Hub dataset to stream, ORG/NAME[@REVISION] (the same as the input "
+                                       "hf://datasets/ORG/NAME[@REVISION][?config=C&split=S])", metavar="ORG/NAME")
+    dataset_config: str | None = option(None, "with --dataset: its configuration (the card's `configs`)")
+    dataset_split: str = option("train", "with --dataset: its split")
     output_dir: str = option("outputs/pretrain", "run directory: the final model, processor and card at its root, "
                              "checkpoint-N/ beside them", aliases=OUTPUT_ALIASES)
     overwrite: bool = option(False, "start a new run in a non-empty --output-dir, removing the previous run's "
@@ -88,7 +93,7 @@ class PretrainArguments:
     batch_size: int | None = option(32, "molecules per batch and process")
     max_tokens: int | None = option(None, "instead of --batch-size: a budget of (atoms+1)^2 x molecules per batch")
     window_size: int = option(1024, "molecules grouped by atom count before batching")
-    shuffle_buffer: int = option(10_000, "molecules held in the seeded shuffle buffer")
+    shuffle_buffer: int = option(10_000, "molecules per seeded shuffle block (rows are shuffled within consecutive blocks)")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
     learning_rate: float = option(5e-4, "peak learning rate (AdamW)")
     weight_decay: float = option(0.0, "AdamW weight decay (not on biases, norms, embeddings)")
@@ -124,6 +129,14 @@ class PretrainArguments:
     cpu: bool = option(False, "force the CPU even when a GPU is present")
 
     def __post_init__(self) -> None:
+        if self.dataset:
+            from .remote import HUB_PREFIX, HubSource
+
+            source = HubSource.parse(HUB_PREFIX + self.dataset)
+            self.inputs = [*self.inputs, str(HubSource(source.repo_id, source.revision, source.path,
+                                                       self.dataset_config, self.dataset_split))]
+        elif self.dataset_config or self.dataset_split != "train":
+            raise ValueError("--dataset-config and --dataset-split choose a configuration and split of --dataset")
         if not self.inputs:
             self.inputs = [str(BUNDLED_QM9)]
         self.config_overrides = _overrides(self.config_overrides)

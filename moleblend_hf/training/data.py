@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 from rdkit import Chem, RDLogger
 
 from ..processing import read_sdf_records
-from .remote import is_remote, read_remote
+from .remote import is_remote, read_remote, remote_shard_count
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
 #: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md).
@@ -39,23 +40,40 @@ def pick_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, 
     return next((c for c in candidates if c in frame.columns), None)
 
 
+def shard_count(source: str | Path) -> int:
+    """Shards of a source: 1 for a local file or a URL; a `datasets` source's own (see remote.py)."""
+    return remote_shard_count(source) if is_remote(source) else 1
+
+
 def read_table(path: str | Path, smiles_column: str | None = None, molblock_column: str | None = None,
-               id_column: str | None = None) -> Iterator[MoleculeRecord]:
+               id_column: str | None = None, *, shard: int = 0, start: int = 0) -> Iterator[MoleculeRecord]:
     """Yield the molecules of one file (or `datasets` dataset directory) in row order, streaming.
 
     `.smi` / `.smiles` / `.txt`: one SMILES per line (an optional second whitespace-separated field is the
     identifier). `.csv` / `.parquet` / a `save_to_disk` dataset: a molblock or SMILES column (detected, or given).
     `.sdf` / `.sdf.gz` / `.mol`: records as molblocks. Empty cells are yielded as None so they are reported,
     not dropped. Files are read in chunks, so they may be larger than memory.
+
+    `start`: begin at that row (rows keep their numbers); parquet row groups before it are not read. `shard`: the
+    shard of a `datasets` source (see `shard_count`); local files have one.
     """
-    if is_remote(path):  # an http(s) URL: streamed with `datasets` (see remote.py)
-        yield from read_remote(path, smiles_column, molblock_column, id_column)
+    if is_remote(path):  # an http(s) URL or a `datasets` source: streamed with `datasets` (see remote.py)
+        yield from read_remote(path, smiles_column, molblock_column, id_column, shard=shard, start=start)
         return
+    if shard != 0:
+        raise ValueError(f"{path}: a local file has one shard, not shard {shard}")
     path = Path(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
     if path.is_dir():
-        yield from _read_saved_dataset(path, smiles_column, molblock_column, id_column)
-        return
+        yield from _read_saved_dataset(path, smiles_column, molblock_column, id_column, start)
+    elif suffixes.endswith(".parquet"):
+        yield from _read_parquet(path, smiles_column, molblock_column, id_column, start)
+    else:  # text formats: the rows before `start` are read and passed over (no index to seek with)
+        yield from itertools.islice(_read_text(path, suffixes, smiles_column, molblock_column, id_column), start,
+                                    None)
+
+
+def _read_text(path: Path, suffixes: str, smiles_column, molblock_column, id_column) -> Iterator[MoleculeRecord]:
     if suffixes.endswith((".sdf", ".sdf.gz", ".mol")):
         for row, block in enumerate(read_sdf_records(path)):
             title = block.splitlines()[0].strip() if block else ""
@@ -67,18 +85,30 @@ def read_table(path: str | Path, smiles_column: str | None = None, molblock_colu
                 fields = line.split()
                 yield MoleculeRecord(row, fields[0] if fields else None, fields[1] if len(fields) > 1 else str(row))
         return
-    if suffixes.endswith(".csv"):
-        header = pd.read_csv(path, nrows=0)
-        chunks = (chunk for chunk in pd.read_csv(path, chunksize=65536))
-    elif suffixes.endswith(".parquet"):
-        parquet = pq.ParquetFile(path)
-        header = parquet.schema_arrow.empty_table().to_pandas()
-        chunks = (batch.to_pandas() for batch in parquet.iter_batches(batch_size=65536))
-    else:
+    if not suffixes.endswith(".csv"):
         raise ValueError(f"{path}: unsupported input; use .smi, .csv, .parquet, .sdf, .sdf.gz, .mol or a "
                          "datasets directory (save_to_disk)")
-    column, id_name = _columns(header, smiles_column, molblock_column, id_column, path)
-    row = 0
+    column, id_name = _columns(pd.read_csv(path, nrows=0), smiles_column, molblock_column, id_column, path)
+    yield from _records(pd.read_csv(path, chunksize=65536), column, id_name, 0)
+
+
+def _read_parquet(path: Path, smiles_column, molblock_column, id_column, start: int) -> Iterator[MoleculeRecord]:
+    """Row groups wholly before `start` are never read (their sizes are in the file's footer)."""
+    parquet = pq.ParquetFile(path)
+    column, id_name = _columns(parquet.schema_arrow.empty_table().to_pandas(), smiles_column, molblock_column,
+                               id_column, path)
+    group, first = 0, 0
+    while group < parquet.num_row_groups and first + parquet.metadata.row_group(group).num_rows <= start:
+        first += parquet.metadata.row_group(group).num_rows
+        group += 1
+    batches = parquet.iter_batches(batch_size=65536, row_groups=range(group, parquet.num_row_groups),
+                                   columns=[c for c in (column, id_name) if c])
+    yield from itertools.islice(_records((batch.to_pandas() for batch in batches), column, id_name, first),
+                                start - first, None)
+
+
+def _records(chunks: Iterator[pd.DataFrame], column: str, id_name: str | None, row: int) -> Iterator[MoleculeRecord]:
+    """The molecules of table chunks, numbered from `row`."""
     for chunk in chunks:
         ids = chunk[id_name].tolist() if id_name else None
         for offset, value in enumerate(chunk[column].tolist()):
@@ -98,7 +128,8 @@ def _columns(frame: pd.DataFrame, smiles_column, molblock_column, id_column, pat
     return column, id_column or ("id" if "id" in frame.columns else None)
 
 
-def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column) -> Iterator[MoleculeRecord]:
+def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column,
+                        start: int = 0) -> Iterator[MoleculeRecord]:
     from datasets import load_from_disk
 
     dataset = load_from_disk(str(path))
@@ -108,7 +139,8 @@ def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column) -
         dataset = dataset["train"]
     column, id_name = _columns(pd.DataFrame(columns=dataset.column_names), smiles_column, molblock_column,
                                id_column, path)
-    for row, example in enumerate(dataset.select_columns([c for c in (column, id_name) if c]).to_iterable_dataset()):
+    rows = dataset.select_columns([c for c in (column, id_name) if c]).skip(start)  # memory-mapped: no reading
+    for row, example in enumerate(rows.to_iterable_dataset(), start):
         value = example[column]
         yield MoleculeRecord(row, value if isinstance(value, str) else None,
                              str(example[id_name]) if id_name else str(row))

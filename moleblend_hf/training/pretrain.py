@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
 from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import BUNDLED_QM9, PretrainArguments
 from .data import expand_sources, read_table
-from .remote import pin_revision
+from .remote import HUB_PREFIX, HubSource, pin_revision
 from .run_directory import Run, open_run, read_run
 from .training_state import CheckpointError, load_training_state, save_training_state, verify_checksums, \
     write_checksums
@@ -200,15 +200,18 @@ class Pretrainer:
                 f"{path} was written by {state['world_size']} processes x {state['num_workers']} data workers; "
                 f"resume with the same (now {self.accelerator.num_processes} x {self.args.num_workers})")
         now = json.loads(json.dumps(asdict(self._stream_settings())))
-        moved = [(old, new) for old, new in zip(state["stream"]["sources"], now["sources"])
-                 if old != new and old.split("@")[0] == new.split("@")[0] and old.startswith("hf://")]
+        hub = [(old, HubSource.parse(old), HubSource.parse(new)) for old, new in
+               zip(state["stream"]["sources"], now["sources"]) if old.startswith(HUB_PREFIX) and
+               new.startswith(HUB_PREFIX)]
+        moved = [(old, after.revision) for old, before, after in hub
+                 if before != after and replace(before, revision=None) == replace(after, revision=None)]
         if moved:
             raise ValueError(f"{path}: the Hub dataset changed since the checkpoint ({moved[0][0]} -> "
-                             f"{moved[0][1].rsplit('@', 1)[1]}); to continue on the checkpoint's data, name its "
+                             f"{moved[0][1]}); to continue on the checkpoint's data, name its "
                              f"revision as the input, {moved[0][0]}, with --allow-changed-settings")
         if state["stream"] != now:
             raise ValueError(f"{path}: the data settings differ from the checkpoint's; resume with the same inputs, "
-                             f"seed, batch size, token budget, window and shuffle buffer\n"
+                             f"seed, batch size, token budget, window and shuffle block\n"
                              f"checkpoint: {state['stream']}\nnow: {now}")
         if state.get("run_id") != self.run.run_id:
             raise ValueError(f"{path} belongs to run {state.get('run_id')}, not to the run in {self.output_dir} "
@@ -496,7 +499,7 @@ def pretrain(args: PretrainArguments, datasets: dict[str, Any] | None = None) ->
     """Run (or resume) a pretraining job; returns this rank's summary.
 
     `datasets`: `datasets.Dataset` / `IterableDataset` objects to train on, by name; each is read as the source
-    `dataset:<name>` (added to `args.inputs`), like a file: shuffle buffer, ranks, windows, exact resume.
+    `dataset:<name>` (added to `args.inputs`), like a file: shards, shuffle blocks, ranks, windows, exact resume.
     """
     MoleBlendConfig.check_overrides(args.config_overrides)  # before the run directory is touched
     if datasets:

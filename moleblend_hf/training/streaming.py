@@ -1,16 +1,25 @@
 """A resumable, sharded, streaming pretraining corpus.
 
 Order of molecules (all deterministic from the seed, so a run can be replayed and resumed exactly):
-1. epoch e reads the sources in a seeded order and passes their rows through a seeded shuffle buffer;
-2. rank r of R takes rows r, r + R, r + 2R, ... of that stream (disjoint, balanced);
-3. the rank's rows are cut into windows of `window_size` molecules; window k goes to DataLoader worker k mod W;
+1. the sources are split into shards: a local file or URL is one shard, a `datasets` source (a Hub dataset, a
+   registered `IterableDataset`) has its own shards (`IterableDataset.n_shards`, usually one per data file);
+2. epoch e reads the shards in a seeded order. With at least as many shards as ranks, rank r of R reads only the
+   shards r, r + R, ... of that order (the source's own shards, as `datasets.distributed.split_dataset_by_node`
+   does: nothing of the others' is opened); with fewer shards, every rank reads them all and takes rows r, r + R,
+   ... (disjoint, balanced);
+3. the rows read are shuffled in consecutive blocks of `shuffle_buffer` rows (each block permuted with its own
+   seed), then the rank's rows are cut into windows of `window_size` molecules; window k goes to DataLoader
+   worker k mod W;
 4. a worker featurizes its window (conformers generated there if asked), sorts it by atom count, cuts it into
    batches (fixed size or an atoms^2 token budget) and yields them in a seeded order.
 
-The DataLoader takes batches from workers round-robin, and each batch carries its (epoch, window, batch)
-position, so the trainer can record where every worker stands; `start_positions` resumes each worker right
-after its last consumed batch: windows before it are skipped by reading raw rows only (no featurization).
-The shuffle buffer's content is never stored: it is rebuilt by replaying the raw rows of the epoch.
+The DataLoader takes batches from workers round-robin, and each batch carries its position: (epoch, window,
+batch), and where its window's block begins in the stream (block index, shard in the epoch's order, rows of that
+shard before it). The trainer records each worker's position in every checkpoint; `start_positions` resumes each
+worker right after its last consumed batch by reopening the stream at that block: shards before it are not
+opened, rows before it in its shard are skipped (whole parquet row groups without reading them; other formats
+and `datasets` streams by reading raw rows), and at most one block is read again (raw rows only: no
+featurization). A position without a block (an older checkpoint) replays the epoch's raw rows from its start.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +36,28 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..processing import MoleBlendProcessor, MoleculeError
-from .data import MoleculeRecord, canonical_set, canonical_smiles, read_table
+from .data import MoleculeRecord, canonical_set, canonical_smiles, read_table, shard_count
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, order=True)
 class Position:
-    """Where a worker's next batch is: epoch, window index within the rank's epoch, batch index in the window."""
+    """Where a worker's next batch is: epoch, window index within the rank's epoch, batch index in the window;
+    and where the stream can be reopened for that window (not part of the order): the shuffle block holding the
+    window's first row, as its index, the shard it begins in (index in the epoch's reading order) and the rows of
+    that shard before it. Without them (None), the epoch is replayed from its start."""
 
     epoch: int = 0
     window: int = 0
     batch: int = 0
+    block: int | None = field(default=None, compare=False)
+    shard: int | None = field(default=None, compare=False)
+    offset: int | None = field(default=None, compare=False)
+
+    @property
+    def reopens(self) -> bool:
+        return self.block is not None
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,7 @@ class PretrainingStream(IterableDataset):
         self.start_positions = dict(start_positions or {})
         self.log_molecule_ids = log_molecule_ids
         self._excluded: set[str] | None = None
+        self._shard_list: list[tuple[int, int, int]] | None = None
 
     def _is_excluded(self, molecule: str | None) -> bool:
         if not self.settings.exclude:
@@ -92,22 +112,77 @@ class PretrainingStream(IterableDataset):
         return canonical_smiles(molecule) in self._excluded
 
     # -------------------------------------------------------------------------------------------- raw rows
-    def _epoch_rows(self, epoch: int) -> Iterator[tuple[str, MoleculeRecord]]:
-        s = self.settings
-        rng = np.random.default_rng([s.seed, epoch])
-        order = rng.permutation(len(s.sources))
-        rows = ((Path(s.sources[i]).name, record) for i in order
-                for record in read_table(s.sources[i], s.smiles_column, s.molblock_column))
-        yield from _buffer_shuffle(rows, s.shuffle_buffer, rng)
+    def _shards(self) -> list[tuple[int, int, int]]:
+        """(source index, shard index, shards of that source) of every shard; counted once per process."""
+        if self._shard_list is None:
+            s = self.settings
+            self._shard_list = [(i, k, n) for i, source in enumerate(s.sources)
+                                for n in [shard_count(source)] for k in range(n)]
+        return self._shard_list
 
-    def _rank_windows(self, epoch: int) -> Iterator[list[tuple[str, MoleculeRecord]]]:
+    def _reading_order(self, epoch: int) -> tuple[list[tuple[int, int, int]], bool]:
+        """The shards this rank reads in `epoch`, in order, and whether they are its own (True: it takes all their
+        rows) or shared by all ranks (False: it takes every R-th row)."""
         s = self.settings
-        mine = itertools.islice(self._epoch_rows(epoch), s.rank, None, s.world_size)
-        while True:
-            window = list(itertools.islice(mine, s.window_size))
-            if not window:
+        shards = self._shards()
+        order = [shards[i] for i in np.random.default_rng([s.seed, epoch]).permutation(len(shards))]
+        if s.world_size > 1 and len(order) >= s.world_size:
+            return order[s.rank::s.world_size], True
+        return order, s.world_size == 1
+
+    def _shard_name(self, source: int, shard: int, shards: int) -> str:
+        name = Path(self.settings.sources[source]).name
+        return f"{name}#{shard}" if shards > 1 else name
+
+    def _blocks(self, epoch: int, start: Position) -> Iterator[tuple[Position, list[tuple[str, MoleculeRecord]]]]:
+        """The epoch's shuffle blocks from `start`'s block on: (where the block begins, its rows permuted)."""
+        s = self.settings
+        order, _ = self._reading_order(epoch)
+        first_shard, first_row = (start.shard, start.offset) if start.reopens else (0, 0)
+
+        def rows() -> Iterator[tuple[int, int, tuple[str, MoleculeRecord]]]:
+            for k in range(first_shard, len(order)):
+                source, shard, shards = order[k]
+                skip = first_row if k == first_shard else 0
+                name = self._shard_name(source, shard, shards)
+                for n, record in enumerate(read_table(s.sources[source], s.smiles_column, s.molblock_column,
+                                                      shard=shard, start=skip), skip):
+                    yield k, n, (name, record)
+
+        stream, size = rows(), max(1, s.shuffle_buffer)
+        for block in itertools.count(start.block if start.reopens else 0):
+            chunk = list(itertools.islice(stream, size))
+            if not chunk:
                 return
-            yield window
+            items = [item for _, _, item in chunk]
+            if size > 1:
+                items = [items[i] for i in np.random.default_rng([s.seed, epoch, block]).permutation(len(items))]
+            yield Position(epoch, block=block, shard=chunk[0][0], offset=chunk[0][1]), items
+
+    def _rank_windows(self, epoch: int, start: Position = Position()
+                      ) -> Iterator[tuple[int, Position, list[tuple[str, MoleculeRecord]]]]:
+        """(window index, where its first row's block begins, its rows) of this rank's share of the epoch, from
+        `start`'s block on (a window cut by that block's beginning comes first, incomplete)."""
+        s = self.settings
+        _, own = self._reading_order(epoch)
+        size = max(1, s.shuffle_buffer)
+        first_block = start.block if start.reopens else 0
+        # this rank's rows before the first block: all rows of its own shards, or those with index = rank mod R
+        index = first_block * size if own else max(0, -(-(first_block * size - s.rank) // s.world_size))
+        window, where, rows = None, None, []
+        for block, items in self._blocks(epoch, start):
+            for p, item in enumerate(items):
+                if not own and (block.block * size + p) % s.world_size != s.rank:
+                    continue
+                if window is not None and index // s.window_size != window:
+                    yield window, where, rows
+                    rows = []
+                if not rows:
+                    window, where = index // s.window_size, block
+                rows.append(item)
+                index += 1
+        if rows:
+            yield window, where, rows
 
     # -------------------------------------------------------------------------------------------- batches
     def _batches(self, features: list[dict], rng: np.random.Generator) -> list[list[int]]:
@@ -134,8 +209,10 @@ class PretrainingStream(IterableDataset):
         start = self.start_positions.get(worker, Position())
         pending: Counter = Counter()
         for epoch in itertools.count(start.epoch):
-            assigned = usable = False
-            for window_index, window in enumerate(self._rank_windows(epoch)):
+            # resumed inside this epoch at a block: its earlier windows were read before the stop
+            assigned = usable = epoch == start.epoch and start.reopens
+            windows = self._rank_windows(epoch, start if epoch == start.epoch else Position())
+            for window_index, where, window in windows:
                 if window_index % workers != worker:
                     continue
                 assigned = True
@@ -163,6 +240,7 @@ class PretrainingStream(IterableDataset):
                         continue
                     batch = dict(self.processor.pad([features[i] for i in members], return_tensors="pt"))
                     meta = {"worker": worker, "epoch": epoch, "window": window_index, "batch": batch_index,
+                            "block": where.block, "shard": where.shard, "offset": where.offset,
                             "molecules": len(members), "skipped": dict(pending)}
                     if self.log_molecule_ids:
                         meta["ids"] = [ids[i] for i in members]
@@ -176,23 +254,6 @@ class PretrainingStream(IterableDataset):
                 raise RuntimeError(f"{where}: no molecule could be featurized ({dict(pending)})")
 
 
-def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
-    """Seeded streaming shuffle: a buffer of `size` items, each new item replaces a random one that is yielded."""
-    if size <= 1:
-        yield from items
-        return
-    buffer = []
-    for item in items:
-        if len(buffer) < size:
-            buffer.append(item)
-            continue
-        slot = int(rng.integers(size))
-        yield buffer[slot]
-        buffer[slot] = item
-    for i in rng.permutation(len(buffer)):
-        yield buffer[i]
-
-
 def next_position(meta: dict) -> Position:
     """The position right after the batch described by `meta` (the worker's resume point)."""
-    return Position(meta["epoch"], meta["window"], meta["batch"] + 1)
+    return Position(meta["epoch"], meta["window"], meta["batch"] + 1, meta["block"], meta["shard"], meta["offset"])

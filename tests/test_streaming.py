@@ -117,3 +117,60 @@ def test_reading_from_a_row_equals_dropping_the_rows_before_it(tmp_path, shards,
     assert read_groups == [[2, 3]]  # rows 0-15 (row groups 0 and 1) not read
     with pytest.raises(ValueError, match="one shard"):
         list(read_table(shards[0], shard=1))
+
+
+def test_workers_read_only_their_own_shards_when_there_are_enough(shards, opened, monkeypatch):
+    """4 shards, 2 ranks x 2 DataLoader workers: each worker opens its one shard and yields all its molecules."""
+    seen = {}
+    for rank, worker in itertools.product((0, 1), (0, 1)):
+        opened.clear()
+        monkeypatch.setattr(streaming, "get_worker_info", lambda: type("Info", (), {"id": worker, "num_workers": 2}))
+        stream = PretrainingStream(_settings(shards, rank=rank, world_size=2), MoleBlendProcessor(),
+                                   log_molecule_ids=True)
+        metas = _batches(stream, 8)  # its shard's 30 molecules (and the next epoch's first)
+        assert len({name for name, _ in opened}) <= 2  # this epoch's shard, then the next epoch's
+        seen[rank, worker] = [i for meta in metas if meta["epoch"] == 0 for i in meta["ids"]]
+        assert len(seen[rank, worker]) == 30 and len({i.split(":")[0] for i in seen[rank, worker]}) == 1
+    assert len(set().union(*seen.values())) == 120  # disjoint, and every molecule once
+
+
+def test_job_with_dataloader_workers_on_shards_resumes_exactly(shards, tmp_path):
+    """`moleblend pretrain` with 2 DataLoader worker processes, each reading its own shards: a stopped and resumed
+    run trains on the same molecules in the same order and ends with the same weights as an uninterrupted one."""
+    import json
+
+    from moleblend_hf.cli import main
+
+    common = [*shards, "--batch-size", "4", "--window-size", "8", "--shuffle-buffer", "12", "--num-workers", "2",
+              "--max-steps", "12", "--save-steps", "5", "--no-progress", "--log-molecule-ids", "--report-to", "jsonl"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["pretrain", *common, "--output-dir", str(whole)]) == 0
+    assert main(["pretrain", *common, "--output-dir", str(parts), "--stop-after-steps", "7"]) == 0
+    assert main(["pretrain", *common, "--output-dir", str(parts), "--resume"]) == 0
+    ids = [(d / "molecule_ids_rank0.txt").read_text().split() for d in (whole, parts)]
+    # 24 molecules from each worker's first shard (4 shards >= 1 rank x 2 workers: a shard per worker)
+    assert ids[0] == ids[1] and len(ids[0]) == 48 and len({i.split(":")[0] for i in ids[0]}) == 2
+    summaries = [json.loads((d / "summary_rank0.json").read_text()) for d in (whole, parts)]
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
+
+
+def test_job_with_workers_sharing_one_file_resumes_exactly(tmp_path):
+    """Fewer shards than workers (one file, 2 workers taking windows in turn), stopped after an odd number of
+    steps: the resumed run keeps the workers' turn and trains on the same molecules in the same order."""
+    import json
+
+    from moleblend_hf.cli import main
+
+    from .conftest import DATA
+
+    common = [str(DATA / "moses_200_conformers.parquet"), "--batch-size", "4", "--window-size", "8",
+              "--shuffle-buffer", "16", "--num-workers", "2", "--max-steps", "10", "--save-steps", "5",
+              "--no-progress", "--log-molecule-ids", "--report-to", "jsonl", "--preset", "tiny"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["pretrain", *common, "--output-dir", str(whole)]) == 0
+    assert main(["pretrain", *common, "--output-dir", str(parts), "--stop-after-steps", "5"]) == 0
+    assert main(["pretrain", *common, "--output-dir", str(parts), "--resume"]) == 0
+    ids = [(d / "molecule_ids_rank0.txt").read_text().split() for d in (whole, parts)]
+    assert ids[0] == ids[1] and len(ids[0]) == 40
+    summaries = [json.loads((d / "summary_rank0.json").read_text()) for d in (whole, parts)]
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]

@@ -125,6 +125,7 @@ class Pretrainer:
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         self.step = 0
         self.positions: dict[int, Position] = {}
+        self.next_worker = 0  # the DataLoader worker whose batch comes next (they take turns)
         self.skipped: Counter = Counter()
         self.molecules_seen = 0
         self._eval_cache: list[dict[str, torch.Tensor]] | None = None  # held-out batches, built on first use
@@ -143,6 +144,7 @@ class Pretrainer:
             "run_id": self.run.run_id if self.run else None,
             "step": self.step,
             "positions": {str(w): asdict(p) for w, p in self.positions.items()},
+            "next_worker": self.next_worker,
             "skipped": dict(self.skipped),
             "molecules_seen": self.molecules_seen,
             "world_size": self.accelerator.num_processes,
@@ -225,6 +227,7 @@ class Pretrainer:
                     handle.truncate(size)
         self.step = state["step"]
         self.positions = {int(w): Position(**p) for w, p in state["positions"].items()}
+        self.next_worker = state.get("next_worker", 0)
         self.skipped = Counter(state["skipped"])
         self.molecules_seen = state["molecules_seen"]
 
@@ -240,7 +243,7 @@ class Pretrainer:
         )
 
     def _loader(self) -> DataLoader:
-        stream = PretrainingStream(self._stream_settings(), self.processor, self.positions,
+        stream = PretrainingStream(self._stream_settings(), self.processor, self.positions, self.next_worker,
                                    log_molecule_ids=self.args.log_molecule_ids)
         # Its own generator: creating the iterator must not draw from the global RNG that the model's noise and
         # blend masks use, or a resumed run would diverge from an uninterrupted one.
@@ -350,6 +353,7 @@ class Pretrainer:
                 for _ in range(args.gradient_accumulation_steps):
                     batch, meta = next(batches)
                     self.positions[meta["worker"]] = next_position(meta)
+                    self.next_worker = (meta["worker"] + 1) % max(1, args.num_workers)
                     self.skipped.update(meta["skipped"])
                     self.molecules_seen += meta["molecules"]
                     molecules_since += meta["molecules"]

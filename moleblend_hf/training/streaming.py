@@ -9,11 +9,14 @@ Order of molecules (all deterministic from the seed, so a run can be replayed an
    ... (disjoint, balanced);
 3. the rows read are shuffled in consecutive blocks of `shuffle_buffer` rows (each block permuted with its own
    seed), then the rank's rows are cut into windows of `window_size` molecules; window k goes to DataLoader
-   worker k mod W;
+   worker k mod W. With at least R x W shards, the shards are shared out one level further: worker w of rank r
+   reads only the shards r * W + w, r * W + w + R * W, ... and makes all windows of its rows (nothing is read
+   twice);
 4. a worker featurizes its window (conformers generated there if asked), sorts it by atom count, cuts it into
    batches (fixed size or an atoms^2 token budget) and yields them in a seeded order.
 
-The DataLoader takes batches from workers round-robin, and each batch carries its position: (epoch, window,
+The DataLoader takes batches from workers round-robin (`first_worker` says which worker's batch comes first, so
+that a resumed run keeps the turn), and each batch carries its position: (epoch, window,
 batch), and where its window's block begins in the stream (block index, shard in the epoch's order, rows of that
 shard before it). The trainer records each worker's position in every checkpoint; `start_positions` resumes each
 worker right after its last consumed batch by reopening the stream at that block: shards before it are not
@@ -95,14 +98,17 @@ class PretrainingStream(IterableDataset):
         settings: StreamSettings,
         processor: MoleBlendProcessor,
         start_positions: dict[int, Position] | None = None,
+        first_worker: int = 0,
         log_molecule_ids: bool = False,
     ):
         self.settings = settings
         self.processor = processor
         self.start_positions = dict(start_positions or {})
+        self.first_worker = first_worker
         self.log_molecule_ids = log_molecule_ids
         self._excluded: set[str] | None = None
         self._shard_list: list[tuple[int, int, int]] | None = None
+        self._worker, self._worker_shards = (0, 1), False  # set in each worker's __iter__
 
     def _is_excluded(self, molecule: str | None) -> bool:
         if not self.settings.exclude:
@@ -121,11 +127,15 @@ class PretrainingStream(IterableDataset):
         return self._shard_list
 
     def _reading_order(self, epoch: int) -> tuple[list[tuple[int, int, int]], bool]:
-        """The shards this rank reads in `epoch`, in order, and whether they are its own (True: it takes all their
-        rows) or shared by all ranks (False: it takes every R-th row)."""
+        """The shards this reader (this worker with `_worker_shards`, else this rank) reads in `epoch`, in order,
+        and whether they are its own (True: it takes all their rows) or shared by all ranks (False: it takes every
+        R-th row)."""
         s = self.settings
         shards = self._shards()
         order = [shards[i] for i in np.random.default_rng([s.seed, epoch]).permutation(len(shards))]
+        if self._worker_shards:
+            worker, workers = self._worker
+            return order[s.rank * workers + worker::s.world_size * workers], True
         if s.world_size > 1 and len(order) >= s.world_size:
             return order[s.rank::s.world_size], True
         return order, s.world_size == 1
@@ -205,7 +215,14 @@ class PretrainingStream(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], dict]]:
         info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        workers = info.num_workers if info else 1
+        # The DataLoader takes batches from its worker processes 0, 1, ... in turn; on a resume, process 0 plays
+        # the worker whose batch came next before the stop, so the order of batches continues unchanged.
+        worker = ((info.id if info else 0) + self.first_worker) % workers
+        self._worker = worker, workers
+        # enough shards for every worker of every rank: each worker reads only its own shards and keeps all of
+        # their windows (else workers read the rank's stream and take every W-th window)
+        self._worker_shards = workers > 1 and len(self._shards()) >= self.settings.world_size * workers
         start = self.start_positions.get(worker, Position())
         pending: Counter = Counter()
         for epoch in itertools.count(start.epoch):
@@ -213,7 +230,7 @@ class PretrainingStream(IterableDataset):
             assigned = usable = epoch == start.epoch and start.reopens
             windows = self._rank_windows(epoch, start if epoch == start.epoch else Position())
             for window_index, where, window in windows:
-                if window_index % workers != worker:
+                if not self._worker_shards and window_index % workers != worker:
                     continue
                 assigned = True
                 if (epoch, window_index) < (start.epoch, start.window):

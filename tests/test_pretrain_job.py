@@ -75,10 +75,24 @@ def test_resume_refuses_different_data_settings(tmp_path, capsys):
     assert main(["pretrain", "--output", str(out), "--max-steps", "4", *SMALL[:-6], "--batch-size", "4",
                  "--window-size", "32", "--shuffle-buffer", "64", "--resume"]) == 1
     assert "batch_size: 8 -> 4" in capsys.readouterr().err
-    # told to accept changed settings, the data settings are still checked: the stream would not be the same
+    # told to accept changed settings, the data settings are still checked: the stream would not be the same;
+    # the refused resume leaves the run's record as it was
+    record = (out / "run.json").read_text()
     assert main(["pretrain", "--output", str(out), "--max-steps", "4", *SMALL[:-6], "--batch-size", "4",
                  "--window-size", "32", "--shuffle-buffer", "64", "--resume", "--allow-changed-settings"]) == 1
     assert "data settings differ" in capsys.readouterr().err
+    assert (out / "run.json").read_text() == record
+    # a checkpoint of an older data order (written before the stream format was recorded) is refused by name
+    from moleblend_hf.training.training_state import write_checksums
+
+    checkpoint = out / "checkpoint-2"
+    state = json.loads((checkpoint / "data_state_rank0.json").read_text())
+    del state["stream"]["stream_format"]
+    (checkpoint / "data_state_rank0.json").write_text(json.dumps(state))
+    write_checksums(checkpoint)
+    assert main(["pretrain", "--output", str(out), "--max-steps", "4", "--save-steps", "2", *SMALL,
+                 "--resume"]) == 1
+    assert "older moleblend-hf whose data order differs" in capsys.readouterr().err
 
 
 @pytest.mark.slow

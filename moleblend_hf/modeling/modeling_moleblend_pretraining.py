@@ -140,6 +140,14 @@ class MoleBlendForPreTrainingOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+def _draw(sample, shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """`sample` (torch.rand / torch.randn) from `generator`, or from the global generator by a call without one:
+    the same numbers, and the form torch.compile can trace with dynamic shapes."""
+    if generator is None:
+        return sample(shape, device=device)
+    return sample(shape, generator=generator, device=device)
+
+
 def spd_targets(shortest_path: torch.Tensor, pair_mask: torch.Tensor, num_classes: int,
                 unreachable: int) -> torch.Tensor:
     """[B, N, N] class of each pair: distance d -> d - 1, distances >= num_classes merged into the last class;
@@ -221,7 +229,7 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         probs = torch.tensor(config.blend_probabilities, device=device)
         mode = config.blend_mask_mode
         rows = 1 if mode == "shared_batch" else batch
-        uniform = torch.rand(rows, n, n, generator=generator, device=device)
+        uniform = _draw(torch.rand, (rows, n, n), generator, device)
         if mode == "per_molecule_symmetric":
             upper = torch.triu(uniform)
             uniform = upper + torch.triu(uniform, diagonal=1).transpose(1, 2)
@@ -234,7 +242,7 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         choice_2d = (uniform >= edges_2d[0]).long()
         pair_choice = torch.where(with_3d, choice_3d, choice_2d)
 
-        atom_uniform = torch.rand(batch, n, generator=generator, device=device)
+        atom_uniform = _draw(torch.rand, (batch, n), generator, device)
         atom_choice = (atom_uniform >= config.atom_blend_probabilities[0]).long() * relations.has_3d[:, None]
         return pair_choice, atom_choice
 
@@ -268,7 +276,7 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
             positions = torch.zeros(*atom_mask.shape, 3, device=atom_mask.device)
         clean = positions.float()
         noisy_atoms = atom_mask & has_3d[:, None]
-        noise = torch.randn(clean.shape, generator=generator, device=clean.device)
+        noise = _draw(torch.randn, clean.shape, generator, clean.device)
         noise = noise * config.noise_std * noisy_atoms.unsqueeze(-1)
 
         relations = encoder.compute_relations(atom_features, attention_mask, degree, shortest_path, path_bonds,

@@ -211,6 +211,10 @@ class Pretrainer:
             raise ValueError(f"{path}: the Hub dataset changed since the checkpoint ({moved[0][0]} -> "
                              f"{moved[0][1]}); to continue on the checkpoint's data, name its "
                              f"revision as the input, {moved[0][0]}, with --allow-changed-settings")
+        if state["stream"].get("stream_format", 1) != now["stream_format"]:
+            raise ValueError(f"{path} was written by an older moleblend-hf whose data order differs (stream format "
+                             f"{state['stream'].get('stream_format', 1)}, now {now['stream_format']}): resume it with "
+                             "that version, or start a new run (--init-from its last checkpoint keeps the weights)")
         if state["stream"] != now:
             raise ValueError(f"{path}: the data settings differ from the checkpoint's; resume with the same inputs, "
                              f"seed, batch size, token budget, window and shuffle block\n"
@@ -311,6 +315,8 @@ class Pretrainer:
         if args.resume:
             path = self._checkpoint_to_resume()
             self.load_checkpoint(path)
+            if accelerator.is_main_process:  # the resume and any changed settings, now that they are accepted
+                self.run.save(self.output_dir)
             if args.allow_changed_settings:
                 self._apply_optimizer_settings()
             logger.info("resumed from %s at step %d", path, self.step)
@@ -436,7 +442,8 @@ class Pretrainer:
             settings = asdict(args)
             compared = tuple(k for k in settings if k not in RESUMABLE_CHANGES)
             self.run = open_run(self.output_dir, "pretrain", settings, resume=bool(args.resume),
-                                overwrite=args.overwrite, compared=compared, allow_changes=args.allow_changed_settings)
+                                overwrite=args.overwrite, compared=compared, allow_changes=args.allow_changed_settings,
+                                record_resume=False)  # recorded once the checkpoint is accepted (train)
         accelerator.wait_for_everyone()
         if self.run is None:
             self.run = read_run(self.output_dir)

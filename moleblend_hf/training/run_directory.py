@@ -50,13 +50,15 @@ def read_run(directory: str | Path, run_file: str = RUN_FILE) -> Run | None:
 
 def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resume: bool = False,
              overwrite: bool = False, compared: tuple[str, ...] | None = None, allow_changes: bool = False,
-             run_file: str = RUN_FILE) -> Run:
+             run_file: str = RUN_FILE, record_resume: bool = True) -> Run:
     """Claim `directory` for a run of `job`.
 
     `compared`: the settings that must not change on `--resume` (all settings when None); a change is an error
     naming each setting with its old and new value, unless `allow_changes` (then it is logged and recorded in
     `run.json`). Raises `FileExistsError` for a used directory without `resume` / `overwrite`. `run_file`: another
-    name for `run.json` (embed outputs use `_run.json`, which parquet readers skip).
+    name for `run.json` (embed outputs use `_run.json`, which parquet readers skip). `record_resume=False`: a
+    resume is not written to `run.json` yet (the caller saves the returned run once it has accepted the checkpoint,
+    so a refused resume leaves the run as it was).
     """
     directory = Path(directory)
     settings = _jsonable(settings)
@@ -79,7 +81,8 @@ def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resum
             logger.warning("resuming %s with changed settings: %s", directory, changed)
         previous.resumed.append({"at": _now(), "changed": changed})
         previous.settings = {**previous.settings, **settings}
-        previous.save(directory, run_file)
+        if record_resume:
+            previous.save(directory, run_file)
         return previous
     if used:
         if not overwrite:

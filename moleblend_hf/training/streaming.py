@@ -76,6 +76,9 @@ class StreamSettings:
     smiles_column: str | None = None
     molblock_column: str | None = None
     exclude: tuple[str, ...] = ()  # files of molecules never to train on (e.g. benchmark test sets)
+    # the order of molecules these settings give; raised when it changes, so that a checkpoint of an older order is
+    # refused on resume (2: shards and shuffle blocks; before: one shuffle buffer over all rows)
+    stream_format: int = 2
 
     def __post_init__(self):
         if (self.batch_size is None) == (self.max_tokens is None):
@@ -263,12 +266,14 @@ class PretrainingStream(IterableDataset):
                         meta["ids"] = [ids[i] for i in members]
                     pending.clear()
                     yield batch, meta
-            where = f"rank {self.settings.rank} worker {worker}, epoch {epoch}"
+            reader = f"rank {self.settings.rank} worker {worker}, epoch {epoch}"
+            if not assigned and self._worker_shards:
+                raise RuntimeError(f"{reader}: its shards hold no molecules")
             if not assigned:
-                raise RuntimeError(f"{where}: the corpus has fewer windows of {self.settings.window_size} molecules "
+                raise RuntimeError(f"{reader}: the corpus has fewer windows of {self.settings.window_size} molecules "
                                    "than ranks x workers; use fewer workers or a smaller window")
             if not usable:
-                raise RuntimeError(f"{where}: no molecule could be featurized ({dict(pending)})")
+                raise RuntimeError(f"{reader}: no molecule could be featurized ({dict(pending)})")
 
 
 def next_position(meta: dict) -> Position:

@@ -174,3 +174,21 @@ def test_job_with_workers_sharing_one_file_resumes_exactly(tmp_path):
     assert ids[0] == ids[1] and len(ids[0]) == 40
     summaries = [json.loads((d / "summary_rank0.json").read_text()) for d in (whole, parts)]
     assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
+
+
+def test_hub_sources_parse_print_back_and_refuse_what_they_do_not_know():
+    from moleblend_hf.training.arguments import PretrainArguments
+    from moleblend_hf.training.remote import HubSource
+
+    for text in ("hf://datasets/org/corpus", "hf://datasets/org/corpus@0123abc/data/train-*.parquet",
+                 "hf://datasets/org/corpus?config=zinc&split=validation"):
+        assert str(HubSource.parse(text)) == text
+    assert HubSource.parse("hf://datasets/org/corpus?split=train") == HubSource("org/corpus")
+    with pytest.raises(ValueError, match="unknown option 'name'"):
+        HubSource.parse("hf://datasets/org/corpus?name=zinc")
+    with pytest.raises(ValueError, match=r"hf://datasets/ORG/NAME\[@REVISION\]"):
+        HubSource.parse("hf://datasets/org")
+    args = PretrainArguments(dataset="org/corpus@v1", dataset_config="zinc")
+    assert args.inputs == ["hf://datasets/org/corpus@v1?config=zinc"]
+    with pytest.raises(ValueError, match="--dataset-config and --dataset-split"):
+        PretrainArguments(dataset_split="test")

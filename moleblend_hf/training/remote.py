@@ -61,7 +61,7 @@ _REGISTERED: dict[str, Any] = {}
 
 
 def is_remote(source: Any) -> bool:
-    """A source that is not a local path: an http(s) URL or a registered `datasets` object."""
+    """A source that is not a local path: an http(s) URL, a Hub dataset or a registered `datasets` object."""
     return isinstance(source, str) and source.startswith((*REMOTE_PREFIXES, HUB_PREFIX, DATASET_PREFIX))
 
 
@@ -89,8 +89,9 @@ class HubSource:
                    options.get("split") or "train")
 
     def __str__(self) -> str:
-        options = {k: v for k, v in (("config", self.config), ("split", self.split)) if v and (k, v) != ("split",
-                                                                                                      "train")}
+        options = {"config": self.config} if self.config else {}
+        if self.split != "train":  # the default is left out, so that both spellings are one source
+            options["split"] = self.split
         return (f"{HUB_PREFIX}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
                 + (f"/{self.path}" if self.path else "") + (f"?{urlencode(options)}" if options else ""))
 

@@ -26,11 +26,16 @@ PROPERTY_TASK = "molecule-property-prediction"
 FEATURE_TASK = "molecule-feature-extraction"
 
 
+#: a list is read this many batches at a time, and each such window is run in batches of similar atom counts
+BUCKET_BATCHES = 16
+
+
 class _MoleculePipeline(Pipeline):
     """Shared input handling; the processor comes as `feature_extractor`.
 
     A list of molecules is featurized, padded and run `batch_size` molecules at a time (by our processor: the
-    generic pipeline collation does not know the relation tensors), and results come back in input order.
+    generic pipeline collation does not know the relation tensors), molecules of similar atom counts together
+    (within windows of `BUCKET_BATCHES` batches), and results come back in input order.
     `errors="raise"` (default) stops at the first bad molecule with a `MoleculeError` naming its index in the
     input; `errors="skip"` returns `None` in its place and records it in `pipeline.skipped` (index, input, reason).
     """
@@ -101,21 +106,28 @@ class _MoleculePipeline(Pipeline):
         return self._iterate(inputs, batch_size or 1, preprocess_params, forward_params, postprocess_params)
 
     def _iterate(self, inputs, batch_size, preprocess_params, forward_params, postprocess_params):
+        """Windows of `BUCKET_BATCHES` batches: featurized, run in batches of similar atom counts (little
+        padding), results given back in input order (memory bounded by one window, whatever the input's length)."""
         chunk: list[tuple[int, Any]] = []
         for index, molecule in enumerate(inputs):
             chunk.append((index, molecule))
-            if len(chunk) == batch_size:
-                yield from self._run_chunk(chunk, preprocess_params, forward_params, postprocess_params)
+            if len(chunk) == batch_size * BUCKET_BATCHES:
+                yield from self._run_window(chunk, batch_size, preprocess_params, forward_params, postprocess_params)
                 chunk = []
         if chunk:
-            yield from self._run_chunk(chunk, preprocess_params, forward_params, postprocess_params)
+            yield from self._run_window(chunk, batch_size, preprocess_params, forward_params, postprocess_params)
 
-    def _run_chunk(self, chunk, preprocess_params, forward_params, postprocess_params):
+    def _run_window(self, chunk, batch_size, preprocess_params, forward_params, postprocess_params):
         prepared = [self.preprocess(molecule, index=index, **preprocess_params) for index, molecule in chunk]
-        good = [p["features"][0] for p in prepared if "features" in p]
-        rows = iter(self._rows(self.forward({"features": good}, **forward_params), good) if good else [])
-        for item in prepared:
-            yield None if "skipped" in item else self.postprocess(next(rows), **postprocess_params)
+        good = sorted((i for i, p in enumerate(prepared) if "features" in p),
+                      key=lambda i: prepared[i]["features"][0]["num_atoms"])
+        rows: dict[int, Any] = {}
+        for start in range(0, len(good), batch_size):
+            members = good[start: start + batch_size]
+            features = [prepared[i]["features"][0] for i in members]
+            rows.update(zip(members, self._rows(self.forward({"features": features}, **forward_params), features)))
+        for i, item in enumerate(prepared):
+            yield None if "skipped" in item else self.postprocess(rows[i], **postprocess_params)
 
 
 class MoleculePropertyPipeline(_MoleculePipeline):

@@ -231,6 +231,15 @@ def test_pipelines_batch_skip_bad_rows_and_name_the_right_index(tmp_path, esol):
     with pytest.raises(MoleculeError, match="13") as raised:
         predict(clean[:13] + ["not_a_smiles("], batch_size=4)  # the bad molecule is the 14th input
     assert raised.value.index == 13
+    # batches hold molecules of similar atom counts: less padding than batches in input order
+    padded = []
+    real_forward = predict.forward
+    predict.forward = lambda inputs, **kw: padded.append(max(f["num_atoms"] for f in inputs["features"]) * len(
+        inputs["features"])) or real_forward(inputs, **kw)
+    predict(esol.smiles.head(64).tolist(), batch_size=8)
+    in_order = sum(max(MoleBlendProcessor().featurize(m)["num_atoms"] for m in esol.smiles[i: i + 8]) * 8
+                   for i in range(0, 64, 8))
+    assert len(padded) == 8 and sum(padded) < 0.8 * in_order
     embed = pipeline("molecule-feature-extraction", model=str(tmp_path))
     vectors = embed(molecules[:6], batch_size=4, errors="skip")
     assert vectors[5] is None

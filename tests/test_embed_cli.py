@@ -133,3 +133,29 @@ def test_compiled_predictions_equal_eager_ones(tmp_path):
         tables[name] = pd.read_csv(out)
     np.testing.assert_allclose(tables["compiled"]["prediction_LABEL_0"], tables["eager"]["prediction_LABEL_0"],
                                atol=1e-5)
+
+
+def test_int8_quantized_predictions_are_close_and_only_on_the_cpu(tmp_path, esol, capsys):
+    """`moleblend predict --quantize int8`: predictions of a regression model within a small fraction of their
+    scale of fp32 (benchmarks/int8_accuracy.py measures the metric cost on a fine-tuned model)."""
+    from moleblend_hf import MoleBlendConfig, MoleBlendForPropertyPrediction
+
+    torch.manual_seed(0)
+    model_dir = tmp_path / "model"
+    MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")) \
+        .save_pretrained(model_dir)
+    MoleBlendProcessor(conformers="none").save_pretrained(model_dir)
+    data = tmp_path / "mols.csv"
+    esol.head(40).to_csv(data, index=False)
+    tables = {}
+    for quantize in ("none", "int8"):
+        out = tmp_path / f"{quantize}.csv"
+        assert main(["predict", str(data), "--model", str(model_dir), "--output", str(out), "--no-progress",
+                     "--quantize", quantize]) == 0
+        tables[quantize] = pd.read_csv(out)["prediction_LABEL_0"].to_numpy()
+    deviation = np.abs(tables["int8"] - tables["none"])
+    assert 0 < deviation.max() < 0.05 * np.abs(tables["none"]).mean() + 0.05
+    with pytest.raises(SystemExit) as exited:  # an argument error: exit 2 with one line
+        main(["predict", str(data), "--model", str(model_dir), "--output", str(tmp_path / "gpu.csv"),
+              "--quantize", "int8", "--device", "cuda"])
+    assert exited.value.code == 2 and "--quantize int8 runs on the CPU only" in capsys.readouterr().err

@@ -229,6 +229,15 @@ class FinetuneArguments:
             raise ValueError(f"--max-steps must be positive (or -1: epochs decide), got {self.max_steps}")
 
 
+QUANTIZE_HELP = ("int8: dynamic int8 quantization of the linear layers (CPU only; faster, slightly different "
+                 "outputs: see benchmarks/int8_accuracy.py)")
+
+
+def _int8_on_cpu(arguments: Any) -> None:
+    if arguments.quantize == "int8" and arguments.device != "cpu":
+        raise ValueError("--quantize int8 runs on the CPU only (--device cpu)")
+
+
 @dataclass
 class PredictArguments:
     """Every option of `moleblend predict` (see `training/predict.py`)."""
@@ -243,10 +252,12 @@ class PredictArguments:
     molblock_column: str | None = option(None, "column of molblocks")
     batch_size: int = option(64, "molecules per forward pass")
     device: str = option("cpu", "torch device")
+    quantize: Literal["none", "int8"] = option("none", QUANTIZE_HELP)
     compile: bool = option(False, "torch.compile the models (dynamic shapes; compiling takes a minute or more)")
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
+        _int8_on_cpu(self)
         if not self.data:
             raise ValueError("give the data file (a .csv, .parquet, .smi, .sdf or .sdf.gz)")
         if not self.model:
@@ -271,8 +282,7 @@ class EmbedArguments:
     batch_size: int = option(64, "molecules per forward pass")
     chunk_size: int = option(2048, "rows per output part (the resume unit)")
     per_atom: bool = option(False, "also write per-atom embeddings")
-    quantize: Literal["none", "int8"] = option("none", "int8: dynamic int8 quantization of the linear layers (CPU "
-                                                       "only; faster, slightly different embeddings)")
+    quantize: Literal["none", "int8"] = option("none", QUANTIZE_HELP)
     compile: bool = option(False, "torch.compile the model (dynamic shapes; compiling takes a minute or more, then "
                                   "each batch runs the compiled graph)")
     conformers: Conformers | None = option(None, "conformer policy (default: the saved processor's, else given)")
@@ -283,8 +293,7 @@ class EmbedArguments:
 
     def __post_init__(self) -> None:
         _positive(self, "batch_size", "chunk_size")
-        if self.quantize == "int8" and self.device != "cpu":
-            raise ValueError("--quantize int8 runs on the CPU only (--device cpu)")
+        _int8_on_cpu(self)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import PredictArguments
 from .data import read_table
 from .finetune import ensemble_members
-from .inference import compile_for_inference
+from .inference import compile_for_inference, quantize_int8
 
 logger = logging.getLogger(__name__)
 CHUNK_ROWS = 4096  # rows featurized and predicted at a time: memory stays bounded on large files
@@ -106,6 +106,8 @@ def predict_file(args: PredictArguments) -> dict:
         raise FileNotFoundError(f"{args.data} not found")
     members = load_ensemble(args.model)
     config = members[0][0].config
+    if args.quantize == "int8":
+        members = [(quantize_int8(model), processor) for model, processor in members]
     if args.compile:
         members = [(compile_for_inference(model), processor) for model, processor in members]
     names = output_columns(config)

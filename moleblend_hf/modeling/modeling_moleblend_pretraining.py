@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -226,7 +227,11 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         config = self.config
         batch, n = relations.atom_mask.shape
         device = relations.atom_mask.device
-        probs = torch.tensor(config.blend_probabilities, device=device)
+        # thresholds on the host, in float32 as the draws (a tensor made from a list would be a blocking copy to
+        # an accelerator in every step)
+        probs = np.asarray(config.blend_probabilities, dtype=np.float32)
+        edges_3d = np.cumsum(probs).tolist()
+        edge_2d = float((probs[:2] / probs[:2].sum())[0])
         mode = config.blend_mask_mode
         rows = 1 if mode == "shared_batch" else batch
         uniform = _draw(torch.rand, (rows, n, n), generator, device)
@@ -235,11 +240,8 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
             uniform = upper + torch.triu(uniform, diagonal=1).transpose(1, 2)
         uniform = uniform.expand(batch, n, n)
         with_3d = relations.has_3d[:, None, None]
-        edges_3d = torch.cumsum(probs, 0)
-        probs_2d = probs[:2] / probs[:2].sum()
-        edges_2d = torch.cumsum(probs_2d, 0)
         choice_3d = (uniform >= edges_3d[0]).long() + (uniform >= edges_3d[1]).long()
-        choice_2d = (uniform >= edges_2d[0]).long()
+        choice_2d = (uniform >= edge_2d).long()
         pair_choice = torch.where(with_3d, choice_3d, choice_2d)
 
         atom_uniform = _draw(torch.rand, (batch, n), generator, device)

@@ -239,6 +239,16 @@ def test_size_limits_are_checked_before_parsing_work():
     with pytest.raises(MoleculeError, match="molecule has 65 heavy atoms; max_atoms is 64"):
         processor.featurize("C1" + "C" * 64 + "1")
     assert MoleBlendProcessor(max_atoms=10).max_text_length == 2560  # derived from max_atoms, saved with it
+    # at the bound: texts short enough to skip the size check, and the first ones that need it
+    tight = MoleBlendProcessor(max_atoms=5)
+    assert tight.featurize("CCCCC")["num_atoms"] == 5 and tight.featurize("[CH3][CH2]O")["num_atoms"] == 3
+    with pytest.raises(MoleculeError, match="molecule has 6 heavy atoms; max_atoms is 5"):
+        tight.featurize("CCCCCC")
+    with pytest.raises(MoleculeError, match="molecule has 6 heavy atoms; max_atoms is 5"):
+        tight.featurize(Chem.MolToMolBlock(Chem.MolFromSmiles("CCCCCC")))
+    for bad, reason in (("C(C", "not a valid SMILES"), ("C(C)(C)(C)(C)C", "Explicit valence")):
+        with pytest.raises(MoleculeError, match=reason):  # short texts: syntax and chemistry still named
+            MoleBlendProcessor(max_atoms=64).featurize(bad)
 
 
 @pytest.mark.parametrize("value, message", [

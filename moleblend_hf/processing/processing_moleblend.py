@@ -451,18 +451,29 @@ def _parse_text(text: str, max_atoms: int, max_length: int) -> Chem.Mol:
     if not stripped:
         raise MoleculeError("empty SMILES")
     is_molblock = "\n" in stripped and ("M  END" in stripped or "V2000" in stripped or "V3000" in stripped)
-    with _quiet_rdkit():
+
+    def parse_raw() -> Chem.Mol:
         raw = Chem.MolFromMolBlock(text, sanitize=False, removeHs=False) if is_molblock else \
             Chem.MolFromSmiles(stripped, sanitize=False)
         if raw is None:
             raise MoleculeError("RDKit could not parse the molblock (malformed: atom/bond block or coordinates "
                                 "unreadable)" if is_molblock else "not a valid SMILES (syntax error)")
-        heavy = sum(1 for atom in raw.GetAtoms() if atom.GetAtomicNum() != 1)
-        if heavy > max_atoms:
-            raise MoleculeError(f"molecule has {heavy} heavy atoms; max_atoms is {max_atoms}")
-        # parsed again with sanitization (not SanitizeMol on `raw`): the parsers also clean up stereo flags
+        return raw
+
+    with _quiet_rdkit():
+        raw = None
+        # Every atom takes at least one character of a SMILES and one line of a molblock: a text within max_atoms
+        # of them cannot hold more atoms, and skips the size check (an unsanitized parse and a count, about a
+        # fifth of featurizing a drug-like molecule).
+        if (stripped.count("\n") + 1 if is_molblock else len(stripped)) > max_atoms:
+            raw = parse_raw()
+            heavy = sum(1 for atom in raw.GetAtoms() if atom.GetAtomicNum() != 1)
+            if heavy > max_atoms:
+                raise MoleculeError(f"molecule has {heavy} heavy atoms; max_atoms is {max_atoms}")
+        # parsed with sanitization (not SanitizeMol on `raw`): the parsers also clean up stereo flags
         mol = Chem.MolFromMolBlock(text, removeHs=False) if is_molblock else Chem.MolFromSmiles(stripped)
         if mol is None:
+            raw = raw if raw is not None else parse_raw()  # a syntax error, or a chemistry problem to name
             problems = Chem.DetectChemistryProblems(raw)
             detail = f" ({problems[0].Message()})" if problems else ""
             raise MoleculeError(("RDKit could not parse the molblock" if is_molblock else "not a valid SMILES")

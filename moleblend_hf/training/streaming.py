@@ -129,19 +129,19 @@ class PretrainingStream(IterableDataset):
                                 for n in [shard_count(source)] for k in range(n)]
         return self._shard_list
 
-    def _reading_order(self, epoch: int) -> tuple[list[tuple[int, int, int]], bool]:
-        """The shards this reader (this worker with `_worker_shards`, else this rank) reads in `epoch`, in order,
-        and whether they are its own (True: it takes all their rows) or shared by all ranks (False: it takes every
-        R-th row)."""
+    def _reading_order(self, epoch: int) -> tuple[list[tuple[int, int, int]], bool, list[int]]:
+        """The shards this reader (this worker with `_worker_shards`, else this rank) reads in `epoch`, in order;
+        whether they are its own (True: it takes all their rows) or shared by all ranks (False: it takes every
+        R-th row); and the reader's part of its shuffle seeds (none for a stream that all ranks share)."""
         s = self.settings
         shards = self._shards()
         order = [shards[i] for i in np.random.default_rng([s.seed, epoch]).permutation(len(shards))]
         if self._worker_shards:
             worker, workers = self._worker
-            return order[s.rank * workers + worker::s.world_size * workers], True
+            return order[s.rank * workers + worker::s.world_size * workers], True, [s.rank, worker]
         if s.world_size > 1 and len(order) >= s.world_size:
-            return order[s.rank::s.world_size], True
-        return order, s.world_size == 1
+            return order[s.rank::s.world_size], True, [s.rank]
+        return order, s.world_size == 1, []
 
     def _shard_name(self, source: int, shard: int, shards: int) -> str:
         name = Path(self.settings.sources[source]).name
@@ -150,7 +150,7 @@ class PretrainingStream(IterableDataset):
     def _blocks(self, epoch: int, start: Position) -> Iterator[tuple[Position, list[tuple[str, MoleculeRecord]]]]:
         """The epoch's shuffle blocks from `start`'s block on: (where the block begins, its rows permuted)."""
         s = self.settings
-        order, _ = self._reading_order(epoch)
+        order, _, reader = self._reading_order(epoch)
         first_shard, first_row = (start.shard, start.offset) if start.reopens else (0, 0)
 
         def rows() -> Iterator[tuple[int, int, tuple[str, MoleculeRecord]]]:
@@ -169,7 +169,8 @@ class PretrainingStream(IterableDataset):
                 return
             items = [item for _, _, item in chunk]
             if size > 1:
-                items = [items[i] for i in np.random.default_rng([s.seed, epoch, block]).permutation(len(items))]
+                permutation = np.random.default_rng([s.seed, epoch, block, *reader]).permutation(len(items))
+                items = [items[i] for i in permutation]
             yield Position(epoch, block=block, shard=chunk[0][0], offset=chunk[0][1]), items
 
     def _rank_windows(self, epoch: int, start: Position = Position()
@@ -177,7 +178,7 @@ class PretrainingStream(IterableDataset):
         """(window index, where its first row's block begins, its rows) of this rank's share of the epoch, from
         `start`'s block on (a window cut by that block's beginning comes first, incomplete)."""
         s = self.settings
-        _, own = self._reading_order(epoch)
+        _, own, _ = self._reading_order(epoch)
         size = max(1, s.shuffle_buffer)
         first_block = start.block if start.reopens else 0
         # this rank's rows before the first block: all rows of its own shards, or those with index = rank mod R
@@ -254,7 +255,9 @@ class PretrainingStream(IterableDataset):
                 resumed_inside = (epoch, window_index) == (start.epoch, start.window) and start.batch > 0
                 if not resumed_inside:  # counts of a window we resume inside were recorded before the stop
                     pending.update(window_skips)
-                rng = np.random.default_rng([self.settings.seed, epoch, window_index, self.settings.rank])
+                # (workers reading their own shards count their windows from 0 each: the worker is in the seed)
+                rng = np.random.default_rng([self.settings.seed, epoch, window_index, self.settings.rank,
+                                             *([worker] if self._worker_shards else [])])
                 for batch_index, members in enumerate(self._batches(features, rng)):
                     if Position(epoch, window_index, batch_index) < start:
                         continue

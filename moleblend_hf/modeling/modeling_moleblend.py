@@ -265,8 +265,9 @@ class TokenRows:
         """[M, C] -> [B, T, C], zeros at padding."""
         if self.index is None:
             return rows.reshape(self.batch, self.tokens, rows.shape[-1])
-        out = rows.new_zeros(self.batch * self.tokens, rows.shape[-1])
-        return out.index_copy_(0, self.index, rows).view(self.batch, self.tokens, rows.shape[-1])
+        # index_put saves only the index for backward (index_copy_ / index_add would also keep `rows` alive)
+        out = rows.new_zeros(self.batch * self.tokens, rows.shape[-1]).index_put((self.index,), rows)
+        return out.view(self.batch, self.tokens, rows.shape[-1])
 
 
 class MoleBlendSelfAttention(nn.Module):

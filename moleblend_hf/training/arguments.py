@@ -10,7 +10,7 @@ before any work, from the command line and from Python alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,7 +93,8 @@ class PretrainArguments:
     batch_size: int | None = option(32, "molecules per batch and process")
     max_tokens: int | None = option(None, "instead of --batch-size: a budget of (atoms+1)^2 x molecules per batch")
     window_size: int = option(1024, "molecules grouped by atom count before batching")
-    shuffle_buffer: int = option(10_000, "molecules per seeded shuffle block (rows are shuffled within consecutive blocks)")
+    shuffle_buffer: int = option(10_000, "molecules per seeded shuffle block (rows are shuffled within "
+                                         "consecutive blocks)")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
     learning_rate: float = option(5e-4, "peak learning rate (AdamW)")
     weight_decay: float = option(0.0, "AdamW weight decay (not on biases, norms, embeddings)")
@@ -133,8 +134,7 @@ class PretrainArguments:
             from .remote import HUB_PREFIX, HubSource
 
             source = HubSource.parse(HUB_PREFIX + self.dataset)
-            self.inputs = [*self.inputs, str(HubSource(source.repo_id, source.revision, source.path,
-                                                       self.dataset_config, self.dataset_split))]
+            self.inputs = [*self.inputs, str(replace(source, config=self.dataset_config, split=self.dataset_split))]
         elif self.dataset_config or self.dataset_split != "train":
             raise ValueError("--dataset-config and --dataset-split choose a configuration and split of --dataset")
         if not self.inputs:

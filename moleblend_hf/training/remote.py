@@ -140,6 +140,11 @@ def _builder(url: str) -> str:
 RETRY_DELAYS = (1, 2, 4, 8, 16)
 
 
+#: url -> its streaming `IterableDataset`, opened once per process (opening resolves the data files over the
+#: network; the object itself opens a fresh read at every iteration)
+_OPENED: dict[str, Any] = {}
+
+
 def _open(url: str, builder: str) -> Any:
     """The source as a `datasets` object: a registered one, or a streaming `IterableDataset` of the URL / repo."""
     if builder == "dataset":
@@ -148,15 +153,18 @@ def _open(url: str, builder: str) -> Any:
             raise FileNotFoundError(f"{url}: no dataset registered under {name!r}; call "
                                     f"moleblend_hf.training.remote.register_dataset({name!r}, dataset) first")
         return _REGISTERED[name]
-    from datasets import load_dataset
+    if url not in _OPENED:
+        from datasets import load_dataset
 
-    if builder == "hub":  # the repo's data files (or those under PATH), at the pinned revision
-        hub = HubSource.parse(url)
-        return load_dataset(hub.repo_id, hub.config, revision=hub.revision, data_files=hub.path, split=hub.split,
-                            streaming=True)
-    options = SMI_OPTIONS if builder == "smi" else {}
-    return load_dataset("csv" if builder == "smi" else builder, data_files=url, split="train", streaming=True,
-                        **options)
+        if builder == "hub":  # the repo's data files (or those under PATH), at the pinned revision
+            hub = HubSource.parse(url)
+            _OPENED[url] = load_dataset(hub.repo_id, hub.config, revision=hub.revision, data_files=hub.path,
+                                        split=hub.split, streaming=True)
+        else:
+            options = SMI_OPTIONS if builder == "smi" else {}
+            _OPENED[url] = load_dataset("csv" if builder == "smi" else builder, data_files=url, split="train",
+                                        streaming=True, **options)
+    return _OPENED[url]
 
 
 def remote_shard_count(source: str) -> int:
@@ -189,42 +197,41 @@ def _shard_rows(url: str, builder: str, shard: int, start: int) -> Iterator[dict
     return itertools.islice(iter(dataset), start, None)
 
 
+def _back_off(url: str, failures: int, error: Exception, what: str) -> None:
+    """After the `failures`-th failure (0-based) of `what`: wait the next retry delay, or, with none left, raise a
+    ConnectionError naming the source."""
+    if failures == len(RETRY_DELAYS):
+        raise ConnectionError(f"{url}: {what} failed after {failures} retries ({type(error).__name__}: {error}); a "
+                              "pretraining checkpoint already written is intact: rerun with --resume once the source "
+                              "is back") from None
+    logger.warning("%s: %s (%s); retrying in %s s", url, what, type(error).__name__, RETRY_DELAYS[failures])
+    time.sleep(RETRY_DELAYS[failures])
+
+
 def _retried(url: str, action) -> Any:
     """`action()` (opening a Hub dataset to count its shards), retried after network failures."""
-    for failures, delay in enumerate((*RETRY_DELAYS, None)):
+    for failures in itertools.count():
         try:
             return action()
         except (FileNotFoundError, ValueError, TypeError):
             raise
         except Exception as error:  # noqa: BLE001 - fsspec / aiohttp / datasets raise many types for one failure
-            if delay is None:
-                raise ConnectionError(f"{url}: cannot open it after {failures} retries ({type(error).__name__}: "
-                                      f"{error})") from None
-            logger.warning("%s: %s; retrying in %s s", url, type(error).__name__, delay)
-            time.sleep(delay)
+            _back_off(url, failures, error, "opening")
 
 
 def _rows_with_retries(url: str, builder: str, shard: int, start: int) -> Iterator[dict]:
     """The examples of a shard from row `start`; after a failure (opening, or mid-stream beyond `datasets`' own
     read retries) the shard is opened again and the rows already given are skipped, so the sequence is
     unchanged."""
-    given, failures = 0, 0
-    while True:
+    given = 0
+    for failures in itertools.count():
         try:
-            rows = _shard_rows(url, builder, shard, start + given)
-            for example in rows:
+            for example in _shard_rows(url, builder, shard, start + given):
                 yield example
                 given += 1
             return
         except Exception as error:  # noqa: BLE001 - fsspec / aiohttp / datasets raise many types for one failure
-            if failures == len(RETRY_DELAYS):
-                raise ConnectionError(f"{url}: reading failed at row {start + given} after {failures} retries "
-                                      f"({type(error).__name__}: {error}); a pretraining checkpoint already written "
-                                      "is intact: rerun with --resume once the source is back") from None
-            logger.warning("%s: %s at row %d; retrying in %s s", url, type(error).__name__, start + given,
-                           RETRY_DELAYS[failures])
-            time.sleep(RETRY_DELAYS[failures])
-            failures += 1
+            _back_off(url, failures, error, f"reading at row {start + given}")
 
 
 def read_remote(url: str, smiles_column: str | None, molblock_column: str | None, id_column: str | None,

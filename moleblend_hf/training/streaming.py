@@ -147,10 +147,11 @@ class PretrainingStream(IterableDataset):
         name = Path(self.settings.sources[source]).name
         return f"{name}#{shard}" if shards > 1 else name
 
-    def _blocks(self, epoch: int, start: Position) -> Iterator[tuple[Position, list[tuple[str, MoleculeRecord]]]]:
-        """The epoch's shuffle blocks from `start`'s block on: (where the block begins, its rows permuted)."""
+    def _blocks(self, epoch: int, start: Position, order: list[tuple[int, int, int]],
+                reader: list[int]) -> Iterator[tuple[Position, list[tuple[str, MoleculeRecord]]]]:
+        """The shuffle blocks of the shards `order` from `start`'s block on: (where the block begins, its rows
+        permuted with seeds of the epoch, the block and the `reader`)."""
         s = self.settings
-        order, _, reader = self._reading_order(epoch)
         first_shard, first_row = (start.shard, start.offset) if start.reopens else (0, 0)
 
         def rows() -> Iterator[tuple[int, int, tuple[str, MoleculeRecord]]]:
@@ -178,13 +179,13 @@ class PretrainingStream(IterableDataset):
         """(window index, where its first row's block begins, its rows) of this rank's share of the epoch, from
         `start`'s block on (a window cut by that block's beginning comes first, incomplete)."""
         s = self.settings
-        _, own, _ = self._reading_order(epoch)
+        order, own, reader = self._reading_order(epoch)
         size = max(1, s.shuffle_buffer)
         first_block = start.block if start.reopens else 0
         # this rank's rows before the first block: all rows of its own shards, or those with index = rank mod R
         index = first_block * size if own else max(0, -(-(first_block * size - s.rank) // s.world_size))
         window, where, rows = None, None, []
-        for block, items in self._blocks(epoch, start):
+        for block, items in self._blocks(epoch, start, order, reader):
             for p, item in enumerate(items):
                 if not own and (block.block * size + p) % s.world_size != s.rank:
                     continue

@@ -16,12 +16,20 @@ each for the official formulation, ours (SDPA attention, the default), and:
 - `ours_eager_attention`: ours with `attn_implementation="eager"` (matmul + softmax) instead of SDPA (default);
 - `ours_int8` (inference): ours after dynamic int8 quantization of the linear layers (`--quantize int8`),
   with its accuracy cost: the deviation of the graph embeddings from fp32 (max and mean absolute, and the lowest
-  cosine similarity).
+  cosine similarity);
+- with `--cuda-graphs` (inference, CUDA): `ours_cuda_graphs`, ours through `CUDAGraphInference` (`embed` /
+  `predict --cuda-graphs`), and `official_cuda_graphs`, the official formulation through the same wrapper: the
+  comparison of what each formulation's kernels cost once launches no longer count;
+- with `--compile` (forward + backward): `ours_compiled` and `official_compiled`, each through `torch.compile`
+  (default mode; with `--pad-to-multiple-of 8` every batch has one shape, compiled once), the compile time
+  reported as `warmup_seconds`.
+
+Every variant first runs each batch once (warm-up: compilation, graph capture), outside the timings.
 
     python benchmarks/encoder_speed.py [--preset base] [--batch-size 64] [--runs 5] [--threads 2]
-        [--device cuda --dtype bf16]   # on a GPU (bf16 autocast for both formulations; no int8 there)
+        [--device cuda --dtype bf16] [--cuda-graphs] [--compile]   # on a GPU (bf16: autocast for all; no int8)
 
-Prints JSON and writes benchmarks/results/encoder_speed_<device>[_bf16].json.
+Prints JSON and writes benchmarks/results/encoder_speed_<device>[_bf16].json (or `--output`).
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/ (the official re-statement) lives
 
 from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor  # noqa: E402
 from moleblend_hf.conversion import convert_state_dict  # noqa: E402
-from moleblend_hf.training.inference import quantize_int8  # noqa: E402
+from moleblend_hf.training.inference import CUDAGraphInference, quantize_int8  # noqa: E402
 from tests.official_reference import OfficialMolnetEncoder, randomize_  # noqa: E402
 
 DATA = HERE.parent / "tests" / "data" / "moses_200_conformers.parquet"
@@ -60,6 +68,17 @@ def _models(preset: str) -> tuple[OfficialMolnetEncoder, MoleBlendModel]:
     ours = MoleBlendModel(config)
     ours.load_state_dict(converted)
     return official.eval(), ours.eval()
+
+
+class _KeywordInputs(torch.nn.Module):
+    """The official formulation called with keyword inputs (as `CUDAGraphInference` calls a model)."""
+
+    def __init__(self, official: OfficialMolnetEncoder):
+        super().__init__()
+        self.official = official
+
+    def forward(self, **batch):
+        return self.official(batch)
 
 
 def _timed(function) -> float:
@@ -80,7 +99,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast for both")
+    parser.add_argument("--cuda-graphs", action="store_true", help="inference through CUDA graphs too (CUDA)")
+    parser.add_argument("--compile", action="store_true", help="forward + backward through torch.compile too")
+    parser.add_argument("--pad-to-multiple-of", type=int, default=None,
+                        help="pad every batch's atoms to a multiple (e.g. 8: one shape for all, for --compile)")
+    parser.add_argument("--output", default=None, help="the JSON file (default: "
+                                                       "benchmarks/results/encoder_speed_<device>[_bf16].json)")
     args = parser.parse_args()
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        parser.error("--cuda-graphs needs --device cuda")
     on_gpu = args.device.startswith("cuda")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,7 +115,7 @@ def main() -> None:
 
     processor = MoleBlendProcessor()
     features = [processor.featurize(block) for block in pd.read_parquet(DATA)["molblock"]]
-    batches = [processor.pad(features[i: i + args.batch_size])
+    batches = [processor.pad(features[i: i + args.batch_size], pad_to_multiple_of=args.pad_to_multiple_of)
                for i in range(0, len(features) - args.batch_size + 1, args.batch_size)]
     official_batches = [{k: v.to(args.device) if torch.is_tensor(v) else v
                          for k, v in OfficialMolnetEncoder.official_batch(dict(b)).items()} for b in batches]
@@ -133,11 +160,24 @@ def main() -> None:
     }
     if int8 is None:
         del measures["inference"]["ours_int8"]
+    if args.cuda_graphs:
+        graphed = {"ours_cuda_graphs": CUDAGraphInference(ours),
+                   "official_cuda_graphs": CUDAGraphInference(_KeywordInputs(official))}
+        measures["inference"]["ours_cuda_graphs"] = lambda b, o: inference(graphed["ours_cuda_graphs"], b, False)
+        measures["inference"]["official_cuda_graphs"] = lambda b, o: inference(graphed["official_cuda_graphs"], o,
+                                                                               False)
+    if args.compile:
+        # static shapes (give --pad-to-multiple-of 8 for one shape: one compilation each)
+        compiled = {"ours": torch.compile(ours), "official": torch.compile(official)}
+        measures["forward_backward"]["ours_compiled"] = lambda b, o: forward_backward(compiled["ours"], b, False)
+        measures["forward_backward"]["official_compiled"] = lambda b, o: forward_backward(compiled["official"], o,
+                                                                                          True)
     molecules = sum(int(b["attention_mask"].shape[0]) for b in batches)
     results: dict = {}
     for name, variants in measures.items():
-        for function in variants.values():  # warm-up
-            function(batches[0], official_batches[0])
+        warmup = {}
+        for label, function in variants.items():  # warm-up on every batch shape: compilation, graph capture
+            warmup[label] = _timed(lambda: [function(b, o) for b, o in zip(batches, official_batches)])
         times: dict[str, list[float]] = {label: [] for label in variants}
         for _ in range(args.runs):
             for label, function in variants.items():  # interleaved: every run times each variant once
@@ -147,10 +187,12 @@ def main() -> None:
             "median_seconds_per_batch": {k: v / len(batches) for k, v in medians.items()},
             "molecules_per_second": {k: molecules / v for k, v in medians.items()},
             "time_ratio_vs_official": {k: v / medians["official"] for k, v in medians.items() if k != "official"},
+            "warmup_seconds": warmup,
         }
     report = {
         "preset": args.preset, "batch_size": args.batch_size, "batches": len(batches), "runs": args.runs,
         "padded_atoms": [int(b["attention_mask"].shape[1]) for b in batches],
+        "pad_to_multiple_of": args.pad_to_multiple_of,
         "mean_atoms": round(sum(f["num_atoms"] for f in features[: molecules]) / molecules, 2),
         "max_abs_difference_vs_official": deviation,
         "device": args.device, "dtype": args.dtype,
@@ -164,7 +206,8 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     suffix = "_bf16" if args.dtype == "bf16" else ""
-    out = HERE / "results" / f"encoder_speed_{args.device.split(':')[0]}{suffix}.json"
+    default = HERE / "results" / f"encoder_speed_{args.device.split(':')[0]}{suffix}.json"
+    out = Path(args.output) if args.output else default
     out.write_text(json.dumps(report, indent=2) + "\n")
 
 

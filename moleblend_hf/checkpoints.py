@@ -18,6 +18,8 @@ SHIPPED = {
 }
 #: the checkpoint the README recommends starting from
 DEFAULT_PRETRAINED = "moleblend-mini-qm9-moses"
+#: the manifest of an ensemble directory (`moleblend finetune --seeds` / `--kfold`): its member directories
+ENSEMBLE_FILE = "ensemble.json"
 
 
 def resolve_model(name_or_path: str | Path | None) -> str | None:
@@ -33,6 +35,15 @@ def resolve_model(name_or_path: str | Path | None) -> str | None:
     return str(shipped)
 
 
+def ensemble_members(directory: str | Path) -> list[str]:
+    """The member model directories of an ensemble directory; a plain model directory is its own one member."""
+    directory = Path(directory)
+    manifest = directory / ENSEMBLE_FILE
+    if not manifest.exists():
+        return [str(directory)]
+    return [str(directory / name) for name in json.loads(manifest.read_text())["members"]]
+
+
 def pipeline(task: str, model: str | Path | None = None, **kwargs):
     """`transformers.pipeline` that also takes the short names of shipped checkpoints, e.g.
     `pipeline("molecule-feature-extraction", model="moleblend-mini-qm9-moses")`, and the ensemble directories of
@@ -40,10 +51,8 @@ def pipeline(task: str, model: str | Path | None = None, **kwargs):
     import transformers.pipelines  # importing it registers the molecule tasks (see _registration)
 
     model = resolve_model(model)
-    if model is None or not (Path(model) / "ensemble.json").exists():
+    if model is None or not (Path(model) / ENSEMBLE_FILE).exists():
         return transformers.pipelines.pipeline(task, model=model, **kwargs)
-    from .training.finetune import ensemble_members
-
     members = ensemble_members(model)
     if task != "molecule-property-prediction":
         raise ValueError(f"{model} is an ensemble of {len(members)} fine-tuned models: use it with the "

@@ -290,7 +290,15 @@ class MoleBlendSelfAttention(nn.Module):
         """rows [M, D] of the tokens `token_rows` names, position_bias [B, H, T, T]: the projections run on the
         rows, attention on the padded layout. Returns the attention output rows [M, D] and the weights."""
         batch, tokens = token_rows.batch, token_rows.tokens
-        qkv = token_rows.pad(torch.cat([self.q_proj(rows), self.k_proj(rows), self.v_proj(rows)], dim=-1))
+        # On CUDA one product (fewer launches, a better-shaped GEMM); on the CPU three use less memory. Only plain
+        # linear layers are fused: adapters (e.g. LoRA) or quantized layers replacing them keep their own forward.
+        if rows.is_cuda and all(type(p) is nn.Linear and not p._forward_hooks and not p._forward_pre_hooks
+                                for p in (self.q_proj, self.k_proj, self.v_proj)):
+            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            qkv = F.linear(rows, weight, torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+        else:
+            qkv = torch.cat([self.q_proj(rows), self.k_proj(rows), self.v_proj(rows)], dim=-1)
+        qkv = token_rows.pad(qkv)
         query, key, value = qkv.view(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -459,7 +467,8 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
             if positions is None:
                 positions = torch.zeros(*atom_mask.shape, 3, device=atom_mask.device)
             bias_3d, atom_3d, unit_direction = self.encoding_3d(positions, atom_features[..., 0], pair_mask, has_3d)
-        if not self.config.use_2d_relations and not bool(has_3d.all()):
+        # (not while a CUDA graph is captured, where a host read is not allowed: the graph runner checks first)
+        if not self.config.use_2d_relations and not _capturing() and not bool(has_3d.all()):
             raise ValueError(
                 "This model uses 3D relations only (use_2d_relations=False), but some molecules have no conformer "
                 "(has_3d is False); give conformers or let the processor generate them"
@@ -512,7 +521,7 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
         device_type = tokens.device.type
         compute_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else \
             self.layers[0].fc1.weight.dtype if isinstance(self.layers[0].fc1, nn.Linear) else tokens.dtype
-        bias = bias.to(compute_dtype)
+        bias = aligned_attention_bias(bias, compute_dtype) if bias.is_cuda else bias.to(compute_dtype)
         hidden_states = tokens
         for layer in self.layers:
             # positional: reentrant gradient checkpointing only treats positional tensors as inputs
@@ -570,6 +579,24 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
                 f"Batch has {atom_features.shape[1]} atoms per molecule; this model accepts at most "
                 f"{self.config.max_atoms} (config.max_atoms)"
             )
+
+
+def aligned_attention_bias(bias: torch.Tensor, dtype: torch.dtype, multiple: int = 8) -> torch.Tensor:
+    """The bias [B, H, T, T] in `dtype`, as a view into storage whose rows are padded to a multiple of 8 elements.
+
+    SDPA's memory-efficient CUDA kernel needs that alignment and otherwise pads a fresh copy of the bias in every
+    layer (forward and backward); one aligned copy per forward replaces them. Values are unchanged."""
+    tokens = bias.shape[-1]
+    if tokens % multiple == 0 and bias.dtype == dtype and bias.is_contiguous():
+        return bias
+    storage = bias.new_empty(*bias.shape[:-1], -(-tokens // multiple) * multiple, dtype=dtype)
+    aligned = storage[..., :tokens]
+    aligned.copy_(bias)
+    return aligned
+
+
+def _capturing() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
 def token_mask(atom_mask: torch.Tensor) -> torch.Tensor:

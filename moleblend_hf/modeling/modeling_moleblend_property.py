@@ -79,6 +79,18 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         self.config.label_mean = mean.tolist()
         self.config.label_std = torch.where(std > 0, std, torch.ones_like(std)).tolist()
 
+    def _label_statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`config.label_mean`, `config.label_std` as [num_labels] tensors on `like`'s device and dtype, made once
+        per value (a copy from the host in every forward would wait on the GPU, and cannot be captured in a CUDA
+        graph)."""
+        key = (tuple(self.config.label_mean), tuple(self.config.label_std), like.device, like.dtype)
+        cache = self.__dict__.setdefault("_label_statistics_cache", {})
+        if key not in cache:
+            if any(other[:2] != key[:2] for other in cache):
+                cache.clear()  # statistics set anew: the old values are not needed again
+            cache[key] = (like.new_tensor(key[0]), like.new_tensor(key[1]))
+        return cache[key]
+
     @can_return_tuple
     def forward(
         self,
@@ -109,8 +121,7 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         config = self.config
         logits = raw
         if config.problem_type == "regression":
-            mean = raw.new_tensor(config.label_mean)
-            std = raw.new_tensor(config.label_std)
+            mean, std = self._label_statistics(raw)
             logits = raw * std + mean
         loss = None
         if labels is not None:
@@ -133,7 +144,8 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         labels = labels.float().view(raw.shape)
         present = ~torch.isnan(labels)
         if config.problem_type == "regression":
-            target = (labels - labels.new_tensor(config.label_mean)) / labels.new_tensor(config.label_std)
+            mean, std = self._label_statistics(labels)
+            target = (labels - mean) / std
             per_entry = (raw.float() - torch.where(present, target, 0.0)) ** 2
         else:
             per_entry = F.binary_cross_entropy_with_logits(raw.float(), torch.where(present, labels, 0.0),

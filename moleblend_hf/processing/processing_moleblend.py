@@ -328,13 +328,21 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         features: Sequence[Mapping[str, Any]],
         return_tensors: str | None = "pt",
         label_names: Iterable[str] = ("labels",),
+        pad_to_multiple_of: int | None = None,
     ) -> BatchFeature:
-        """Pad per-molecule features (from `featurize` or a cached dataset) into a batch; labels pass through."""
+        """Pad per-molecule features (from `featurize` or a cached dataset) into a batch; labels pass through.
+
+        `pad_to_multiple_of`: round the padded atom count up to a multiple (fewer distinct shapes, e.g. for CUDA
+        graphs), at most to `max_atoms`; outputs of real atoms do not change."""
         if not features:
             raise ValueError("cannot pad an empty list of molecules")
+        if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be a positive number of atoms, got {pad_to_multiple_of}")
         atom_arrays = [np.asarray(f["atom_features"]) for f in features]
         sizes = [len(a) for a in atom_arrays]
         batch, n = len(features), max(sizes)
+        if pad_to_multiple_of:  # never beyond max_atoms, which the model refuses
+            n = max(n, min(-(-n // pad_to_multiple_of) * pad_to_multiple_of, self.max_atoms))
         hops = self.max_path_hops
         padded_bytes = batch * n * n * (hops * NUM_BOND_FEATURES + 2)
         if padded_bytes > LARGE_BATCH_BYTES:

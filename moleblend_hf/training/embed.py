@@ -23,7 +23,7 @@ from ..modeling import MoleBlendConfig, MoleBlendModel
 from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import EmbedArguments
 from .data import MoleculeRecord, read_table
-from .inference import compile_for_inference, quantize_int8
+from .inference import apply_inference_options, atom_padding_multiple, inference_autocast
 
 logger = logging.getLogger(__name__)
 EMBED_RUN_FILE = "_run.json"  # parquet readers skip names starting with "_": pd.read_parquet(DIR) reads the parts
@@ -65,7 +65,7 @@ def load_model_and_processor(
 
 def _embed_chunk(
     model: MoleBlendModel, processor: MoleBlendProcessor, records: list[MoleculeRecord], batch_size: int,
-    per_atom: bool, device: torch.device,
+    per_atom: bool, device: torch.device, mixed_precision: str = "no",
 ) -> tuple[pa.Table, list[dict]]:
     """Embeddings of one chunk in input order; batches are formed by atom count (little padding)."""
     columns: dict[str, list] = {"row": [], "id": [], "embedding": [], "has_3d": [], "conformer_source": []}
@@ -83,8 +83,9 @@ def _embed_chunk(
     order = sorted(range(len(features)), key=lambda i: features[i]["num_atoms"])
     for start in range(0, len(order), batch_size):
         positions = order[start: start + batch_size]
-        batch = processor.pad([features[i] for i in positions]).to(device)
-        with torch.inference_mode():
+        batch = processor.pad([features[i] for i in positions],
+                              pad_to_multiple_of=atom_padding_multiple(model)).to(device)
+        with torch.inference_mode(), inference_autocast(device, mixed_precision):
             hidden = model(**batch).last_hidden_state.float().cpu()
         for row, i in enumerate(positions):
             graph[i] = hidden[row, 0].numpy()
@@ -122,6 +123,7 @@ def embed_file(
     smiles_column: str | None = None,
     molblock_column: str | None = None,
     progress: bool = True,
+    mixed_precision: str = "no",
 ) -> EmbedSummary:
     """Embed every molecule of `input_path` into parquet parts under `output_dir` (resumes existing parts)."""
     output_dir = Path(output_dir)
@@ -145,7 +147,8 @@ def embed_file(
             embedded += pq.ParquetFile(part_path).metadata.num_rows
             resumed += 1
         else:
-            table, skipped = _embed_chunk(model, processor, chunk, batch_size, per_atom, torch_device)
+            table, skipped = _embed_chunk(model, processor, chunk, batch_size, per_atom, torch_device,
+                                           mixed_precision)
             tmp = output_dir / f"_part-{part:05d}.tmp"
             pq.write_table(table, tmp)
             skip_path.write_text(json.dumps(skipped))
@@ -180,19 +183,19 @@ def embed(args: EmbedArguments) -> EmbedSummary:
     if not source.exists():
         raise FileNotFoundError(f"{source} not found")
     model, processor = load_model_and_processor(args.model, args.preset, args.seed, args.conformers)
-    if args.quantize == "int8":
-        model = quantize_int8(model)
-    if args.compile:
-        model = compile_for_inference(model)
+    model = apply_inference_options(model, args.quantize, args.compile, args.cuda_graphs)
     stat = source.stat()
     settings = {"input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
                 "model": args.model, "preset": args.preset if args.model is None else None,
                 "seed": args.seed if args.model is None else None, "chunk_size": args.chunk_size,
                 "per_atom": args.per_atom, "quantize": args.quantize, "smiles_column": args.smiles_column,
-                "molblock_column": args.molblock_column, "processor": processor.to_dict()}
+                "molblock_column": args.molblock_column, "processor": processor.to_dict(),
+                # recorded only when used, so that directories written before the option still resume
+                **({"mixed_precision": args.mixed_precision} if args.mixed_precision != "no" else {})}
     previous = read_run(args.output_dir, EMBED_RUN_FILE)
     resume = previous is not None and previous.job == "embed" and not args.overwrite
     open_run(args.output_dir, "embed", settings, resume=resume, overwrite=args.overwrite, run_file=EMBED_RUN_FILE)
     return embed_file(source, args.output_dir, model, processor, batch_size=args.batch_size,
                       chunk_size=args.chunk_size, per_atom=args.per_atom, device=args.device,
-                      smiles_column=args.smiles_column, molblock_column=args.molblock_column, progress=args.progress)
+                      smiles_column=args.smiles_column, molblock_column=args.molblock_column, progress=args.progress,
+                      mixed_precision=args.mixed_precision)

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
-from ..checkpoints import resolve_model
+from ..checkpoints import ENSEMBLE_FILE, resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
 from ..processing import MoleBlendCollator, MoleBlendProcessor, MoleculeError
 from .arguments import FinetuneArguments
@@ -179,9 +179,6 @@ def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
     if args.model:
         return MoleBlendForPropertyPrediction.from_pretrained(resolve_model(args.model), **overrides)
     return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(args.preset, **overrides))
-
-
-ENSEMBLE_FILE = "ensemble.json"
 
 
 def _prepare(args: FinetuneArguments) -> dict:
@@ -447,12 +444,3 @@ def finetune_ensemble(args: FinetuneArguments) -> dict:
               "skipped_rows": next(iter(results.values()))["skipped_rows"], **summary}
     (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     return result
-
-
-def ensemble_members(directory: str | Path) -> list[str]:
-    """The member model directories of an ensemble directory; a plain model directory is its own one member."""
-    directory = Path(directory)
-    manifest = directory / ENSEMBLE_FILE
-    if not manifest.exists():
-        return [str(directory)]
-    return [str(directory / name) for name in json.loads(manifest.read_text())["members"]]

@@ -19,13 +19,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoints import resolve_model
+from ..checkpoints import ensemble_members, resolve_model
 from ..modeling import MoleBlendForPropertyPrediction
 from ..processing import MoleBlendProcessor, MoleculeError
 from .arguments import PredictArguments
 from .data import read_table
-from .finetune import ensemble_members
-from .inference import compile_for_inference, quantize_int8
+from .inference import apply_inference_options, atom_padding_multiple, inference_autocast
 
 logger = logging.getLogger(__name__)
 CHUNK_ROWS = 4096  # rows featurized and predicted at a time: memory stays bounded on large files
@@ -68,7 +67,8 @@ def _to_values(logits: torch.Tensor, problem_type: str) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_molecules(members: list[tuple[MoleBlendForPropertyPrediction, MoleBlendProcessor]], molecules: list,
-                      batch_size: int = 64, device: str = "cpu") -> tuple[np.ndarray, dict[int, str]]:
+                      batch_size: int = 64, device: str = "cpu",
+                      mixed_precision: str = "no") -> tuple[np.ndarray, dict[int, str]]:
     """Predictions [members, molecules, outputs] (NaN for molecules that could not be featurized) and the reason
     for each such molecule (by position)."""
     count, outputs = len(molecules), members[0][0].config.num_labels
@@ -91,8 +91,10 @@ def predict_molecules(members: list[tuple[MoleBlendForPropertyPrediction, MoleBl
         order = sorted(features, key=lambda p: features[p]["num_atoms"])  # batches of similar size: little padding
         for start in range(0, len(order), batch_size):
             positions = order[start: start + batch_size]
-            batch = processor.pad([features[p] for p in positions], return_tensors="pt").to(device)
-            logits = model(**batch).logits.float()
+            batch = processor.pad([features[p] for p in positions], return_tensors="pt",
+                                  pad_to_multiple_of=atom_padding_multiple(model)).to(device)
+            with inference_autocast(device, mixed_precision):
+                logits = model(**batch).logits.float()
             values[index, positions] = _to_values(logits, model.config.problem_type).cpu().numpy()
     return values, failures
 
@@ -106,15 +108,14 @@ def predict_file(args: PredictArguments) -> dict:
         raise FileNotFoundError(f"{args.data} not found")
     members = load_ensemble(args.model)
     config = members[0][0].config
-    if args.quantize == "int8":
-        members = [(quantize_int8(model), processor) for model, processor in members]
-    if args.compile:
-        members = [(compile_for_inference(model), processor) for model, processor in members]
+    members = [(apply_inference_options(model, args.quantize, args.compile, args.cuda_graphs), processor)
+               for model, processor in members]
     names = output_columns(config)
     records = read_table(args.data, smiles_column=args.smiles_column, molblock_column=args.molblock_column)
     frames, skipped, bar = [], 0, tqdm(desc="predicting", unit="mol", disable=not args.progress)
     while chunk := list(itertools.islice(records, CHUNK_ROWS)):
-        values, failures = predict_molecules(members, [r.molecule for r in chunk], args.batch_size, args.device)
+        values, failures = predict_molecules(members, [r.molecule for r in chunk], args.batch_size, args.device,
+                                              args.mixed_precision)
         mean = values.mean(0)
         frame = pd.DataFrame({"row": [r.row for r in chunk], "id": [r.identifier for r in chunk]})
         for column, name in enumerate(names):

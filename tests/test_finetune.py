@@ -392,3 +392,37 @@ def test_kfold_ensemble_members_share_the_test_rows(tmp_path, bbbp):
                  "--no-progress"]) == 0
     table = pd.read_csv(predictions)
     assert {"probability_p_np=BBB+", "std_p_np=BBB+"} <= set(table.columns)
+
+
+def test_group_by_size_batches_similar_molecules_and_keeps_test_predictions_aligned(tmp_path, esol):
+    """`--group-by-size`: training batches with less padding than the shuffle, every molecule once per epoch; the
+    written test predictions are still those of each row's own molecule (evaluation keeps the input order)."""
+    from moleblend_hf.training.finetune import FeatureDataset, MoleculeTrainer
+
+    processor = MoleBlendProcessor(conformers="none")
+    features = [processor.featurize(s) for s in esol.smiles[:256]]
+    dataset = FeatureDataset(features, np.zeros((256, 1), np.float32), list(range(256)))
+    sizes = np.array(dataset.sizes())
+    padding = {}
+    for grouped in (False, True):
+        args = TrainingArguments(output_dir=str(tmp_path / "t"), per_device_train_batch_size=16, report_to=[],
+                                 use_cpu=True, remove_unused_columns=False, seed=0)
+        trainer = MoleculeTrainer(model=_model(), args=args, train_dataset=dataset, group_by_size=grouped,
+                                  data_collator=MoleBlendCollator(processor))
+        order = list(trainer._get_train_sampler())
+        assert sorted(order) == list(range(256))
+        batches = [sizes[order[i: i + 16]] for i in range(0, 256, 16)]
+        padding[grouped] = sum(int(b.max()) * len(b) - int(b.sum()) for b in batches)
+    assert padding[True] < 0.5 * padding[False]
+
+    source = tmp_path / "esol.csv"
+    esol.head(120).to_csv(source, index=False)
+    out = tmp_path / "run"
+    assert main(["finetune", str(source), "--label-columns", ESOL_LABEL, "--split", "random", "--epochs", "1",
+                 "--batch-size", "16", "--group-by-size", "--output", str(out)]) == 0
+    predictions = pd.read_csv(out / "test_predictions.csv")
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    saved = MoleBlendProcessor.from_pretrained(out)
+    with torch.no_grad():
+        expected = model(**saved(predictions["molecule"].tolist())).logits[:, 0].numpy()
+    np.testing.assert_allclose(predictions[f"prediction_{ESOL_LABEL}"].to_numpy(), expected, atol=1e-4)

@@ -193,6 +193,9 @@ class FinetuneArguments:
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_ratio: float = option(0.06, "warmup, as a fraction of all steps")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
+    group_by_size: bool = option(False, "training batches of molecules of similar atom counts (transformers' "
+                                        "LengthGroupedSampler: less padding, a different batch order from the "
+                                        "default shuffle); evaluation keeps the input order")
     patience: int = option(4, "early stopping, in epochs without a better validation metric")
     max_steps: int = option(-1, "stop after this many steps (-1: --epochs decide)")
     cache_dir: str | None = option(None, "cache featurized molecules (and conformers) here")

@@ -132,6 +132,33 @@ class FeatureDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         return {**self.features[index], "labels": self.labels[index]}
 
+    def sizes(self) -> list[int]:
+        """Atoms of every molecule, in dataset order."""
+        return [len(f["atom_features"]) for f in self.features]
+
+
+class MoleculeTrainer(Trainer):
+    """The `Trainer`, with training batches optionally grouped by atom count (`group_by_size`).
+
+    transformers' own `train_sampling_strategy="group_by_length"` also reorders evaluation and `predict` batches
+    (randomly), which would misalign the test predictions written per row; here only training batches are grouped,
+    with transformers' `LengthGroupedSampler` (random megabatches, each sorted by size) on the molecules' atom
+    counts, and evaluation keeps the dataset order.
+    """
+
+    def __init__(self, *args, group_by_size: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group_by_size = group_by_size
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_size or not isinstance(dataset, FeatureDataset):
+            return super()._get_train_sampler(train_dataset)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    lengths=dataset.sizes())
+
 
 def featurize_rows(processor: MoleBlendProcessor, molecules: list, cache: Path | None
                    ) -> tuple[dict[int, dict], dict[int, str]]:
@@ -270,8 +297,8 @@ def finetune(args: FinetuneArguments) -> dict:
         logging_strategy="epoch", seed=args.seed, report_to=args.report_to, remove_unused_columns=False,
         label_names=["labels"], dataloader_num_workers=args.num_workers, use_cpu=not torch.cuda.is_available(),
     )
-    trainer = Trainer(
-        model=model, args=training_args, optimizers=(_optimizer(model, args), None), train_dataset=datasets["train"], eval_dataset=datasets["valid"],
+    trainer = MoleculeTrainer(
+        group_by_size=args.group_by_size, model=model, args=training_args, optimizers=(_optimizer(model, args), None), train_dataset=datasets["train"], eval_dataset=datasets["valid"],
         data_collator=MoleBlendCollator(processor), compute_metrics=_metrics_function(problem_type),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)],
     )

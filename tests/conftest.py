@@ -46,3 +46,14 @@ def tiny_model(seed: int = 0, **overrides) -> MoleBlendModel:
 @pytest.fixture()
 def model() -> MoleBlendModel:
     return tiny_model()
+
+
+def saved_regression_model(directory: Path) -> Path:
+    """A seeded tiny regression model with its processor (no conformers), saved like a fine-tuned one."""
+    from moleblend_hf import MoleBlendForPropertyPrediction
+
+    torch.manual_seed(0)
+    MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")) \
+        .save_pretrained(directory)
+    MoleBlendProcessor(conformers="none").save_pretrained(directory)
+    return directory

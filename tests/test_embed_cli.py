@@ -14,7 +14,7 @@ from moleblend_hf import MoleBlendProcessor
 from moleblend_hf.cli import main
 from moleblend_hf.training.embed import embed_file, load_model_and_processor
 
-from .conftest import DATA
+from .conftest import DATA, saved_regression_model
 
 
 def test_embed_cli_on_csv_with_invalid_rows(tmp_path, esol):
@@ -114,21 +114,10 @@ def test_compiled_embeddings_equal_eager_ones(tmp_path, esol):
     np.testing.assert_allclose(tables["compiled"], tables["eager"], atol=1e-5)
 
 
-def _regression_model(directory: Path) -> Path:
-    """A seeded tiny regression model with its processor, saved like a fine-tuned one."""
-    from moleblend_hf import MoleBlendConfig, MoleBlendForPropertyPrediction
-
-    torch.manual_seed(0)
-    MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")) \
-        .save_pretrained(directory)
-    MoleBlendProcessor(conformers="none").save_pretrained(directory)
-    return directory
-
-
 @pytest.mark.slow
 def test_compiled_predictions_equal_eager_ones(tmp_path):
     """`moleblend predict --compile` (the same helper as embed)."""
-    model_dir = _regression_model(tmp_path / "model")
+    model_dir = saved_regression_model(tmp_path / "model")
     data = tmp_path / "mols.csv"
     pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "not a smiles(", "CC(=O)Nc1ccc(O)cc1"]}).to_csv(data, index=False)
     tables = {}
@@ -144,7 +133,7 @@ def test_compiled_predictions_equal_eager_ones(tmp_path):
 def test_int8_quantized_predictions_are_close_and_only_on_the_cpu(tmp_path, esol, capsys):
     """`moleblend predict --quantize int8`: predictions of a regression model within a small fraction of their
     scale of fp32 (benchmarks/int8_accuracy.py measures the metric cost on a fine-tuned model)."""
-    model_dir = _regression_model(tmp_path / "model")
+    model_dir = saved_regression_model(tmp_path / "model")
     data = tmp_path / "mols.csv"
     esol.head(40).to_csv(data, index=False)
     tables = {}

@@ -16,9 +16,23 @@ from moleblend_hf.cli import main
 from moleblend_hf.modeling.modeling_moleblend import token_mask
 from moleblend_hf.training.inference import GRAPH_ATOM_MULTIPLE, CUDAGraphInference, atom_padding_multiple
 
-from .conftest import tiny_model
+from .conftest import saved_regression_model, tiny_model
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+def _embeddings(source, directory, *options: str) -> np.ndarray:
+    """`moleblend embed` of `source` into `directory` in batches of 8; the embeddings in input row order."""
+    assert main(["embed", "--input", str(source), "--output-dir", str(directory), "--batch-size", "8",
+                 "--no-progress", *options]) == 0
+    return np.stack(pd.read_parquet(directory).sort_values("row")["embedding"].to_numpy())
+
+
+def _predictions(source, model_dir, output, *options: str) -> np.ndarray:
+    """`moleblend predict` of `source` with `model_dir` in batches of 8; the predictions in input row order."""
+    assert main(["predict", str(source), "--model", str(model_dir), "--output", str(output), "--batch-size", "8",
+                 "--no-progress", *options]) == 0
+    return pd.read_csv(output)["prediction_LABEL_0"].to_numpy()
 
 
 def _features(moses_conformers: pd.DataFrame, count: int) -> list[dict]:
@@ -124,24 +138,13 @@ def test_cuda_graphs_keep_the_3d_only_check(moses_conformers):
 def test_embed_and_predict_with_cuda_graphs_equal_eager(tmp_path, esol):
     source = tmp_path / "mols.csv"
     esol.head(40).to_csv(source, index=False)
-    tables = {}
-    for name, extra in (("eager", []), ("graphs", ["--cuda-graphs"])):
-        assert main(["embed", "--input", str(source), "--output-dir", str(tmp_path / name), "--batch-size", "8",
-                     "--device", "cuda", "--no-progress", *extra]) == 0
-        tables[name] = np.stack(pd.read_parquet(tmp_path / name).sort_values("row")["embedding"].to_numpy())
+    tables = {name: _embeddings(source, tmp_path / name, "--device", "cuda", *extra)
+              for name, extra in (("eager", []), ("graphs", ["--cuda-graphs"]))}
     np.testing.assert_allclose(tables["graphs"], tables["eager"], atol=1e-5)
 
-    torch.manual_seed(0)
-    model_dir = tmp_path / "model"
-    MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")) \
-        .save_pretrained(model_dir)
-    MoleBlendProcessor(conformers="none").save_pretrained(model_dir)
-    predictions = {}
-    for name, extra in (("eager", []), ("graphs", ["--cuda-graphs"])):
-        out = tmp_path / f"{name}.csv"
-        assert main(["predict", str(source), "--model", str(model_dir), "--output", str(out), "--device", "cuda",
-                     "--batch-size", "8", "--no-progress", *extra]) == 0
-        predictions[name] = pd.read_csv(out)["prediction_LABEL_0"].to_numpy()
+    model_dir = saved_regression_model(tmp_path / "model")
+    predictions = {name: _predictions(source, model_dir, tmp_path / f"{name}.csv", "--device", "cuda", *extra)
+                   for name, extra in (("eager", []), ("graphs", ["--cuda-graphs"]))}
     np.testing.assert_allclose(predictions["graphs"], predictions["eager"], atol=1e-5)
 
 
@@ -202,11 +205,8 @@ def test_embed_and_predict_in_bf16_autocast_are_close_to_fp32(tmp_path, esol, ca
     the fp32 ones, and the setting recorded so that an fp32 directory is not resumed in bf16."""
     source = tmp_path / "mols.csv"
     esol.head(24).to_csv(source, index=False)
-    tables = {}
-    for precision in ("no", "bf16"):
-        assert main(["embed", "--input", str(source), "--output-dir", str(tmp_path / precision), "--batch-size", "8",
-                     "--no-progress", "--mixed-precision", precision]) == 0
-        tables[precision] = np.stack(pd.read_parquet(tmp_path / precision).sort_values("row")["embedding"].to_numpy())
+    tables = {precision: _embeddings(source, tmp_path / precision, "--mixed-precision", precision)
+              for precision in ("no", "bf16")}
     assert tables["bf16"].dtype == np.float32 and not np.array_equal(tables["bf16"], tables["no"])
     cosine = (tables["bf16"] * tables["no"]).sum(1) / np.linalg.norm(tables["bf16"], axis=1) / np.linalg.norm(
         tables["no"], axis=1)
@@ -215,17 +215,9 @@ def test_embed_and_predict_in_bf16_autocast_are_close_to_fp32(tmp_path, esol, ca
                  "--batch-size", "8", "--mixed-precision", "bf16"]) == 1  # a different setting: refused
     assert "mixed_precision" in capsys.readouterr().err
 
-    torch.manual_seed(0)
-    model_dir = tmp_path / "model"
-    MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")) \
-        .save_pretrained(model_dir)
-    MoleBlendProcessor(conformers="none").save_pretrained(model_dir)
-    predictions = {}
-    for precision in ("no", "bf16"):
-        out = tmp_path / f"{precision}.csv"
-        assert main(["predict", str(source), "--model", str(model_dir), "--output", str(out), "--no-progress",
-                     "--mixed-precision", precision]) == 0
-        predictions[precision] = pd.read_csv(out)["prediction_LABEL_0"].to_numpy()
+    model_dir = saved_regression_model(tmp_path / "model")
+    predictions = {precision: _predictions(source, model_dir, tmp_path / f"{precision}.csv", "--mixed-precision",
+                                           precision) for precision in ("no", "bf16")}
     np.testing.assert_allclose(predictions["bf16"], predictions["no"], atol=0.05 * np.abs(predictions["no"]).mean())
     with pytest.raises(SystemExit):
         main(["predict", str(source), "--model", str(model_dir), "--output", str(tmp_path / "q.csv"),

@@ -113,7 +113,9 @@ class MoleBlendAtomEmbeddings(nn.Module):
         features = atom_features.long()
         offsets = 1 + torch.arange(features.shape[-1], device=features.device) * self.feature_stride
         index = torch.where(features > 0, features + offsets, 0)
-        atoms = self.atom_embedding(index).sum(dim=-2)
+        # the sum over feature columns without materializing [B, N, F, D]; padding_idx rows (zero) add nothing
+        atoms = F.embedding_bag(index.reshape(-1, index.shape[-1]), self.atom_embedding.weight, mode="sum",
+                                padding_idx=0).view(*index.shape[:-1], -1)
         if self.degree_embedding is None:
             return atoms, None
         degree_index = torch.where(atom_mask, degree.long().clamp(0, self.degree_embedding.num_embeddings - 2) + 1, 0)
@@ -161,9 +163,13 @@ class MoleBlend2DBias(nn.Module):
 
 
 def gaussian_basis(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Normal density of `x` [..., K] under K kernels, evaluated in float32."""
-    normalizer = (2 * _OFFICIAL_PI) ** 0.5
-    return torch.exp(-0.5 * ((x - mean) / std) ** 2) / (normalizer * std)
+    """Normal density of `x` [..., K] under K kernels, evaluated in float32.
+
+    Divisions by the [K] std are taken once, on [K] (products on [..., K] are cheaper than quotients, forward and
+    backward); the density equals the official form to rounding."""
+    inverse_std = 1.0 / std
+    z = (x - mean) * inverse_std
+    return torch.exp(z * z * -0.5) * (inverse_std / (2 * _OFFICIAL_PI) ** 0.5)
 
 
 class MoleBlend3DEncoding(nn.Module):
@@ -299,7 +305,9 @@ class MoleBlendSelfAttention(nn.Module):
         else:
             qkv = torch.cat([self.q_proj(rows), self.k_proj(rows), self.v_proj(rows)], dim=-1)
         qkv = token_rows.pad(qkv)
-        query, key, value = qkv.view(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        # [B, H, T, d] views; split on dim 2 so that backward stacks the gradients straight into this layout
+        query, key, value = (part.transpose(1, 2)
+                             for part in qkv.view(batch, tokens, 3, self.num_heads, self.head_dim).unbind(2))
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )

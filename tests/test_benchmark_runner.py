@@ -92,3 +92,24 @@ def test_excluded_molecules_never_reach_a_batch(tmp_path):
             skipped[key] = skipped.get(key, 0) + count
     assert sorted(int(i.split(":")[1]) for i in seen) == [r for r in range(50) if not 10 <= r < 15]
     assert skipped == {"excluded (--exclude)": 5}
+
+
+def test_group_by_size_reaches_the_runs_and_older_runs_count_as_shuffled(tmp_path):
+    """`--group-by-size` is a fine-tuning setting of every run; a run stored before the option existed was
+    shuffled, so it is reused without the flag and trained again with it."""
+    from dataclasses import asdict
+
+    from moleblend_hf.training.arguments import BenchmarkArguments
+    from moleblend_hf.training.benchmark import _finetune_arguments, _finished
+
+    task = {"data": str(DATA / "esol.csv"), "labels": ["y"], "column": "smiles", "modality": "2d"}
+    runs = {}
+    for grouped in (False, True):
+        args = BenchmarkArguments(moleculenet_dir=str(tmp_path), group_by_size=grouped)
+        runs[grouped] = _finetune_arguments(args, task, tmp_path / "split.json", tmp_path / "run", None, 0)
+    assert runs[True].group_by_size and not runs[False].group_by_size
+    stored = {k: v for k, v in asdict(runs[False]).items() if k not in ("group_by_size", "config_overrides")}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"config_overrides": {}, "arguments": stored},
+                                                              default=str))
+    assert _finished(runs[False]) is not None and _finished(runs[True]) is None

@@ -422,6 +422,8 @@ class BenchmarkArguments:
     warmup_ratio: float = option(0.06, "warmup, as a fraction of all steps")
     classifier_dropout: float | None = option(None, "dropout of the property head")
     patience: int = option(4, "early stopping, in epochs")
+    group_by_size: bool = option(False, "training batches of molecules of similar atom counts (see `moleblend "
+                                        "finetune --group-by-size`)")
     modality: Modality = option("2d", "relations for the MoleculeNet tasks (QM9: --qm9-modality)")
     cache_dir: str | None = option(None, "cache featurized molecules here")
     summarize_only: bool = option(False, "train nothing: the table from the runs already finished with these "

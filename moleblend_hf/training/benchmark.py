@@ -115,7 +115,8 @@ def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, 
         split_file=str(split_path), seed=seed, model=model, preset=args.preset, config_overrides=overrides,
         modality=task["modality"], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         encoder_learning_rate_ratio=args.encoder_learning_rate_ratio, weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio, patience=args.patience, cache_dir=args.cache_dir,
+        warmup_ratio=args.warmup_ratio, patience=args.patience, group_by_size=args.group_by_size,
+        cache_dir=args.cache_dir,
         overwrite=True)  # the benchmark owns its run directories: a run that is not reused is trained again
 
 

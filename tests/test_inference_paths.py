@@ -14,7 +14,8 @@ import torch
 from moleblend_hf import MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
 from moleblend_hf.cli import main
 from moleblend_hf.modeling.modeling_moleblend import token_mask
-from moleblend_hf.training.inference import GRAPH_ATOM_MULTIPLE, CUDAGraphInference, atom_padding_multiple
+from moleblend_hf.training.inference import (GRAPH_ATOM_MULTIPLE, CUDAGraphInference, atom_padding_multiple,
+                                             copy_rows, graph_batch_size, pad_batch)
 
 from .conftest import saved_regression_model, tiny_model
 
@@ -79,7 +80,7 @@ def test_cuda_graphs_equal_eager_outputs_batch_after_batch(moses_conformers):
     with torch.inference_mode():
         expected = [model(**batch) for batch in batches]
         outputs = [graphed(**batch) for batch in batches]
-    shapes = {(b["atom_features"].shape[0], b["atom_features"].shape[1]) for b in batches}
+    shapes = {(graph_batch_size(b["atom_features"].shape[0]), b["atom_features"].shape[1]) for b in batches}
     assert graphed.graphs == len(shapes) < len(batches) and graphed.eager_batches == 0
     for got, want in zip(outputs, expected):
         torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, atol=1e-5, rtol=1e-5)
@@ -222,3 +223,66 @@ def test_embed_and_predict_in_bf16_autocast_are_close_to_fp32(tmp_path, esol, ca
     with pytest.raises(SystemExit):
         main(["predict", str(source), "--model", str(model_dir), "--output", str(tmp_path / "q.csv"),
               "--quantize", "int8", "--mixed-precision", "bf16"])
+
+
+def test_partial_batches_are_padded_with_repeats_and_cut_back(moses_conformers):
+    """CUDA graphs pad a partial batch to the next power of two (repeats of its first molecule): the real rows'
+    outputs are those of the unpadded batch, and only they come back."""
+    assert [graph_batch_size(n) for n in (1, 2, 3, 5, 8, 9, 64)] == [1, 2, 4, 8, 8, 16, 64]
+    model = tiny_model()
+    batch = dict(MoleBlendProcessor().pad(_features(moses_conformers, 5)))
+    padded = pad_batch(batch, 8)
+    assert all(value.shape[0] == 8 for value in padded.values())
+    assert all(torch.equal(padded[name][5:], value[:1].expand_as(padded[name][5:])) for name, value in batch.items())
+    with torch.no_grad():
+        expected = model(**batch)
+        got = copy_rows(model(**padded), 5)
+    assert got.last_hidden_state.shape[0] == got.pooler_output.shape[0] == 5
+    real = token_mask(batch["attention_mask"].bool())
+    torch.testing.assert_close(got.last_hidden_state[real], expected.last_hidden_state[real], atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_receives_the_aligned_bias_unchanged(moses_conformers, monkeypatch):
+    """The bias goes to SDPA as its attention mask, as given: an aligned bias is not made contiguous again (as
+    transformers' `position_bias` path would, in every layer)."""
+    from moleblend_hf.modeling.modeling_moleblend import TokenRows, aligned_attention_bias
+
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(*args, attn_mask=None, **kwargs):
+        seen.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    model = tiny_model()
+    batch = MoleBlendProcessor().pad(_features(moses_conformers, 4))
+    tokens = batch["attention_mask"].shape[1] + 1
+    bias = aligned_attention_bias(torch.zeros(4, model.config.num_attention_heads, tokens, tokens), torch.float32)
+    rows = torch.randn(4 * tokens, model.config.hidden_size)
+    with torch.no_grad():
+        model.layers[0].self_attn(rows, bias, TokenRows(4, tokens, None))
+    assert seen and seen[0].data_ptr() == bias.data_ptr() and seen[0].stride() == bias.stride()
+    assert bias.stride(2) % 8 == 0
+
+
+def test_label_statistics_survive_inference_mode_and_keep_float32(moses_conformers):
+    """A forward under `torch.inference_mode` (pipelines, predict) before training must not leave inference tensors
+    behind for backward; under bf16 autocast, regression outputs in large label units keep float32 resolution."""
+    torch.manual_seed(0)
+    model = MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1,
+                                                                       problem_type="regression"))
+    model.config.label_mean, model.config.label_std = [-411.3], [40.0]
+    batch = MoleBlendProcessor().pad(_features(moses_conformers, 3))
+    with torch.inference_mode():
+        model.eval()(**batch)
+    model.train()
+    model(**batch, labels=torch.tensor([[-400.0], [-420.0], [-410.0]])).loss.backward()  # no inference-tensor error
+    model.eval()
+    with torch.no_grad():
+        fp32 = model(**batch).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(**batch).logits
+    assert bf16.dtype == torch.float32
+    # within the head's own bf16 error times std (bf16 values near 411 step by 2: rounding there was off by ~0.9)
+    assert (bf16 - fp32).abs().max() < 0.1

@@ -115,7 +115,7 @@ class MoleBlendAtomEmbeddings(nn.Module):
         index = torch.where(features > 0, features + offsets, 0)
         # the sum over feature columns without materializing [B, N, F, D]; padding_idx rows (zero) add nothing
         atoms = F.embedding_bag(index.reshape(-1, index.shape[-1]), self.atom_embedding.weight, mode="sum",
-                                padding_idx=0).view(*index.shape[:-1], -1)
+                                padding_idx=0).view(*index.shape[:-1], self.atom_embedding.embedding_dim)
         if self.degree_embedding is None:
             return atoms, None
         degree_index = torch.where(atom_mask, degree.long().clamp(0, self.degree_embedding.num_embeddings - 2) + 1, 0)
@@ -311,15 +311,17 @@ class MoleBlendSelfAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
+        # The bias (padded keys already -inf) is the additive attention mask: passed as such, transformers' SDPA
+        # wrapper hands it to the kernel unchanged (as `position_bias` it would be made contiguous in every layer,
+        # undoing the alignment of `aligned_attention_bias`).
         output, weights = attention_interface(
             self,
             query,
             key,
             value,
-            None,
+            position_bias.to(query.dtype),
             dropout=self.dropout if self.training else 0.0,
             scaling=self.scaling,
-            position_bias=position_bias.to(query.dtype),
             is_causal=False,
             **kwargs,
         )

@@ -79,16 +79,20 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         self.config.label_mean = mean.tolist()
         self.config.label_std = torch.where(std > 0, std, torch.ones_like(std)).tolist()
 
-    def _label_statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`config.label_mean`, `config.label_std` as [num_labels] tensors on `like`'s device and dtype, made once
-        per value (a copy from the host in every forward would wait on the GPU, and cannot be captured in a CUDA
-        graph)."""
-        key = (tuple(self.config.label_mean), tuple(self.config.label_std), like.device, like.dtype)
-        cache = self.__dict__.setdefault("_label_statistics_cache", {})
+    def _label_statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """`config.label_mean`, `config.label_std` as float32 [num_labels] tensors on `device`, made once per value
+        (a copy from the host in every forward would wait on the GPU, and cannot be captured in a CUDA graph).
+        Made outside inference mode, so that a training step after an inference can save them for backward; the
+        cache is replaced, never changed in place (DataParallel replicas share it)."""
+        key = (tuple(self.config.label_mean), tuple(self.config.label_std), device)
+        cache = self.__dict__.get("_label_statistics_cache", {})
         if key not in cache:
-            if any(other[:2] != key[:2] for other in cache):
-                cache.clear()  # statistics set anew: the old values are not needed again
-            cache[key] = (like.new_tensor(key[0]), like.new_tensor(key[1]))
+            with torch.inference_mode(False):
+                made = (torch.tensor(key[0], dtype=torch.float32, device=device),
+                        torch.tensor(key[1], dtype=torch.float32, device=device))
+            # statistics set anew: the old values are not needed again
+            cache = {**{k: v for k, v in cache.items() if k[:2] == key[:2]}, key: made}
+            self.__dict__["_label_statistics_cache"] = cache
         return cache[key]
 
     @can_return_tuple
@@ -121,8 +125,8 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         config = self.config
         logits = raw
         if config.problem_type == "regression":
-            mean, std = self._label_statistics(raw)
-            logits = raw * std + mean
+            mean, std = self._label_statistics(raw.device)
+            logits = raw.float() * std + mean  # in float32: label units can be large (bf16 steps of 2 near 400)
         loss = None
         if labels is not None:
             loss = self._loss(raw, labels)
@@ -144,7 +148,7 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         labels = labels.float().view(raw.shape)
         present = ~torch.isnan(labels)
         if config.problem_type == "regression":
-            mean, std = self._label_statistics(labels)
+            mean, std = self._label_statistics(labels.device)
             target = (labels - mean) / std
             per_entry = (raw.float() - torch.where(present, target, 0.0)) ** 2
         else:

@@ -336,7 +336,7 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         graphs), at most to `max_atoms`; outputs of real atoms do not change."""
         if not features:
             raise ValueError("cannot pad an empty list of molecules")
-        if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
+        if pad_to_multiple_of is not None and (not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
             raise ValueError(f"pad_to_multiple_of must be a positive number of atoms, got {pad_to_multiple_of}")
         atom_arrays = [np.asarray(f["atom_features"]) for f in features]
         sizes = [len(a) for a in atom_arrays]

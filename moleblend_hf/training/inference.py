@@ -38,8 +38,10 @@ class CUDAGraphInference(torch.nn.Module):
     on Python. The first batch of each input shape is run once eagerly on a side stream (lazy initialisations
     happen there), then captured; every later batch of that shape is copied into the captured inputs and the
     graph replayed. Outputs are copies (the graph's own buffers are reused by the next replay) and equal eager
-    outputs. Graphs share one memory pool; at most `max_graphs` shapes are captured, others run eagerly and are
-    counted in `eager_batches`. Pad atoms to a multiple of `GRAPH_ATOM_MULTIPLE` so that few shapes occur.
+    outputs. A partial batch is padded to the next power of two with repeats of its first molecule (outputs of
+    those rows dropped), so that it shares a graph. Graphs share one memory pool; at most `max_graphs` shapes (and
+    autocast settings) are captured, others run eagerly and are counted in `eager_batches`. Pad atoms to a multiple
+    of `GRAPH_ATOM_MULTIPLE` so that few shapes occur.
 
     Called with the model's keyword inputs, on CUDA tensors, always under `torch.inference_mode`.
     """
@@ -64,15 +66,20 @@ class CUDAGraphInference(torch.nn.Module):
 
     def forward(self, **inputs: Any) -> Any:
         tensors = {name: value for name, value in inputs.items() if torch.is_tensor(value)}
-        if any(value.device.type != "cuda" for value in tensors.values()):
+        if not tensors or any(value.device.type != "cuda" for value in tensors.values()):
             raise ValueError("CUDA graphs need every input on a CUDA device (--device cuda)")
         others = {name: value for name, value in inputs.items() if name not in tensors}
-        with torch.inference_mode():
+        device = next(iter(tensors.values())).device
+        # the capture stream and the graph belong to the current device: make it the inputs' one (e.g. cuda:1)
+        with torch.inference_mode(), torch.cuda.device(device):
             has_3d = tensors.get("has_3d")
             if not getattr(self.config, "use_2d_relations", True) and has_3d is not None and not bool(has_3d.all()):
                 return self.model(**inputs)  # a 3D-only model refuses molecules without conformers: eagerly, by name
+            rows = next(iter(tensors.values())).shape[0]
+            tensors = pad_batch(tensors, graph_batch_size(rows))
+            autocast = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
             key = (tuple((name, tuple(value.shape), value.dtype) for name, value in sorted(tensors.items())),
-                   repr(sorted(others.items())))
+                   repr(sorted(others.items())), autocast)
             entry = self._graphs.get(key)
             if entry is None:
                 if len(self._graphs) >= self.max_graphs:
@@ -83,7 +90,7 @@ class CUDAGraphInference(torch.nn.Module):
             for name, value in tensors.items():
                 static_inputs[name].copy_(value)
             graph.replay()
-            return _copy(static_output)
+            return copy_rows(static_output, rows)
 
     def _capture(self, tensors: dict[str, torch.Tensor], others: dict[str, Any]) -> tuple:
         static_inputs = {name: value.clone() for name, value in tensors.items()}
@@ -104,14 +111,28 @@ class CUDAGraphInference(torch.nn.Module):
         return static_inputs, graph, static_output
 
 
-def _copy(output: Any) -> Any:
-    """A copy of a model output (ModelOutput, tuple or tensor), tensors cloned."""
+def graph_batch_size(rows: int) -> int:
+    """The batch size a graph is captured for: the next power of two (partial batches, e.g. the last of a chunk or
+    one with skipped molecules, then share a few graphs instead of capturing one each)."""
+    return 1 << max(rows - 1, 0).bit_length()
+
+
+def pad_batch(tensors: dict[str, torch.Tensor], rows: int) -> dict[str, torch.Tensor]:
+    """Batch-first inputs with repeats of their first molecule appended up to `rows` (molecules do not interact
+    in the encoder, so real rows' outputs are unchanged; the extra rows are dropped by `copy_rows`)."""
+    return {name: value if value.shape[0] == rows else
+            torch.cat([value, value[:1].expand(rows - value.shape[0], *value.shape[1:])])
+            for name, value in tensors.items()}
+
+
+def copy_rows(output: Any, rows: int) -> Any:
+    """A copy of the first `rows` molecules of a model output (ModelOutput, tuple or tensor, batch first)."""
     if torch.is_tensor(output):
-        return output.clone()
+        return output[:rows].clone()
     if isinstance(output, tuple):
-        return type(output)(_copy(item) for item in output)
+        return type(output)(copy_rows(item, rows) for item in output)
     if isinstance(output, dict):  # ModelOutput
-        return type(output)(**{name: _copy(value) for name, value in output.items()})
+        return type(output)(**{name: copy_rows(value, rows) for name, value in output.items()})
     return output
 
 

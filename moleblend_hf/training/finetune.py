@@ -298,7 +298,8 @@ def finetune(args: FinetuneArguments) -> dict:
         label_names=["labels"], dataloader_num_workers=args.num_workers, use_cpu=not torch.cuda.is_available(),
     )
     trainer = MoleculeTrainer(
-        group_by_size=args.group_by_size, model=model, args=training_args, optimizers=(_optimizer(model, args), None), train_dataset=datasets["train"], eval_dataset=datasets["valid"],
+        model=model, args=training_args, optimizers=(_optimizer(model, args), None), train_dataset=datasets["train"],
+        eval_dataset=datasets["valid"], group_by_size=args.group_by_size,
         data_collator=MoleBlendCollator(processor), compute_metrics=_metrics_function(problem_type),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)],
     )

@@ -69,26 +69,26 @@ class CUDAGraphInference(torch.nn.Module):
         if not tensors or any(value.device.type != "cuda" for value in tensors.values()):
             raise ValueError("CUDA graphs need every input on a CUDA device (--device cuda)")
         others = {name: value for name, value in inputs.items() if name not in tensors}
-        device = next(iter(tensors.values())).device
+        first = next(iter(tensors.values()))
+        rows, graph_rows = first.shape[0], graph_batch_size(first.shape[0])
         # the capture stream and the graph belong to the current device: make it the inputs' one (e.g. cuda:1)
-        with torch.inference_mode(), torch.cuda.device(device):
+        with torch.inference_mode(), torch.cuda.device(first.device):
             has_3d = tensors.get("has_3d")
             if not getattr(self.config, "use_2d_relations", True) and has_3d is not None and not bool(has_3d.all()):
                 return self.model(**inputs)  # a 3D-only model refuses molecules without conformers: eagerly, by name
-            rows = next(iter(tensors.values())).shape[0]
-            tensors = pad_batch(tensors, graph_batch_size(rows))
             autocast = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
-            key = (tuple((name, tuple(value.shape), value.dtype) for name, value in sorted(tensors.items())),
-                   repr(sorted(others.items())), autocast)
+            shapes = tuple((name, (graph_rows, *value.shape[1:]), value.dtype)
+                           for name, value in sorted(tensors.items()))
+            key = (shapes, repr(sorted(others.items())), autocast)
             entry = self._graphs.get(key)
             if entry is None:
                 if len(self._graphs) >= self.max_graphs:
                     self.eager_batches += 1
                     return self.model(**inputs)
-                entry = self._graphs[key] = self._capture(tensors, others)
+                entry = self._graphs[key] = self._capture(pad_batch(tensors, graph_rows), others)
             static_inputs, graph, static_output = entry
             for name, value in tensors.items():
-                static_inputs[name].copy_(value)
+                fill_rows(static_inputs[name], value)
             graph.replay()
             return copy_rows(static_output, rows)
 
@@ -120,9 +120,15 @@ def graph_batch_size(rows: int) -> int:
 def pad_batch(tensors: dict[str, torch.Tensor], rows: int) -> dict[str, torch.Tensor]:
     """Batch-first inputs with repeats of their first molecule appended up to `rows` (molecules do not interact
     in the encoder, so real rows' outputs are unchanged; the extra rows are dropped by `copy_rows`)."""
-    return {name: value if value.shape[0] == rows else
-            torch.cat([value, value[:1].expand(rows - value.shape[0], *value.shape[1:])])
-            for name, value in tensors.items()}
+    return {name: fill_rows(value.new_empty(rows, *value.shape[1:]), value) for name, value in tensors.items()}
+
+
+def fill_rows(target: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """`target` [R, ...] <- `value` [n <= R, ...], its first row repeated in the R - n rows after it."""
+    count = value.shape[0]
+    target[:count].copy_(value)
+    target[count:].copy_(value[:1].expand_as(target[count:]))
+    return target
 
 
 def copy_rows(output: Any, rows: int) -> Any:

@@ -1,7 +1,7 @@
 """Encoder speed against the official formulation, in one process, interleaved, on real molecules.
 
 The official formulation is the test-only re-statement of the official MoleBLEND encoder in
-`tests/official_reference.py` (T x B x C layers, fairseq-style attention, the official bias construction; equal to
+`tests/parity/official_reference.py` (T x B x C layers, fairseq-style attention, the official bias construction; equal to
 the official code to 3e-7). Its randomized weights are converted into a `MoleBlendModel` with the converter, so
 both compute the same function (the maximum output difference is reported). Batches: real MOSES molecules with
 their RDKit conformers (`tests/data/moses_200_conformers.parquet`), `--batch-size` per batch in file order (padded
@@ -26,7 +26,7 @@ each for the official formulation, ours (SDPA attention, the default), and:
 
 Every variant first runs each batch once (warm-up: compilation, graph capture), outside the timings.
 
-    python benchmarks/encoder_speed.py [--preset base] [--batch-size 64] [--runs 5] [--threads 2]
+    python -m benchmarks.encoder_speed [--preset base] [--batch-size 64] [--runs 5] [--threads 2]
         [--device cuda --dtype bf16] [--cuda-graphs] [--compile]   # on a GPU (bf16: autocast for all; no int8)
 
 Prints JSON and writes benchmarks/results/encoder_speed_<device>[_bf16].json (or `--output`).
@@ -38,20 +38,18 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests/ (the official re-statement) lives next to the package
+from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor
+from moleblend_hf.inference.speed import CUDAGraphInference, quantize_int8
+from moleblend_hf.publishing.conversion import convert_state_dict
+from tests.parity.official_reference import OfficialMolnetEncoder, randomize_
 
-from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor  # noqa: E402
-from moleblend_hf.conversion import convert_state_dict  # noqa: E402
-from moleblend_hf.training.inference import CUDAGraphInference, quantize_int8  # noqa: E402
-from tests.official_reference import OfficialMolnetEncoder, randomize_  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 DATA = HERE.parent / "tests" / "data" / "moses_200_conformers.parquet"
 

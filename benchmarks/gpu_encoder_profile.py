@@ -3,24 +3,18 @@
 Inference at batch 64 (the batches of `encoder_speed.py`), fp32 and bf16 autocast: for each formulation the CUDA
 kernels per forward, GPU time per forward, and the kernels by total GPU time (torch.profiler, 5 forwards).
 
-    python3 benchmarks/gpu_encoder_profile.py        # on a GPU machine
+    python -m benchmarks.gpu_encoder_profile        # on a GPU machine
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-
-from encoder_speed import DATA, _models  # noqa: E402
-from moleblend_hf import MoleBlendProcessor  # noqa: E402
-from tests.official_reference import OfficialMolnetEncoder  # noqa: E402
+from benchmarks.encoder_speed import DATA, _models
+from moleblend_hf import MoleBlendProcessor
+from tests.parity.official_reference import OfficialMolnetEncoder
 
 FORWARDS = 5
 

@@ -8,14 +8,13 @@ Base model, bf16 autocast, fused AdamW, the MOSES batches of `pretraining_step.p
 4. torch.compile(mode="reduce-overhead", dynamic=False) at batch 64: CUDA graphs replay the step's kernels without
    launching each from Python.
 
-    python3 benchmarks/gpu_step_profile.py           # on a GPU machine (DEV=cpu PRESET=tiny to try it on a CPU)
+    python -m benchmarks.gpu_step_profile           # on a GPU machine (DEV=cpu PRESET=tiny to try it on a CPU)
 """
 from __future__ import annotations
 
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +22,9 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the package from this checkout
+from moleblend_hf import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendProcessor
 
-from moleblend_hf import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendProcessor  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEVICE = os.environ.get("DEV", "cuda")
 PRESET = os.environ.get("PRESET", "base")

@@ -3,7 +3,7 @@ embeddings, fp32 against `--quantize int8`, through the code path of `moleblend 
 
     moleblend finetune tests/data/esol.csv --split file --split-file tests/data/esol_split.json \\
         --model moleblend-mini-qm9-moses --output-dir runs/esol          # or any fine-tuned model directory
-    python benchmarks/int8_accuracy.py --model runs/esol/model --data tests/data/esol.csv \\
+    python -m benchmarks.int8_accuracy --model runs/esol/model --data tests/data/esol.csv \\
         --split tests/data/esol_split.json [--runs 3] [--threads 2]
 
 The model directory's `metrics.json` (written by `moleblend finetune`) names the label columns; the split file
@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from sklearn.metrics import mean_absolute_error, roc_auc_score, root_mean_squared_error
 
-from moleblend_hf.training.inference import quantize_int8
-from moleblend_hf.training.predict import load_ensemble, predict_molecules
+from moleblend_hf.inference.predict import load_ensemble, predict_molecules
+from moleblend_hf.inference.speed import quantize_int8
 
 HERE = Path(__file__).resolve().parent
 

@@ -12,7 +12,7 @@ The timing process also times the three pair heads alone (forward + backward on 
 only part of a step the head implementation changes. `step_time_ratio_with_free_bilinear_heads` is the ratio the
 step would have if the bilinear heads cost nothing, i.e. the floor set by everything both versions share.
 
-    python benchmarks/pretraining_step.py [--preset base] [--batch-sizes 32 64] [--runs 5] [--device cpu]
+    python -m benchmarks.pretraining_step [--preset base] [--batch-sizes 32 64] [--runs 5] [--device cpu]
         [--dtype fp32|bf16] [--gradient-checkpointing]   # adds the bilinear model with activation checkpointing
 
 On a GPU: `--device cuda --dtype bf16 --batch-sizes 64 256 1024` (bf16 autocast; batches larger than the 200
@@ -153,11 +153,11 @@ def _pair_head_times(model, batch, runs: int, device: str, synchronize) -> list[
 
 def _child(args, implementation: str, batch_size: int, runs: int, preset: str, env: dict,
            measure_memory: bool = False, checkpointing: bool = False) -> dict:
-    command = [sys.executable, __file__, "--child", implementation, "--batch-size", str(batch_size), "--runs",
+    command = [sys.executable, "-m", "benchmarks.pretraining_step", "--child", implementation, "--batch-size", str(batch_size), "--runs",
                str(runs), "--preset", preset, "--device", args.device, "--dtype", args.dtype]
     command += ["--measure-memory"] if measure_memory else []
     command += ["--gradient-checkpointing"] if checkpointing else []
-    completed = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    completed = subprocess.run(command, capture_output=True, text=True, check=True, env=env, cwd=HERE.parent)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

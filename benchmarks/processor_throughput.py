@@ -6,7 +6,7 @@ interleaved).
 Compared in the same run with OGB `smiles2graph` + Graphormer `preprocess_item` + `GraphormerDataCollator`
 (transformers 4.x, Cython), run in the venv made by `benchmarks/setup_graphormer_venv.sh`.
 
-    python benchmarks/processor_throughput.py [--runs 5] [--graphormer-python .venv-graphormer/bin/python]
+    python -m benchmarks.processor_throughput [--runs 5] [--graphormer-python .venv-graphormer/bin/python]
 
 Prints JSON (medians of the runs) and writes it to benchmarks/results/processor_throughput.json.
 """

@@ -25,7 +25,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from .checkpoints import DEFAULT_PRETRAINED, pipeline, resolve_model
+    from .publishing.checkpoints import DEFAULT_PRETRAINED, pipeline, resolve_model
     from .modeling import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendForPropertyPrediction, MoleBlendModel,
                            MoleBlendPreTrainedModel)
     from .processing import (AtomsWithCoordinates, MoleBlendCollator, MoleBlendProcessor, MoleculeError,

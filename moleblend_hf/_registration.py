@@ -45,7 +45,7 @@ def _register_processor() -> None:
 
 
 def _register_pipelines() -> None:
-    from .pipelines import register_pipelines
+    from .inference.pipelines import register_pipelines
 
     register_pipelines()
 
@@ -59,7 +59,7 @@ REGISTRATIONS: list[tuple[str, Callable[[], None]]] = [
     ("transformers.pipelines", _register_pipelines),
 ]
 #: modules whose loading may make a registration possible
-_WATCHED = {name for name, _ in REGISTRATIONS} | {"transformers.modeling_utils", "moleblend_hf.pipelines"}
+_WATCHED = {name for name, _ in REGISTRATIONS} | {"transformers.modeling_utils", "moleblend_hf.inference.pipelines"}
 _done: set[int] = set()
 
 
@@ -74,7 +74,7 @@ def sync(just_loaded: str | None = None) -> None:
     finished executing though the import system still flags it as loading."""
     # the model code imports from all over transformers: register only when no module of it (or of ours) is mid-import
     if any(_initializing(name) for name in list(sys.modules) if name != just_loaded and
-           name.startswith(("transformers.", "moleblend_hf.modeling", "moleblend_hf.pipelines"))):
+           name.startswith(("transformers.", "moleblend_hf.modeling", "moleblend_hf.inference.pipelines"))):
         return
     for index, (name, register) in enumerate(REGISTRATIONS):
         if index not in _done and name in sys.modules:

@@ -10,7 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from moleblend_hf.training.benchmark import MOLECULENET
+from moleblend_hf.training.benchmark_tables import MOLECULENET
 from moleblend_hf.training.finetune import FinetuneArguments, finetune
 
 TASKS = ("bbbp", "esol", "freesolv")

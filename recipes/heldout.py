@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from moleblend_hf.training.data import canonical_set, canonical_smiles
+from moleblend_hf.sources.files import canonical_set, canonical_smiles
 
 
 def main(qm9: str, moses: str, test_molecules: str, output: str) -> None:

@@ -1,5 +1,5 @@
 """The `moleblend` command: one subcommand per module of this package, each parsing its job's arguments
-dataclass (`moleblend_hf/training/arguments.py`) with `transformers.HfArgumentParser`.
+dataclass (`moleblend_hf/arguments/`) with `transformers.HfArgumentParser`.
 
 `moleblend --help` and `moleblend <command> --help` import neither torch nor the model: a subcommand's module is
 imported only when it is run, and its job only after its arguments parsed.

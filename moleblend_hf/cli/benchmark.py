@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..training.arguments import BenchmarkArguments
+from ..arguments import BenchmarkArguments
 from .parser import EXIT_OK, parse, run
 
 DESCRIPTION = (
@@ -18,7 +18,7 @@ def main(argv: Sequence[str]) -> int:
     arguments = parse(BenchmarkArguments, argv, "benchmark", DESCRIPTION)
 
     def job() -> int:
-        from ..training.benchmark import export_test_molecules, run_benchmark
+        from ..training.benchmark_tables import export_test_molecules, run_benchmark
 
         if arguments.export_test_molecules:
             count = export_test_molecules(arguments, arguments.export_test_molecules)

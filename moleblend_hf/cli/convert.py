@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..training.arguments import ConvertArguments
+from ..arguments import ConvertArguments
 from .parser import EXIT_FAILED, EXIT_OK, parse, run
 
 DESCRIPTION = (
@@ -20,9 +20,9 @@ def main(argv: Sequence[str]) -> int:
     def job() -> int:
         import sys
 
-        from ..conversion import ConversionError, convert_checkpoint
+        from ..publishing.conversion import ConversionError, convert_checkpoint
         from ..modeling import MoleBlendConfig
-        from ..training.hub import write_model_card
+        from ..publishing.push import write_model_card
 
         MoleBlendConfig.check_overrides(arguments.config_overrides)
         try:

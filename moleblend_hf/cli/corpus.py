@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..training.arguments import CorpusArguments
+from ..arguments import CorpusArguments
 from .parser import EXIT_OK, parse, run
 
 DESCRIPTION = (
@@ -18,7 +18,7 @@ def main(argv: Sequence[str]) -> int:
     arguments = parse(CorpusArguments, argv, "corpus", DESCRIPTION)
 
     def job() -> int:
-        from ..training.corpus import build_conformer_corpus
+        from ..sources.corpus import build_conformer_corpus
 
         print(json.dumps(build_conformer_corpus(arguments)["counts"], indent=2))
         return EXIT_OK

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from ..training.arguments import EmbedArguments
+from ..arguments import EmbedArguments
 from .parser import EXIT_OK, parse, run
 
 DESCRIPTION = (
@@ -19,7 +19,7 @@ def main(argv: Sequence[str]) -> int:
     arguments = parse(EmbedArguments, argv, "embed", DESCRIPTION)
 
     def job() -> int:
-        from ..training.embed import embed
+        from ..inference.embed import embed
 
         if arguments.model is None:
             print(f"note: no --model given; embedding with a randomly initialised '{arguments.preset}' model (a demo "

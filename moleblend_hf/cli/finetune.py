@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..training.arguments import FinetuneArguments
+from ..arguments import FinetuneArguments
 from .parser import EXIT_OK, parse, run
 
 DESCRIPTION = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..training.arguments import PredictArguments
+from ..arguments import PredictArguments
 from .parser import EXIT_OK, parse, run
 
 DESCRIPTION = (
@@ -19,7 +19,7 @@ def main(argv: Sequence[str]) -> int:
     arguments = parse(PredictArguments, argv, "predict", DESCRIPTION)
 
     def job() -> int:
-        from ..training.predict import predict_file
+        from ..inference.predict import predict_file
 
         print(json.dumps(predict_file(arguments), indent=2))
         return EXIT_OK

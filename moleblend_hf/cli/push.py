@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ..training.arguments import PushArguments
+from ..arguments import PushArguments
 from .parser import EXIT_FAILED, EXIT_OK, parse, run
 
 DESCRIPTION = (
@@ -20,7 +20,7 @@ def main(argv: Sequence[str]) -> int:
     arguments = parse(PushArguments, argv, "push", DESCRIPTION)
 
     def job() -> int:
-        from ..training.hub import DEFAULT_COMMIT_MESSAGE, HubPushError, push_to_hub
+        from ..publishing.push import DEFAULT_COMMIT_MESSAGE, HubPushError, push_to_hub
 
         try:
             result = push_to_hub(arguments.directory, arguments.repo_id, private=arguments.private,

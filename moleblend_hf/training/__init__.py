@@ -1,1 +1,1 @@
-"""Jobs built on the model and the processor: data reading, embedding, pretraining, fine-tuning."""
+"""The learning jobs: pretraining, fine-tuning, benchmark tables, training state, run directories, metrics."""

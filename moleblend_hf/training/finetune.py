@@ -27,14 +27,14 @@ import torch
 from torch.utils.data import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
-from ..checkpoints import ENSEMBLE_FILE, resolve_model
+from ..publishing.checkpoints import ENSEMBLE_FILE, resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
 from ..processing import MoleBlendCollator, MoleBlendProcessor, MoleculeError
-from .arguments import FinetuneArguments
+from ..arguments import FinetuneArguments
 from .run_directory import open_run
-from .data import MOLBLOCK_COLUMNS, SMILES_COLUMNS, pick_column, canonical_smiles
+from ..sources.files import MOLBLOCK_COLUMNS, SMILES_COLUMNS, pick_column, canonical_smiles
 from .metrics import SELECTION_METRIC, compute_metrics
-from .splits import SPLIT_NAMES, duplicate_groups, make_split
+from ..sources.splits import SPLIT_NAMES, duplicate_groups, make_split
 
 logger = logging.getLogger(__name__)
 TASKS = ("auto", "regression", "classification", "multiclass")
@@ -323,12 +323,12 @@ def finetune(args: FinetuneArguments) -> dict:
     model_dir = output
     trainer.model.save_pretrained(model_dir)  # not trainer.save_model: it adds a pickled training_args.bin
     processor.save_pretrained(model_dir)
-    from .hub import write_model_card
+    from ..publishing.push import write_model_card
     base_model = args.model if args.model and resolve_model(args.model) == args.model and \
         not Path(args.model).exists() else None  # Hub ids only
     write_model_card(model_dir, model.config, base_model=base_model, repo_id=args.push_to_hub)
     if args.push_to_hub:
-        from .hub import push_directory
+        from ..publishing.push import push_directory
 
         push_directory(model_dir, args.push_to_hub)
     return result

@@ -34,16 +34,16 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..checkpoints import resolve_model
+from ..publishing.checkpoints import resolve_model
 from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
 from ..processing import MoleBlendProcessor, MoleculeError
-from .arguments import BUNDLED_QM9, PretrainArguments
-from .data import expand_sources, read_table
-from .remote import HUB_PREFIX, HubSource, pin_revision
+from ..arguments import BUNDLED_QM9, PretrainArguments
+from ..sources.files import expand_sources, read_table
+from ..sources.remote import HUB_PREFIX, HubSource, pin_revision
 from .run_directory import Run, open_run, read_run
 from .training_state import CheckpointError, load_training_state, save_training_state, verify_checksums, \
     write_checksums
-from .streaming import Position, PretrainingStream, StreamSettings, next_position
+from ..sources.streaming import Position, PretrainingStream, StreamSettings, next_position
 
 logger = logging.getLogger(__name__)
 LOSS_NAMES = ("loss", "relative_position_loss", "spd_loss", "path_loss", "denoise_loss")
@@ -469,7 +469,7 @@ class Pretrainer:
             model = accelerator.unwrap_model(self.model)
             model.save_pretrained(final)
             self.processor.save_pretrained(final)
-            from .hub import write_model_card
+            from ..publishing.push import write_model_card
 
             write_model_card(final, model.config, repo_id=self.args.push_to_hub, pretraining={
                 "inputs": self.sources, "steps": self.step, "molecules_seen": self.molecules_seen,
@@ -477,7 +477,7 @@ class Pretrainer:
                 "max_tokens": self.args.max_tokens, "learning_rate": self.args.learning_rate,
                 "processes": accelerator.num_processes})
             if self.args.push_to_hub:
-                from .hub import push_directory
+                from ..publishing.push import push_directory
 
                 push_directory(final, self.args.push_to_hub)
         accelerator.wait_for_everyone()
@@ -516,7 +516,7 @@ def pretrain(args: PretrainArguments, datasets: dict[str, Any] | None = None) ->
     if datasets:
         from dataclasses import replace
 
-        from .remote import register_dataset
+        from ..sources.remote import register_dataset
 
         names = [register_dataset(name, dataset) for name, dataset in datasets.items()]
         given = [] if args.inputs == [str(BUNDLED_QM9)] else args.inputs  # they replace the default corpus

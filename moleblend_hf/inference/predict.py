@@ -1,0 +1,143 @@
+"""`moleblend predict`: a file of molecules + fine-tuned models -> one prediction row per input row.
+
+Every input row gets an output row, in input order: `row` (0-based position in the file), `id`, the predictions,
+and `skipped_reason` (empty predictions and the reason for a row that cannot be featurized, e.g. a bad SMILES).
+Several models (or an ensemble directory from `moleblend finetune --seeds` / `--kfold`) give the members' mean
+and, as an uncertainty, their standard deviation (`std_...` columns). Molecules are featurized once per distinct
+processor setting and batched by atom count (little padding), under `torch.inference_mode`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..publishing.checkpoints import ensemble_members, resolve_model
+from ..modeling import MoleBlendForPropertyPrediction
+from ..processing import MoleBlendProcessor, MoleculeError
+from ..arguments import PredictArguments
+from ..sources.files import read_table
+from .speed import apply_inference_options, atom_padding_multiple, inference_autocast
+
+logger = logging.getLogger(__name__)
+CHUNK_ROWS = 4096  # rows featurized and predicted at a time: memory stays bounded on large files
+
+
+def load_ensemble(paths: list[str]) -> list[tuple[MoleBlendForPropertyPrediction, MoleBlendProcessor]]:
+    """The members (model + its saved processor) of every given model or ensemble directory; all must predict the
+    same thing (problem type, labels)."""
+    members = []
+    for path in paths:
+        for member in ensemble_members(resolve_model(path)):
+            model = MoleBlendForPropertyPrediction.from_pretrained(member).eval()
+            processor = MoleBlendProcessor.from_pretrained(member) if (Path(member) / "preprocessor_config.json") \
+                .exists() else MoleBlendProcessor.from_config(model.config)
+            members.append((model, processor))
+    first = members[0][0].config
+    for model, _ in members[1:]:
+        config = model.config
+        if (config.problem_type, config.num_labels, config.id2label) != (first.problem_type, first.num_labels,
+                                                                          first.id2label):
+            raise ValueError(f"the models predict different things: {config.problem_type} {config.id2label} vs "
+                             f"{first.problem_type} {first.id2label}; an ensemble needs models of one task")
+    return members
+
+
+def output_columns(config) -> list[str]:
+    """Names of the prediction columns (class probabilities carry the class names)."""
+    names = [str(config.id2label[i]) for i in range(config.num_labels)]
+    kind = "prediction" if config.problem_type == "regression" else "probability"
+    return [f"{kind}_{name}" for name in names]
+
+
+def _to_values(logits: torch.Tensor, problem_type: str) -> torch.Tensor:
+    if problem_type == "single_label_classification":
+        return logits.softmax(-1)
+    if problem_type == "multi_label_classification":
+        return logits.sigmoid()
+    return logits  # regression heads return label units (they undo the training standardisation)
+
+
+@torch.inference_mode()
+def predict_molecules(members: list[tuple[MoleBlendForPropertyPrediction, MoleBlendProcessor]], molecules: list,
+                      batch_size: int = 64, device: str = "cpu",
+                      mixed_precision: str = "no") -> tuple[np.ndarray, dict[int, str]]:
+    """Predictions [members, molecules, outputs] (NaN for molecules that could not be featurized) and the reason
+    for each such molecule (by position)."""
+    count, outputs = len(molecules), members[0][0].config.num_labels
+    values = np.full((len(members), count, outputs), np.nan, dtype=np.float64)
+    failures: dict[int, str] = {}
+    featurized: dict[str, tuple[dict[int, dict], dict[int, str]]] = {}
+    for index, (model, processor) in enumerate(members):
+        key = json.dumps(processor.to_dict(), sort_keys=True, default=str)
+        if key not in featurized:  # members of one fine-tuning run share their processor settings
+            features, reasons = {}, {}
+            for position, molecule in enumerate(molecules):
+                try:
+                    features[position] = processor.featurize(molecule, position)
+                except MoleculeError as error:
+                    reasons[position] = error.reason
+            featurized[key] = (features, reasons)
+        features, reasons = featurized[key]
+        failures.update(reasons)
+        model.to(device)
+        order = sorted(features, key=lambda p: features[p]["num_atoms"])  # batches of similar size: little padding
+        for start in range(0, len(order), batch_size):
+            positions = order[start: start + batch_size]
+            batch = processor.pad([features[p] for p in positions], return_tensors="pt",
+                                  pad_to_multiple_of=atom_padding_multiple(model)).to(device)
+            with inference_autocast(device, mixed_precision):
+                logits = model(**batch).logits.float()
+            values[index, positions] = _to_values(logits, model.config.problem_type).cpu().numpy()
+    return values, failures
+
+
+def predict_file(args: PredictArguments) -> dict:
+    """Predict every row of `args.data` into `args.output`; returns counts."""
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
+    if not Path(args.data).exists():
+        raise FileNotFoundError(f"{args.data} not found")
+    members = load_ensemble(args.model)
+    config = members[0][0].config
+    members = [(apply_inference_options(model, args.quantize, args.compile, args.cuda_graphs), processor)
+               for model, processor in members]
+    names = output_columns(config)
+    records = read_table(args.data, smiles_column=args.smiles_column, molblock_column=args.molblock_column)
+    frames, skipped, bar = [], 0, tqdm(desc="predicting", unit="mol", disable=not args.progress)
+    while chunk := list(itertools.islice(records, CHUNK_ROWS)):
+        values, failures = predict_molecules(members, [r.molecule for r in chunk], args.batch_size, args.device,
+                                              args.mixed_precision)
+        mean = values.mean(0)
+        frame = pd.DataFrame({"row": [r.row for r in chunk], "id": [r.identifier for r in chunk]})
+        for column, name in enumerate(names):
+            frame[name] = mean[:, column]
+        if len(members) > 1:
+            std = values.std(0)
+            for column, name in enumerate(names):
+                frame[f"std_{name.split('_', 1)[1]}"] = std[:, column]
+        if config.problem_type == "single_label_classification":
+            best = np.nan_to_num(mean, nan=-1).argmax(1)
+            frame["predicted_class"] = [None if position in failures else str(config.id2label[int(k)])
+                                        for position, k in enumerate(best)]
+        frame["skipped_reason"] = [failures.get(position) for position in range(len(chunk))]
+        frames.append(frame)
+        skipped += len(failures)
+        bar.update(len(chunk))
+    bar.close()
+    table = pd.concat(frames, ignore_index=True) if frames else \
+        pd.DataFrame(columns=["row", "id", *names, "skipped_reason"])  # an empty input: the same columns
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.name}.tmp")
+    table.to_parquet(temporary, index=False) if output.suffix == ".parquet" else table.to_csv(temporary, index=False)
+    temporary.replace(output)  # the file exists only once complete
+    return {"input": str(args.data), "output": str(output), "rows": len(table), "predicted": len(table) - skipped,
+            "skipped": skipped, "models": len(members), "problem_type": config.problem_type, "columns": names}

@@ -1,0 +1,67 @@
+"""Checkpoints shipped inside the package, addressable by a short name.
+
+`resolve_model("moleblend-mini-qm9-moses")` gives the directory of the bundled pretrained checkpoint; any other
+string (a local directory or a Hub repo id) is returned unchanged, so every `--model` / `model=` argument takes
+both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "shipped"
+
+#: short name -> directory inside the package (a save_pretrained directory with processor and model card)
+SHIPPED = {
+    "moleblend-mini-qm9-moses": CHECKPOINT_DIR / "moleblend-mini-qm9-moses",
+}
+#: the checkpoint the README recommends starting from
+DEFAULT_PRETRAINED = "moleblend-mini-qm9-moses"
+#: the manifest of an ensemble directory (`moleblend finetune --seeds` / `--kfold`): its member directories
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def resolve_model(name_or_path: str | Path | None) -> str | None:
+    """The directory of a shipped checkpoint for its short name; anything else unchanged (None stays None)."""
+    if name_or_path is None:
+        return None
+    shipped = SHIPPED.get(str(name_or_path))
+    if shipped is None:
+        return str(name_or_path)
+    if not (shipped / "config.json").exists():
+        raise FileNotFoundError(f"the shipped checkpoint {name_or_path!r} is missing from {shipped}; reinstall "
+                                "moleblend-hf")
+    return str(shipped)
+
+
+def ensemble_members(directory: str | Path) -> list[str]:
+    """The member model directories of an ensemble directory; a plain model directory is its own one member."""
+    directory = Path(directory)
+    manifest = directory / ENSEMBLE_FILE
+    if not manifest.exists():
+        return [str(directory)]
+    return [str(directory / name) for name in json.loads(manifest.read_text())["members"]]
+
+
+def pipeline(task: str, model: str | Path | None = None, **kwargs):
+    """`transformers.pipeline` that also takes the short names of shipped checkpoints, e.g.
+    `pipeline("molecule-feature-extraction", model="moleblend-mini-qm9-moses")`, and the ensemble directories of
+    `moleblend finetune --seeds` / `--kfold` (property prediction: the members' mean and `"std"`)."""
+    import transformers.pipelines  # importing it registers the molecule tasks (see _registration)
+
+    model = resolve_model(model)
+    if model is None or not (Path(model) / ENSEMBLE_FILE).exists():
+        return transformers.pipelines.pipeline(task, model=model, **kwargs)
+    members = ensemble_members(model)
+    if task != "molecule-property-prediction":
+        raise ValueError(f"{model} is an ensemble of {len(members)} fine-tuned models: use it with the "
+                         f"'molecule-property-prediction' task, or pick one member ({members[0]}) for {task!r}")
+    # one featurization for all members: their settings must agree (the conformer seed may differ by member; the
+    # first member's is used)
+    settings = [json.loads((Path(member) / "preprocessor_config.json").read_text()) for member in members]
+    if any({**s, "seed": None} != {**settings[0], "seed": None} for s in settings):
+        raise ValueError(f"the members of {model} have different processor settings; use `moleblend predict`, "
+                         "which featurizes for each member")
+    others = [transformers.AutoModelForSequenceClassification.from_pretrained(member) for member in members[1:]]
+    return transformers.pipelines.pipeline(task, model=members[0], ensemble=others, **kwargs)

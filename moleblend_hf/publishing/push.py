@@ -1,0 +1,577 @@
+"""Model cards and publishing MoleBLEND models to the Hugging Face Hub.
+
+`push_to_hub` uploads a saved model directory (or a model object) as one commit: the weights and `config.json`,
+the processor's `preprocessor_config.json`, the remote code that `save_pretrained` writes (so that
+`trust_remote_code=True` works without this package), and a model card (`README.md`). Pushing to an existing
+repo updates it: the new commit replaces the files and, by default, removes files the directory no longer has.
+
+Failures (network errors, a rejected token, Hub server errors) raise `HubPushError`; the local directory is
+never modified by a push (a card that the directory lacks is generated in memory and uploaded).
+
+Evaluation results (`metrics.json`)
+-----------------------------------
+When the directory holds a `metrics.json`, the card's metadata gets a `model-index` with its results. The file
+is one object, or a list of them::
+
+    {"task": "regression",            # task type, free text (e.g. "regression", "classification")
+     "dataset": "esol",               # dataset id (a Hub dataset id where there is one) or short name
+     "dataset_name": "ESOL",          # optional, human-readable (default: "dataset")
+     "split": "test",                 # optional
+     "metrics": {"rmse": 0.61, "mae": 0.45}}   # metric name -> number
+
+The result file of `moleblend finetune` (with `problem_type`, `data` and `test` metrics) is read as well.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, EvalResult, HfApi, ModelCard, ModelCardData
+
+from ..modeling import MoleBlendConfig
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PIPELINES_FILE = "pipelines.py"
+CARD_FILE = "README.md"
+PROCESSOR_FILE = "preprocessor_config.json"
+DEFAULT_TAGS = ("chemistry", "molecules", "moleblend", "graph-transformer", "3d", "molecular-representation")
+DEFAULT_COMMIT_MESSAGE = "Upload MoleBLEND model"
+_IGNORED_SUFFIXES = (".pyc", ".lock", ".tmp")
+# Always kept on the Hub even when the directory has no such file (it routes binaries to LFS/Xet).
+_KEEP_REMOTE = {".gitattributes"}
+# Trainer bookkeeping in a fine-tuning result, not evaluation metrics.
+_NOT_METRICS = {"runtime", "samples_per_second", "steps_per_second", "epoch"}
+_CITATION = """@inproceedings{yu2024moleblend,
+  title     = {Multimodal Molecular Pretraining via Modality Blending},
+  author    = {Yu, Qiying and Zhang, Yudi and Ni, Yuyan and Feng, Shikun and Lan, Yanyan and Zhou, Hao and
+               Liu, Jingjing},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2024}
+}"""
+
+
+class HubPushError(RuntimeError):
+    """A push to the Hub failed. `repo_id`, `status` (HTTP status, None for network errors) and `cause` say why.
+
+    The local directory is unchanged; fix the cause and push again (a failed push commits nothing).
+    """
+
+    def __init__(self, repo_id: str, cause: str, status: int | None = None, directory: str | Path | None = None):
+        self.repo_id, self.cause, self.status = repo_id, cause, status
+        where = f"; the local files in {directory} are unchanged" if directory is not None else ""
+        super().__init__(f"Pushing to the Hub repo '{repo_id}' failed: {cause}{where}.")
+
+
+@dataclass
+class PushResult:
+    """What a successful push created."""
+
+    repo_id: str  # with its namespace, as the Hub resolved it
+    repo_url: str
+    commit_url: str
+    commit_sha: str
+    files: list[str] = field(default_factory=list)  # paths uploaded in the commit
+    deleted: list[str] = field(default_factory=list)  # stale paths removed from the repo
+
+
+# ------------------------------------------------------------------------------------------------ model card
+def load_metrics(source: str | Path | dict | list | None) -> list[dict[str, Any]]:
+    """Evaluation results in the `metrics.json` format (see the module docstring), validated; [] for None."""
+    if source is None:
+        return []
+    if isinstance(source, (str, Path)):
+        source = json.loads(Path(source).read_text())
+    entries = source if isinstance(source, list) else [source]
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"task", "dataset", "metrics"} <= set(entry):
+            raise ValueError(f"metrics entries need 'task', 'dataset' and 'metrics' keys, got {entry!r}")
+        if not isinstance(entry["metrics"], dict) or not entry["metrics"]:
+            raise ValueError(f"'metrics' must map metric names to numbers, got {entry['metrics']!r}")
+        for name, value in entry["metrics"].items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"metric {name!r} must be a number, got {value!r}")
+    return entries
+
+
+def _from_finetune_result(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `metrics.json` that `moleblend finetune` writes (problem_type, data, test metrics) in this format."""
+    metrics = {name: value for name, value in result["test"].items() if name not in _NOT_METRICS
+               and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if not metrics:
+        return []
+    return [{"task": result["problem_type"], "dataset": Path(str(result.get("data", "dataset"))).stem,
+             "split": "test", "metrics": metrics}]
+
+
+def directory_metrics(directory: str | Path) -> list[dict[str, Any]]:
+    """The evaluation results of `directory/metrics.json` ([] without one).
+
+    Accepts the format of the module docstring and the result file of `moleblend finetune`; a file in another
+    format is ignored with a warning (a card is still written, without a model-index).
+    """
+    path = Path(directory) / METRICS_FILE
+    if not path.exists():
+        return []
+    content = json.loads(path.read_text())
+    try:
+        return load_metrics(content)
+    except ValueError as error:
+        if isinstance(content, dict) and "problem_type" in content and isinstance(content.get("test"), dict):
+            return _from_finetune_result(content)
+        logger.warning("%s is not in the metrics format of moleblend_hf.publishing (%s): no model-index",
+                       path, error)
+        return []
+
+
+def _eval_results(entries: list[dict[str, Any]]) -> list[EvalResult]:
+    return [
+        EvalResult(task_type=entry["task"], task_name=entry.get("task_name"), dataset_type=entry["dataset"],
+                   dataset_name=entry.get("dataset_name", entry["dataset"]), dataset_split=entry.get("split"),
+                   metric_type=name, metric_name=name, metric_value=value)
+        for entry in entries for name, value in entry["metrics"].items()
+    ]
+
+
+def count_parameters(directory: str | Path) -> int | None:
+    """Number of parameters in the safetensors weights of a saved model (single file or sharded), if any."""
+    directory = Path(directory)
+    index = directory / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (directory / "model.safetensors").exists():
+        shards = ["model.safetensors"]
+    else:
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    for shard in shards:
+        with safe_open(str(directory / shard), "np") as handle:
+            for key in handle.keys():
+                count = 1
+                for size in handle.get_slice(key).get_shape():
+                    count *= size
+                total += count
+    return total
+
+
+def _architecture_lines(config: MoleBlendConfig, parameters: int | None) -> list[str]:
+    architecture = (config.architectures or ["MoleBlendModel"])[0]
+    size = f"{parameters / 1e6:.2f}M parameters" if parameters else "size: see config.json"
+    lines = [
+        f"- class `{architecture}`; {size}",
+        f"- {config.num_hidden_layers} post-LN Transformer layers, hidden size {config.hidden_size}, "
+        f"{config.num_attention_heads} attention heads, feed-forward {config.intermediate_size}",
+        f"- relations: 2D (shortest paths, bonds along them up to {config.max_path_hops} hops) "
+        f"{'on' if config.use_2d_relations else 'off'}; 3D ({config.num_gaussian_kernels} Gaussian kernels over "
+        f"interatomic distances) {'on' if config.use_3d_relations else 'off'}",
+    ]
+    if architecture == "MoleBlendForPreTraining":
+        lines.append("- this checkpoint also holds the pretraining heads (relation prediction, denoising); "
+                     "`AutoModel` loads the encoder alone, `AutoModelForPreTraining` the full model")
+    return lines
+
+
+def _pretraining_lines(pretraining: dict[str, Any]) -> list[str]:
+    def show(value: Any) -> str:
+        return f"`{json.dumps(value, default=str)}`" if isinstance(value, (list, dict)) else f"{value}"
+
+    return [f"- **{key}**: {show(value)}" for key, value in pretraining.items() if value not in (None, [], {})]
+
+
+def _evaluation_lines(entries: list[dict[str, Any]]) -> list[str]:
+    lines = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
+    for entry in entries:
+        for name, value in entry["metrics"].items():
+            lines.append(f"| {entry['task']} | {entry.get('dataset_name', entry['dataset'])} | "
+                         f"{entry.get('split', '')} | {name} | {value:.4g} |")
+    return lines
+
+
+def _limits_lines(config: MoleBlendConfig, processor: dict[str, Any]) -> list[str]:
+    max_atoms = min(config.max_atoms, processor.get("max_atoms", config.max_atoms))
+    policy = processor.get("conformers", "given")
+    policies = {
+        "given": "uses a 3D conformer present in the input (molblock, SDF, RDKit Mol with a conformer) and "
+                 "otherwise falls back to 2D relations only; SMILES inputs are therefore 2D-only unless you "
+                 "load the processor with `conformers=\"generate\"`",
+        "generate": "uses a given 3D conformer, otherwise generates one (RDKit ETKDGv3 + MMFF94); when that "
+                    "fails the molecule falls back to 2D relations only",
+        "none": "never uses 3D coordinates (2D relations only)",
+    }
+    hydrogens = "hydrogens are kept as atoms" if processor.get("keep_hydrogens") else \
+        "hydrogens are removed (heavy atoms only)"
+    return [
+        f"- **Molecule size**: at most {max_atoms} atoms per molecule; larger molecules are rejected with a "
+        "`MoleculeError` (`processor(molecules, errors=\"skip\")` leaves bad molecules out and records why).",
+        f"- **Conformers**: the saved processor's policy is `{policy}`: it {policies.get(policy, policy)}. "
+        "Embeddings of the same molecule with and without 3D coordinates differ.",
+        f"- **Atoms**: {hydrogens}. Elements are featurized with the OGB vocabulary (atomic numbers 1-118); "
+        "dummy/query atoms (`*`, atomic number 0) and inputs RDKit cannot parse or sanitize are rejected.",
+        "- **Scope**: small organic molecules as in the pretraining data; proteins, polymers, periodic "
+        "materials and reactions are out of scope. The embeddings are not validated for any safety-critical "
+        "use; fine-tune and evaluate on your task.",
+    ]
+
+
+def _usage_lines(repo_id: str) -> list[str]:
+    return [
+        "```python",
+        "import torch",
+        "from transformers import AutoModel, AutoProcessor",
+        "",
+        f'model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True).eval()',
+        f'processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)',
+        'inputs = processor(["CCO", "c1ccccc1O"])  # SMILES, molblocks, RDKit Mols or .sdf paths',
+        "with torch.no_grad():",
+        "    outputs = model(**inputs)",
+        "embeddings = outputs.pooler_output  # [2, hidden_size]: one vector per molecule",
+        "atom_states = outputs.last_hidden_state  # [2, 1 + atoms, hidden_size]; position 0 is the graph token",
+        "```",
+        "",
+        "`trust_remote_code=True` runs the modeling and processing code stored in this repository (written by "
+        "`moleblend-hf`); with `pip install moleblend-hf` and `import moleblend_hf` the classes are registered "
+        "locally instead.",
+    ]
+
+
+def build_model_card(
+    config: MoleBlendConfig,
+    *,
+    repo_id: str | None = None,
+    processor_config: dict[str, Any] | None = None,
+    parameters: int | None = None,
+    pretraining: dict[str, Any] | None = None,
+    metrics: list[dict[str, Any]] | None = None,
+    datasets: list[str] | None = None,
+    base_model: str | None = None,
+    license: str = "mit",
+    tags: list[str] | None = None,
+) -> ModelCard:
+    """A `ModelCard` (metadata + body) for a MoleBLEND model; nothing is written. See `write_model_card`."""
+    name = repo_id or "MoleBLEND"
+    results = _eval_results(metrics or [])
+    data = ModelCardData(
+        library_name="transformers", license=license, tags=list(dict.fromkeys([*DEFAULT_TAGS, *(tags or [])])),
+        datasets=list(datasets) if datasets else None, base_model=base_model, pipeline_tag="feature-extraction",
+        model_name=name.split("/")[-1] if results else None, eval_results=results or None,
+    )
+    body = [
+        f"# {name.split('/')[-1]}", "",
+        "A MoleBLEND encoder (Yu et al., *Multimodal Molecular Pretraining via Modality Blending*, ICLR 2024): a "
+        "Transformer over the atoms of a molecule whose attention is biased, per head, by 2D relations "
+        "(shortest-path distances, the bonds along shortest paths, degrees) and 3D relations (interatomic "
+        "distances). Pretraining blends the three relation types into one attention bias and predicts them back. "
+        "Implemented with `transformers` by `moleblend-hf`.", "",
+        "## Architecture", "", *_architecture_lines(config, parameters), "",
+    ]
+    if pretraining:
+        body += ["## Pretraining", "", *_pretraining_lines(pretraining), ""]
+    if metrics:
+        body += ["## Evaluation", "", *_evaluation_lines(metrics), ""]
+    body += [
+        "## Intended use", "",
+        "Molecule-level embeddings (`pooler_output`, the graph token) and atom-level embeddings "
+        "(`last_hidden_state`) for retrieval, clustering and property-prediction probes, and a starting point "
+        "for fine-tuning on molecular property data.", "",
+        "## Limitations", "", *_limits_lines(config, processor_config or {}), "",
+        "## Usage", "", *_usage_lines(name), "",
+        "## Citation", "", "```bibtex", _CITATION, "```", "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def card_for_directory(
+    directory: str | Path,
+    config: MoleBlendConfig | None = None,
+    *,
+    processor_config: dict[str, Any] | None = None,
+    **card_options: Any,
+) -> ModelCard:
+    """`build_model_card` with what a saved directory tells: config, processor settings, size, `metrics.json`."""
+    directory = Path(directory)
+    config = config or MoleBlendConfig.from_pretrained(directory)
+    if card_options.get("metrics") is None:
+        card_options["metrics"] = directory_metrics(directory)
+    return build_model_card(
+        config, processor_config=processor_config or _read_json(directory / PROCESSOR_FILE),
+        parameters=count_parameters(directory), **card_options)
+
+
+def write_model_card(directory: str | Path, config: MoleBlendConfig, pretraining: dict[str, Any] | None = None,
+                     base_model: str | None = None, license: str = "mit", *, repo_id: str | None = None,
+                     datasets: list[str] | None = None, metrics: str | Path | dict | list | None = None,
+                     tags: list[str] | None = None) -> ModelCard:
+    """Write `README.md` (a `huggingface_hub.ModelCard`) describing the MoleBLEND model saved in `directory`.
+
+    Metadata: library_name, license, tags, datasets, base_model, pipeline_tag and, when `metrics` is given or
+    `directory/metrics.json` exists, a `model-index`. Body: architecture and size, pretraining data and budget
+    (`pretraining`), evaluation results, intended use, limits (max atoms, conformer policy, unsupported atoms),
+    a usage snippet for `repo_id` (default: the directory name) and the citation.
+    """
+    directory = Path(directory)
+    card = card_for_directory(
+        directory, config, repo_id=repo_id or directory.name, pretraining=pretraining, base_model=base_model,
+        license=license, datasets=datasets, metrics=load_metrics(metrics) if metrics is not None else None,
+        tags=tags)
+    card.save(directory / CARD_FILE)
+    return card
+
+
+# ------------------------------------------------------------------------------------------------- pushing
+#: the files of a model repo: weights, config, processor, remote code, card, metrics. A run directory also holds
+#: checkpoints, logs, splits and predictions of the user's data: those are never uploaded.
+_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
+                "model.safetensors.index.json", PROCESSOR_FILE, "processor_config.json", "*.py", CARD_FILE,
+                METRICS_FILE, ".gitattributes")
+
+
+def _local_files(directory: Path) -> dict[str, Path]:
+    """path in repo -> local file, for the files of the directory that belong in a model repo (top level only;
+    never a symlink, whose target may be any file the user can read)."""
+    files = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_symlink():
+            logger.warning("not uploading %s: a symbolic link", path)
+            continue
+        if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in _MODEL_FILES) and \
+                not path.name.endswith(_IGNORED_SUFFIXES):
+            files[path.name] = path
+    return files
+
+
+def _check_model_directory(directory: Path) -> MoleBlendConfig:
+    """The config of a saved MoleBLEND model directory; errors before any upload when it is not one."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory (expected a save_pretrained output)")
+    if not (directory / "config.json").exists():
+        raise FileNotFoundError(f"{directory} has no config.json: save the model with save_pretrained first")
+    if not any((directory / name).exists() for name in ("model.safetensors", "model.safetensors.index.json",
+                                                          "pytorch_model.bin", "pytorch_model.bin.index.json")):
+        raise FileNotFoundError(f"{directory} has no model weights (model.safetensors)")
+    model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+    if model_type != MoleBlendConfig.model_type:
+        raise ValueError(f"{directory} holds a {model_type!r} model, not MoleBLEND")
+    return MoleBlendConfig.from_pretrained(directory)
+
+
+def _processor_files(processor: Any) -> dict[str, bytes]:
+    """The files `processor.save_pretrained` writes (config + its remote code), read into memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        processor.save_pretrained(tmp)
+        return {path: file.read_bytes() for path, file in _local_files(Path(tmp)).items()}
+
+
+def _default_processor(config: MoleBlendConfig) -> Any:
+    from ..processing import MoleBlendProcessor
+
+    return MoleBlendProcessor.from_config(config)
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """Transport errors of the HTTP client under huggingface_hub (httpx2 in 2.x, httpx in 1.x)."""
+    errors: list[type[BaseException]] = []
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(module).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _explain(error: BaseException, endpoint: str) -> tuple[str, int | None]:
+    """(a sentence naming the cause, HTTP status or None) for an exception raised while talking to the Hub."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    detail = getattr(error, "server_message", None) or ""
+    detail = f" (server said: {detail.strip()})" if detail.strip() else ""
+    if status == 401:
+        return ("authentication failed (HTTP 401): the Hub rejected the token or none was given; run "
+                f"`hf auth login` or set HF_TOKEN to a token with write access{detail}"), status
+    if status == 403:
+        return f"permission denied (HTTP 403): the token may not write to this repo or namespace{detail}", status
+    if status == 404:
+        return f"not found (HTTP 404): the repo or revision does not exist{detail}", status
+    if status in (409, 412):
+        return f"conflict (HTTP {status}): the repo changed during the push; push again{detail}", status
+    if isinstance(status, int) and status >= 500:
+        return (f"the Hub answered with a server error (HTTP {status}) and did not confirm the commit; push "
+                f"again later (a push of unchanged files makes no new commit){detail}"), status
+    if isinstance(status, int):
+        return f"the Hub refused the request (HTTP {status}){detail}: {error}", status
+    if isinstance(error, ValueError):
+        return f"the Hub rejected the upload: {error}", None
+    if isinstance(error, _client_errors()):
+        return f"network error while contacting {endpoint}: {type(error).__name__}: {error}", None
+    return f"{type(error).__name__} while talking to {endpoint}: {error}", None
+
+
+def push_to_hub(
+    model_or_directory: Any,
+    repo_id: str,
+    *,
+    processor: Any = None,
+    private: bool = False,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    token: str | None = None,
+    endpoint: str | None = None,
+    delete_stale_files: bool = True,
+    force: bool = False,
+    retries: int = 3,
+    **card_options: Any,
+) -> PushResult:
+    """Push a MoleBLEND model, its processor and a model card to the Hub repo `repo_id`, in one commit.
+
+    Args:
+        model_or_directory: A `save_pretrained` directory, or a `MoleBlendModel` / `MoleBlendForPreTraining`
+            (saved to a temporary directory first).
+        repo_id: `namespace/name` (created if missing; an existing repo gets a new commit).
+        processor: A `MoleBlendProcessor` to upload. Default: the directory's `preprocessor_config.json`, or,
+            when it has none, a default processor matching the config (`max_atoms`, `max_path_hops`).
+        private: Visibility of a repo this call creates (an existing repo keeps its visibility).
+        commit_message: Title of the commit.
+        token, endpoint: Hub token and URL; default: the logged-in token / `HF_TOKEN`, and `HF_ENDPOINT`.
+        delete_stale_files: Remove files of the repo that the directory no longer has (e.g. old weight shards),
+            so that the repo mirrors the directory. `.gitattributes` is always kept.
+        force: Push into an existing repo whose `config.json` is not a MoleBLEND config (its files are replaced).
+            Without it such a push is refused before anything is uploaded.
+        retries: Further attempts, with exponential backoff (1 s, 2 s, 4 s, ...), after a Hub server error (5xx)
+            or a network error.
+        **card_options: Used only when the directory has no `README.md`: options of `build_model_card`
+            (`pretraining`, `datasets`, `base_model`, `license`, `tags`, `metrics`); `metrics.json` in the
+            directory is read by default. An existing `README.md` is uploaded as is.
+
+    Returns:
+        A `PushResult` (repo id and URL, commit URL and sha, uploaded and deleted paths).
+
+    Raises:
+        HubPushError: the Hub could not be reached, refused the token (401/403), failed (5xx) after `retries`
+            further attempts, or the repo holds another kind of model (without `force`). Nothing is
+            changed locally; a failed commit changes nothing on the Hub (a repo this call created may remain,
+            with only its initial commit).
+        FileNotFoundError / ValueError: the directory is not a saved MoleBLEND model (checked before any upload).
+    """
+    if isinstance(model_or_directory, (str, os.PathLike)):
+        return _push_directory(Path(model_or_directory), repo_id, processor, private, commit_message, token,
+                               endpoint, delete_stale_files, force, retries, card_options)
+    if processor is None:
+        logger.warning("no processor given: uploading a default MoleBlendProcessor with the model")
+        processor = _default_processor(model_or_directory.config)
+    with tempfile.TemporaryDirectory(prefix="moleblend-push-") as tmp:
+        model_or_directory.save_pretrained(tmp)
+        return _push_directory(Path(tmp), repo_id, processor, private, commit_message, token, endpoint,
+                               delete_stale_files, force, retries, card_options, local=False)
+
+
+def _pipeline_files(directory: Path, config: MoleBlendConfig) -> dict[str, bytes]:
+    """`pipelines.py` and a `config.json` whose `custom_pipelines` names its tasks, so that
+    `pipeline(task, model=repo_id, trust_remote_code=True)` works without this package."""
+    from ..inference import pipelines
+
+    content = json.loads((directory / "config.json").read_text())
+    content["custom_pipelines"] = pipelines.custom_pipelines(config.architectures)
+    return {PIPELINES_FILE: Path(pipelines.__file__).read_bytes(),
+            "config.json": (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()}
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure worth retrying: a Hub server error (5xx) or a network error."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return (isinstance(status, int) and status >= 500) or (status is None and isinstance(error, _client_errors()))
+
+
+def _with_retries(call: Any, retries: int) -> Any:
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except (OSError, *_client_errors()) as error:
+            if attempt == retries or not _transient(error):
+                raise
+            delay = 2 ** attempt
+            logger.warning("the Hub failed (%s); retrying in %d s (%d/%d)", type(error).__name__, delay,
+                           attempt + 1, retries)
+            time.sleep(delay)
+
+
+def _check_remote_is_moleblend(api: HfApi, repo_id: str, remote_files: set[str]) -> None:
+    """Refuse to replace the files of a repo that holds another kind of model."""
+    if "config.json" not in remote_files:
+        return
+    remote_type = (getattr(api.model_info(repo_id), "config", None) or {}).get("model_type")
+    if remote_type != MoleBlendConfig.model_type:
+        raise HubPushError(repo_id, f"the repo holds a {remote_type!r} model, not MoleBLEND: pushing would replace "
+                                    "its files; pass --force (force=True) if that is what you want, or choose "
+                                    "another repo")
+
+
+def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool, commit_message: str,
+                    token: str | None, endpoint: str | None, delete_stale_files: bool, force: bool, retries: int,
+                    card_options: dict[str, Any], local: bool = True) -> PushResult:
+    """`push_to_hub` for a directory; `local=False`: a temporary directory, not named in errors."""
+    config = _check_model_directory(directory)
+    files: dict[str, Path | bytes] = dict(_local_files(directory))
+    if processor is not None or PROCESSOR_FILE not in files:
+        if processor is None:
+            logger.warning("%s has no %s: uploading a default MoleBlendProcessor", directory, PROCESSOR_FILE)
+        files.update(_processor_files(processor or _default_processor(config)))
+    if CARD_FILE in files and card_options:
+        logger.info("%s has a README.md: uploading it as is (card options ignored)", directory)
+    if CARD_FILE not in files:
+        processor_config = json.loads(_read(files[PROCESSOR_FILE]))
+        card = card_for_directory(directory, config, repo_id=repo_id, processor_config=processor_config,
+                                  **card_options)
+        files[CARD_FILE] = str(card).encode()
+    files.update(_pipeline_files(directory, config))
+
+    # built (and hashed) before any request, so that a local read error is not reported as a Hub failure
+    operations: list[Any] = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(content))
+                             for path, content in sorted(files.items())]
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        resolved = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True), retries)
+        target = getattr(resolved, "repo_id", None) or repo_id
+        remote_files = set(_with_retries(lambda: api.list_repo_files(target), retries))
+        if not force:
+            _with_retries(lambda: _check_remote_is_moleblend(api, target, remote_files), retries)
+        deleted = []
+        if delete_stale_files:
+            deleted = sorted(remote_files - set(files) - _KEEP_REMOTE)
+            operations += [CommitOperationDelete(path_in_repo=path) for path in deleted]
+        info = _with_retries(lambda: api.create_commit(target, operations, commit_message=commit_message), retries)
+    except (OSError, ValueError, *_client_errors()) as error:  # HfHubHTTPError is an OSError
+        cause, status = _explain(error, api.endpoint)
+        raise HubPushError(repo_id, cause, status, directory if local else None) from error
+    return PushResult(repo_id=target, repo_url=str(resolved), commit_url=info.commit_url, commit_sha=info.oid,
+                      files=sorted(files), deleted=deleted)
+
+
+def _read(content: Path | bytes) -> bytes:
+    return content.read_bytes() if isinstance(content, Path) else content
+
+
+def _source(content: Path | bytes) -> str | bytes:
+    """What CommitOperationAdd reads: a file path (streamed, never loaded whole) or bytes made in memory."""
+    return str(content) if isinstance(content, Path) else content
+
+
+def push_directory(directory: str | Path, repo_id: str, private: bool = False,
+                   commit_message: str = DEFAULT_COMMIT_MESSAGE) -> str:
+    """Upload a saved model directory (model, processor, card, remote code); returns the commit URL.
+
+    Kept for callers of the first version of this module; `push_to_hub` is the full interface.
+    """
+    return push_to_hub(directory, repo_id, private=private, commit_message=commit_message).commit_url

@@ -1,0 +1,1 @@
+"""Where molecules come from: files, URLs, Hub datasets, the pretraining stream, splits, the conformer corpus."""

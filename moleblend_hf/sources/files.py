@@ -1,0 +1,183 @@
+"""Reading molecules from files: SMILES (.smi/.csv), SDF (.sdf/.sdf.gz), parquet; bundled corpora."""
+
+from __future__ import annotations
+
+import glob
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from rdkit import Chem, RDLogger
+
+from ..processing import read_sdf_records
+from .remote import is_remote, read_remote, remote_shard_count
+
+PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
+#: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md).
+from ..arguments import BUNDLED_QM9  # noqa: E402  (defined where the job defaults need it, without pandas)
+
+SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles", "mol")
+MOLBLOCK_COLUMNS = ("molblock", "mol_block", "molblocks")
+
+
+@dataclass(frozen=True)
+class MoleculeRecord:
+    """One input row: its 0-based position in the file, the molecule (SMILES or molblock) and an identifier."""
+
+    row: int
+    molecule: str | None
+    identifier: str
+
+
+def pick_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], path: Path) -> str | None:
+    if wanted is not None:
+        if wanted not in frame.columns:
+            raise ValueError(f"{path}: column {wanted!r} not found; columns are {list(frame.columns)}")
+        return wanted
+    return next((c for c in candidates if c in frame.columns), None)
+
+
+def shard_count(source: str | Path) -> int:
+    """Shards of a source: 1 for a local file or a URL; a `datasets` source's own (see remote.py)."""
+    return remote_shard_count(source) if is_remote(source) else 1
+
+
+def read_table(path: str | Path, smiles_column: str | None = None, molblock_column: str | None = None,
+               id_column: str | None = None, *, shard: int = 0, start: int = 0) -> Iterator[MoleculeRecord]:
+    """Yield the molecules of one file (or `datasets` dataset directory) in row order, streaming.
+
+    `.smi` / `.smiles` / `.txt`: one SMILES per line (an optional second whitespace-separated field is the
+    identifier). `.csv` / `.parquet` / a `save_to_disk` dataset: a molblock or SMILES column (detected, or given).
+    `.sdf` / `.sdf.gz` / `.mol`: records as molblocks. Empty cells are yielded as None so they are reported,
+    not dropped. Files are read in chunks, so they may be larger than memory.
+
+    `start`: begin at that row (rows keep their numbers); parquet row groups before it are not read. `shard`: the
+    shard of a `datasets` source (see `shard_count`); local files have one.
+    """
+    if is_remote(path):  # an http(s) URL or a `datasets` source: streamed with `datasets` (see remote.py)
+        yield from read_remote(path, smiles_column, molblock_column, id_column, shard=shard, start=start)
+        return
+    if shard != 0:
+        raise ValueError(f"{path}: a local file has one shard, not shard {shard}")
+    path = Path(path)
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.is_dir():
+        yield from _read_saved_dataset(path, smiles_column, molblock_column, id_column, start)
+    elif suffixes.endswith(".parquet"):
+        yield from _read_parquet(path, smiles_column, molblock_column, id_column, start)
+    else:  # text formats: the rows before `start` are read and passed over (no index to seek with)
+        yield from itertools.islice(_read_text(path, suffixes, smiles_column, molblock_column, id_column), start,
+                                    None)
+
+
+def _read_text(path: Path, suffixes: str, smiles_column, molblock_column, id_column) -> Iterator[MoleculeRecord]:
+    if suffixes.endswith((".sdf", ".sdf.gz", ".mol")):
+        for row, block in enumerate(read_sdf_records(path)):
+            title = block.splitlines()[0].strip() if block else ""
+            yield MoleculeRecord(row, block, title or str(row))
+        return
+    if suffixes.endswith((".smi", ".smiles", ".txt")):
+        with open(path, encoding="utf-8") as handle:
+            for row, line in enumerate(handle):
+                fields = line.split()
+                yield MoleculeRecord(row, fields[0] if fields else None, fields[1] if len(fields) > 1 else str(row))
+        return
+    if not suffixes.endswith(".csv"):
+        raise ValueError(f"{path}: unsupported input; use .smi, .csv, .parquet, .sdf, .sdf.gz, .mol or a "
+                         "datasets directory (save_to_disk)")
+    column, id_name = _columns(pd.read_csv(path, nrows=0), smiles_column, molblock_column, id_column, path)
+    yield from _records(pd.read_csv(path, chunksize=65536), column, id_name, 0)
+
+
+def _read_parquet(path: Path, smiles_column, molblock_column, id_column, start: int) -> Iterator[MoleculeRecord]:
+    """Row groups wholly before `start` are never read (their sizes are in the file's footer)."""
+    parquet = pq.ParquetFile(path)
+    column, id_name = _columns(parquet.schema_arrow.empty_table().to_pandas(), smiles_column, molblock_column,
+                               id_column, path)
+    group, first = 0, 0
+    while group < parquet.num_row_groups and first + parquet.metadata.row_group(group).num_rows <= start:
+        first += parquet.metadata.row_group(group).num_rows
+        group += 1
+    batches = parquet.iter_batches(batch_size=65536, row_groups=range(group, parquet.num_row_groups),
+                                   columns=[c for c in (column, id_name) if c])
+    yield from itertools.islice(_records((batch.to_pandas() for batch in batches), column, id_name, first),
+                                start - first, None)
+
+
+def _records(chunks: Iterator[pd.DataFrame], column: str, id_name: str | None, row: int) -> Iterator[MoleculeRecord]:
+    """The molecules of table chunks, numbered from `row`."""
+    for chunk in chunks:
+        ids = chunk[id_name].tolist() if id_name else None
+        for offset, value in enumerate(chunk[column].tolist()):
+            yield MoleculeRecord(row, value if isinstance(value, str) else None,
+                                 str(ids[offset]) if ids is not None else str(row))
+            row += 1
+
+
+def _columns(frame: pd.DataFrame, smiles_column, molblock_column, id_column, path) -> tuple[str, str | None]:
+    column = pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, path) if smiles_column is None else None
+    column = column or pick_column(frame, smiles_column, SMILES_COLUMNS, path)
+    if column is None:
+        raise ValueError(f"{path}: no SMILES or molblock column found (looked for "
+                         f"{SMILES_COLUMNS + MOLBLOCK_COLUMNS}); pass --smiles-column or --molblock-column")
+    if id_column is not None and id_column not in frame.columns:
+        raise ValueError(f"{path}: id column {id_column!r} not found")
+    return column, id_column or ("id" if "id" in frame.columns else None)
+
+
+def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column,
+                        start: int = 0) -> Iterator[MoleculeRecord]:
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(path))
+    if hasattr(dataset, "keys"):  # a DatasetDict: use its train split
+        if "train" not in dataset:
+            raise ValueError(f"{path}: a DatasetDict without a 'train' split; point at one split's directory")
+        dataset = dataset["train"]
+    column, id_name = _columns(pd.DataFrame(columns=dataset.column_names), smiles_column, molblock_column,
+                               id_column, path)
+    rows = dataset.select_columns([c for c in (column, id_name) if c]).skip(start)  # memory-mapped: no reading
+    for row, example in enumerate(rows.to_iterable_dataset(), start):
+        value = example[column]
+        yield MoleculeRecord(row, value if isinstance(value, str) else None,
+                             str(example[id_name]) if id_name else str(row))
+
+
+def expand_sources(patterns: list[str | Path]) -> list[str | Path]:
+    """Files (and dataset directories) named by paths or glob patterns, in a stable sorted order; URLs as given."""
+    sources: list[str | Path] = []
+    for pattern in patterns:
+        if is_remote(pattern):
+            sources.append(pattern)
+            continue
+        matches = sorted(glob.glob(str(pattern), recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"no input matches {pattern!r}")
+        sources.extend(Path(m) for m in matches)
+    return sources
+
+
+def canonical_smiles(molecule: str | None) -> str | None:
+    """Canonical SMILES without stereo of a SMILES or molblock (None if it does not parse): the identity used for
+    exclusion and for overlap checks between corpora and test sets. Stereo is dropped on purpose: a molblock
+    carries the stereo of its geometry while the same molecule's SMILES may not, and a stereoisomer of a test
+    molecule is a leak too."""
+    if not isinstance(molecule, str):
+        return None
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        mol = Chem.MolFromMolBlock(molecule) if "\n" in molecule else Chem.MolFromSmiles(molecule)
+        if mol is None:
+            return None
+        return Chem.MolToSmiles(Chem.RemoveAllHs(mol, sanitize=False), isomericSmiles=False)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def canonical_set(patterns) -> set[str]:
+    """Canonical SMILES of every molecule in the given files / globs."""
+    return {c for source in expand_sources(list(patterns)) for record in read_table(source)
+            if (c := canonical_smiles(record.molecule)) is not None}

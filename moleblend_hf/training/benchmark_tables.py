@@ -1,0 +1,318 @@
+"""`moleblend benchmark`: MoleculeNet tasks and QM9, several seeds, from scratch and from a pretrained model.
+
+Writes `results.json` (every run), `results.md` (mean ± std over seeds) and `results.png` into the output
+directory. MoleculeNet tasks use the scaffold split shipped next to the CSVs (`splits/<task>.json`) or, without
+it, the same deterministic scaffold split computed here; QM9 uses a fixed random split (seed 0, 80/10/10) and the
+DFT geometries (3D relations). With `--pretrained`, the molecules of the pretraining corpus are compared with
+every test split by canonical SMILES and the overlap is reported (a leak otherwise invisible in the table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import statistics
+from dataclasses import MISSING, asdict, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from .baselines import FingerprintSettings, random_forest_baseline
+from ..arguments import (HARTREE_TO_EV, MOLECULENET, QM9_ENERGIES, QM9_UNITS, RANDOM_FOREST, BenchmarkArguments,
+                        FinetuneArguments)
+from .finetune import finetune
+from ..sources.files import canonical_set
+from ..sources.files import canonical_smiles as canonical
+from ..sources.splits import random_split, scaffold_split
+
+logger = logging.getLogger(__name__)
+
+def _prepare_qm9(args: BenchmarkArguments, work: Path) -> tuple[Path, dict]:
+    frame = pd.read_parquet(args.qm9)
+    if args.qm9_max_molecules:
+        frame = frame.iloc[np.sort(np.random.default_rng(0).choice(len(frame), args.qm9_max_molecules,
+                                                                   replace=False))].reset_index(drop=True)
+    for target in args.qm9_targets:
+        if target not in QM9_UNITS:
+            raise ValueError(f"unknown QM9 target {target!r}; choose from {sorted(QM9_UNITS)}")
+        if target in QM9_ENERGIES:
+            frame[target] = frame[target] * HARTREE_TO_EV
+    path = work / "qm9_benchmark.parquet"
+    frame[["id", "smiles", "molblock", *args.qm9_targets]].to_parquet(path)
+    return path, random_split(frame["smiles"].tolist(), seed=0)
+
+
+def _tasks(args: BenchmarkArguments, work: Path) -> list[dict]:
+    tasks = []
+    if args.moleculenet_dir:
+        root = Path(args.moleculenet_dir)
+        for name in args.tasks:
+            if name not in MOLECULENET:
+                raise ValueError(f"unknown task {name!r}; choose from {sorted(MOLECULENET)}")
+            file, labels, metric, unit = MOLECULENET[name]
+            data = root / file
+            if not data.exists():
+                raise FileNotFoundError(f"{data} not found (give --moleculenet-dir with the MoleculeNet CSVs)")
+            split_file = root / "splits" / f"{name}.json"
+            frame = pd.read_csv(data)
+            split = json.loads(split_file.read_text()) if split_file.exists() else scaffold_split(
+                frame["smiles"].tolist())
+            tasks.append(dict(name=name, data=data, labels=labels, metric=metric, unit=unit, split=split,
+                              molecules=frame["smiles"].tolist(), modality=args.modality, column="smiles"))
+    if args.qm9:
+        path, split = _prepare_qm9(args, work)
+        frame = pd.read_parquet(path)
+        for target in args.qm9_targets:
+            tasks.append(dict(name=f"qm9_{target}", data=path, labels=[target], metric="mae",
+                              unit=QM9_UNITS[target], split=split, molecules=frame["smiles"].tolist(),
+                              modality=args.qm9_modality,
+                              column="smiles" if args.qm9_modality == "2d" else "molblock"))
+    if not tasks:
+        raise ValueError("nothing to run: give --moleculenet-dir and/or --qm9")
+    return tasks
+
+
+def export_test_molecules(args: BenchmarkArguments, path: str | Path) -> int:
+    """Write the canonical SMILES of every test-split molecule of the configured tasks (one per line), to give
+    to `moleblend pretrain --exclude`; returns how many."""
+    work = Path(args.output_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    test = sorted({c for task in _tasks(args, work) for r in task["split"]["test"]
+                   if (c := canonical(task["molecules"][r])) is not None})
+    Path(path).write_text("\n".join(test) + "\n")
+    return len(test)
+
+
+def _subsample(task: dict, args: BenchmarkArguments, work: Path) -> dict:
+    """Cut the training and validation splits to seeded subsets (the test split is always whole): writes the kept
+    rows to their own table with a split re-indexed into it, so every column trains on the same molecules."""
+    limits = {"train": args.max_train_molecules, "valid": args.max_valid_molecules}
+    if not any(limit and len(task["split"][name]) > limit for name, limit in limits.items()):
+        return task
+    rng = np.random.default_rng(0)
+    kept = {name: sorted(rng.choice(rows, limits[name], replace=False).tolist())
+            if limits.get(name) and len(rows) > limits[name] else list(rows) for name, rows in task["split"].items()}
+    order = [r for name in ("train", "valid", "test") for r in kept[name]]
+    reader = pd.read_parquet if str(task["data"]).endswith(".parquet") else pd.read_csv
+    frame = reader(task["data"]).iloc[order].reset_index(drop=True)
+    path = work / "data" / f"{task['name']}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path)
+    sizes = [len(kept[name]) for name in ("train", "valid", "test")]
+    split = {"train": list(range(sizes[0])), "valid": list(range(sizes[0], sizes[0] + sizes[1])),
+             "test": list(range(sizes[0] + sizes[1], len(order)))}
+    return {**task, "data": path, "split": split, "molecules": [task["molecules"][r] for r in order],
+            "subsampled": {name: f"{len(kept[name])} of {len(task['split'][name])}" for name in kept}}
+
+
+def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, run_dir: Path, model: str | None,
+                        seed: int) -> FinetuneArguments:
+    column = {"molblock_column": "molblock"} if task["column"] == "molblock" else {"smiles_column": "smiles"}
+    overrides = {} if args.classifier_dropout is None else {"classifier_dropout": args.classifier_dropout}
+    return FinetuneArguments(
+        data=str(task["data"]), label_columns=task["labels"], output_dir=str(run_dir), **column, split="file",
+        split_file=str(split_path), seed=seed, model=model, preset=args.preset, config_overrides=overrides,
+        modality=task["modality"], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        encoder_learning_rate_ratio=args.encoder_learning_rate_ratio, weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio, patience=args.patience, group_by_size=args.group_by_size,
+        cache_dir=args.cache_dir,
+        overwrite=True)  # the benchmark owns its run directories: a run that is not reused is trained again
+
+
+#: FinetuneArguments that do not change a run's result
+_NOT_COMPARED = ("config_overrides", "overwrite")
+
+
+def _finished(arguments: FinetuneArguments) -> dict | None:
+    """The metrics of a run finished with the very same arguments, or None."""
+    previous = Path(arguments.output_dir) / "metrics.json"
+    if not previous.exists():
+        return None
+    stored = json.loads(previous.read_text())
+    if stored.get("config_overrides") != arguments.config_overrides:
+        return None
+    # options added to FinetuneArguments after a run was stored count as their default for it
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(arguments)
+                if f.default is not MISSING or f.default_factory is not MISSING}
+    now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k not in _NOT_COMPARED}, default=str))
+    then = stored.get("arguments", {})
+    if all(then.get(k, json.loads(json.dumps(defaults.get(k), default=str))) == v for k, v in now.items()):
+        return stored
+    return None
+
+
+def _finetune_or_reuse(arguments: FinetuneArguments) -> dict:
+    """A finished run with the very same arguments is reused (an interrupted benchmark continues where it
+    stopped); anything else is trained again."""
+    stored = _finished(arguments)
+    if stored is not None:
+        logger.info("reusing %s", arguments.output_dir)
+        return stored
+    return finetune(arguments)
+
+
+def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
+    """The fingerprint baseline's metrics; stored in `run_dir/metrics.json` and reused by a rerun on the same data
+    (the table's hash) and split."""
+    data = Path(task["data"])
+    key = {"data": str(data), "bytes": data.stat().st_size, "split": hashlib.sha256(
+        json.dumps(task["split"], sort_keys=True).encode()).hexdigest(), "settings": asdict(FingerprintSettings()),
+        "seed": seed, "labels": task["labels"], "column": task["column"]}
+    stored = run_dir / "metrics.json"
+    if stored.exists() and json.loads(stored.read_text()).get("key") == key:
+        return json.loads(stored.read_text())
+    result = {**_fit_random_forest(task, seed), "key": key}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _fit_random_forest(task: dict, seed: int) -> dict:
+    reader = pd.read_parquet if str(task["data"]).endswith(".parquet") else pd.read_csv
+    frame = reader(task["data"])
+    labels = frame[task["labels"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    problem = "regression" if task["metric"] in ("rmse", "mae") else "multi_label_classification"
+    return random_forest_baseline(frame[task["column"]].tolist(), labels, task["split"], problem, seed)
+
+
+def run_benchmark(args: BenchmarkArguments) -> dict:
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    columns = args.columns()
+    tasks = [_subsample(task, args, output) for task in _tasks(args, output)]
+    corpus = None
+    if args.pretraining_corpus:
+        corpus = canonical_set(args.pretraining_corpus)
+        if args.pretraining_exclude:
+            corpus -= canonical_set(args.pretraining_exclude)
+    overlap = {}
+    for task in tasks:
+        test = {canonical(task["molecules"][r]) for r in task["split"]["test"]} - {None}
+        overlap[task["name"]] = None if corpus is None else len(test & corpus)
+        if overlap[task["name"]]:
+            logger.warning("%s: %d test molecules are in the pretraining corpus", task["name"],
+                           overlap[task["name"]])
+    runs = []
+    for task in tasks:
+        split_path = output / "splits" / f"{task['name']}.json"
+        split_path.parent.mkdir(exist_ok=True)
+        split_path.write_text(json.dumps(task["split"]))
+        record = {"task": task["name"], "metric": task["metric"], "unit": task["unit"]}
+        for seed in args.seeds:
+            forest_dir = output / "runs" / task["name"] / RANDOM_FOREST / f"seed{seed}"
+            if args.fingerprint_baseline:  # cheap: computed (or reused) even with summarize_only
+                result = _random_forest(task, seed, forest_dir)
+                runs.append({**record, "init": RANDOM_FOREST, "seed": seed, "test": result["test"][task["metric"]],
+                             "valid": result["valid"][task["metric"]]})
+            for init, model in columns:
+                run_dir = output / "runs" / task["name"] / init / f"seed{seed}"
+                arguments = _finetune_arguments(args, task, split_path, run_dir, model, seed)
+                result = _finished(arguments) if args.summarize_only else _finetune_or_reuse(arguments)
+                if result is None:
+                    continue
+                runs.append({**record, "init": init, "seed": seed, "test": result["test"].get(task["metric"]),
+                             "valid": result["valid"].get(task["metric"])})
+            _write_results(output, runs, overlap, args, tasks)  # after every seed: a partial table is readable
+    return _write_results(output, runs, overlap, args, tasks)
+
+
+def _write_results(output: Path, runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict]
+                   ) -> dict:
+    summary = _summarize(runs, overlap, args, tasks)
+    (output / "results.json").write_text(json.dumps({"runs": runs, **summary}, indent=2, default=str))
+    (output / "results.md").write_text(_markdown(summary))
+    _plot(summary, output / "results.png")
+    return summary
+
+
+def column_order(args: BenchmarkArguments) -> list[str]:
+    return [label for label, _ in args.columns()] + ([RANDOM_FOREST] if args.fingerprint_baseline else [])
+
+
+def _summarize(runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict]) -> dict:
+    table = {}
+    for run in runs:
+        table.setdefault(run["task"], {"metric": run["metric"], "unit": run["unit"]}).setdefault(
+            run["init"], []).append(run["test"])
+    names = column_order(args)
+    for task, row in table.items():
+        for init in names:
+            values = [v for v in row.get(init, []) if v is not None and not np.isnan(v)]
+            row[init] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1
+                         else 0.0, "n": len(values)} if values else None
+        row["test_overlap_with_pretraining"] = overlap.get(task)
+    ranks = mean_ranks(table, names)
+    budget = {k: getattr(args, k) for k in ("preset", "epochs", "batch_size", "learning_rate",
+                                            "encoder_learning_rate_ratio", "weight_decay", "warmup_ratio",
+                                            "classifier_dropout", "patience", "seeds", "modality", "qm9_modality",
+                                            "pretrained", "compare", "qm9_max_molecules", "max_train_molecules",
+                                            "max_valid_molecules")}
+    subsampled = {t["name"]: t["subsampled"] for t in tasks if "subsampled" in t}
+    return {"table": table, "columns": names, "mean_rank": ranks, "budget": budget, "subsampled": subsampled}
+
+
+def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
+    """Mean over tasks of each column's rank (1 = best) by the mean test metric; ties share the average rank.
+    Only tasks where every column has a value count."""
+    ranks: dict[str, list[float]] = {name: [] for name in names}
+    for row in table.values():
+        if any(not isinstance(row.get(n), dict) for n in names):
+            continue
+        sign = 1.0 if row["metric"] in ("rmse", "mae") else -1.0  # rank 1 = lowest error / highest AUC
+        values = {n: sign * row[n]["mean"] for n in names}
+        for name in names:
+            below = sum(v < values[name] for v in values.values())
+            equal = sum(v == values[name] for v in values.values())
+            ranks[name].append(below + (equal + 1) / 2)
+    return {name: statistics.mean(r) if r else float("nan") for name, r in ranks.items()}
+
+
+HEADERS = {"scratch": "from scratch", "pretrained": "pretrained", RANDOM_FOREST: "random forest (Morgan r=2, 2048)"}
+
+
+def _markdown(summary: dict) -> str:
+    names = summary["columns"]
+    lines = ["| task | metric (test) | " + " | ".join(HEADERS.get(n, n) for n in names)
+             + " | test molecules in pretraining corpus |",
+             "|---|---|" + "---:|" * len(names) + "---:|"]
+    for task, row in summary["table"].items():
+        seeds = len(summary["budget"]["seeds"])
+        cells = [(f"{row[n]['mean']:.3f} ± {row[n]['std']:.3f}" + (f" (n={row[n]['n']})" if row[n]["n"] < seeds
+                                                                   else "")) if isinstance(row.get(n), dict) else "—"
+                 for n in names]
+        unit = f" ({row['unit']})" if row["unit"] else ""
+        overlap = row["test_overlap_with_pretraining"]
+        lines.append(f"| {task} | {row['metric']}{unit} | " + " | ".join(cells)
+                     + f" | {'not checked' if overlap is None else overlap} |")
+    lines.append("| **mean rank** (1 = best) | | " + " | ".join(f"{summary['mean_rank'][n]:.2f}" for n in names)
+                 + " | |")
+    lines += ["", f"Budget: `{json.dumps(summary['budget'], default=str)}`", ""]
+    if summary["subsampled"]:
+        lines += [f"Subsampled (seeded, rows kept of each split): `{json.dumps(summary['subsampled'])}`", ""]
+    return "\n".join(lines)
+
+
+COLORS = ["#999999", "#3b7dd8", "#8fb8ef", "#d8893b", "#5aa05a"]
+
+
+def _plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(summary["table"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        row = summary["table"][task]
+        names = [i for i in summary["columns"] if isinstance(row.get(i), dict)]
+        axis.bar(range(len(names)), [row[i]["mean"] for i in names], yerr=[row[i]["std"] for i in names],
+                 color=[COLORS[k % len(COLORS)] for k in range(len(names))], capsize=4)
+        axis.set_xticks(range(len(names)), [HEADERS.get(i, i).split(" (")[0] for i in names], rotation=30,
+                        ha="right", fontsize=8)
+        axis.set_title(task)
+        axis.set_ylabel(row["metric"] + (f" ({row['unit']})" if row["unit"] else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,98 @@
+"""The pretrained checkpoint shipped in the package: loadable by every Auto class and by its short name, small,
+described truthfully by its card, and a working starting point for fine-tuning and embedding."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification, AutoProcessor
+
+import moleblend_hf
+from moleblend_hf import (
+    DEFAULT_PRETRAINED,
+    MoleBlendForPreTraining,
+    MoleBlendForPropertyPrediction,
+    MoleBlendModel,
+    resolve_model,
+)
+from moleblend_hf.publishing.checkpoints import SHIPPED
+from moleblend_hf.cli import main
+
+DIRECTORY = SHIPPED[DEFAULT_PRETRAINED]
+
+
+def test_the_checkpoint_is_small_safetensors_with_config_processor_and_card():
+    weights = DIRECTORY / "model.safetensors"
+    assert weights.stat().st_size <= 25 * 1024 * 1024
+    for name in ("config.json", "preprocessor_config.json", "README.md"):
+        assert (DIRECTORY / name).exists(), name
+    assert not list(DIRECTORY.glob("*.bin")) and not list(DIRECTORY.glob("*.pt"))  # nothing to unpickle
+    with safe_open(weights, "pt") as handle:
+        assert any(key.startswith("spd_head.") for key in handle.keys())  # the pretraining heads are included
+
+
+def test_short_name_and_path_resolve_to_the_same_directory():
+    assert resolve_model(DEFAULT_PRETRAINED) == str(DIRECTORY)
+    assert resolve_model(str(DIRECTORY)) == str(DIRECTORY)
+    assert resolve_model("someone/some-hub-model") == "someone/some-hub-model"
+
+
+def test_loads_with_every_auto_class_and_the_encoders_agree():
+    path = resolve_model(DEFAULT_PRETRAINED)
+    encoder = AutoModel.from_pretrained(path).eval()
+    pretraining = AutoModelForPreTraining.from_pretrained(path).eval()
+    classifier = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2,
+                                                                    problem_type="multi_label_classification").eval()
+    assert isinstance(encoder, MoleBlendModel) and isinstance(pretraining, MoleBlendForPreTraining)
+    assert isinstance(classifier, MoleBlendForPropertyPrediction)
+    assert pretraining.config.blend_relations is True
+    batch = AutoProcessor.from_pretrained(path)(["CC(=O)Nc1ccc(O)cc1", "c1ccc2[nH]ccc2c1"])
+    with torch.no_grad():
+        reference = encoder(**batch).last_hidden_state
+        torch.testing.assert_close(pretraining.moleblend(**batch).last_hidden_state, reference)
+        torch.testing.assert_close(classifier.moleblend(**batch).last_hidden_state, reference)
+    assert torch.isfinite(reference).all()
+
+
+def test_the_card_agrees_with_the_config():
+    config = json.loads((DIRECTORY / "config.json").read_text())
+    card = (DIRECTORY / "README.md").read_text()
+    architecture = re.search(r"(\d+) post-LN Transformer layers, hidden size (\d+), (\d+) attention heads, "
+                             r"feed-forward (\d+)", card)
+    assert architecture is not None
+    assert [int(v) for v in architecture.groups()] == [config["num_hidden_layers"], config["hidden_size"],
+                                                       config["num_attention_heads"], config["intermediate_size"]]
+    assert f"{config['num_gaussian_kernels']} Gaussian kernels" in card
+    assert "moleblend pretrain" in card and "--preset mini" in card  # the command that reproduces it
+    assert "| bbbp |" in card  # measured downstream results
+
+
+def test_a_few_finetuning_steps_from_the_short_name(tmp_path, esol):
+    data = tmp_path / "esol.csv"
+    esol.head(80).to_csv(data, index=False)
+    out = tmp_path / "run"
+    assert main(["finetune", str(data), "--label-columns", "measured log solubility in mols per litre",
+                 "--model", DEFAULT_PRETRAINED, "--split", "random", "--max-steps", "4", "--batch-size", "16",
+                 "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["rmse"] > 0 and metrics["arguments"]["model"] == DEFAULT_PRETRAINED
+    tuned = MoleBlendForPropertyPrediction.from_pretrained(out)
+    shipped = MoleBlendModel.from_pretrained(DIRECTORY)
+    name = "layers.0.self_attn.out_proj.weight"
+    start, now = shipped.state_dict(), tuned.moleblend.state_dict()
+    assert set(now) <= set(start) and not torch.equal(now[name], start[name])  # trained from it, not replaced
+
+
+def test_embed_and_pipeline_take_the_short_name(tmp_path):
+    source = tmp_path / "mols.smi"
+    source.write_text("CCO\nc1ccccc1O\n")
+    assert main(["embed", "--input", str(source), "--model", DEFAULT_PRETRAINED, "--output", str(tmp_path / "e"),
+                 "--no-progress"]) == 0
+    table = pd.read_parquet(tmp_path / "e").sort_values("row")
+    embed = moleblend_hf.pipeline("molecule-feature-extraction", model=DEFAULT_PRETRAINED)
+    assert embed("CCO") == pytest.approx(list(table.iloc[0]["embedding"]), abs=1e-5)

@@ -427,11 +427,18 @@ class MoleBlendPreTrainedModel(PreTrainedModel):
                        torch.tensor([1.0, 1.0, 0.0, 0.0]).expand_as(module.pair_affine.weight))
 
 
+#: the weights of MoleBlendForPreTraining's heads: a pretraining checkpoint loaded into the encoder or a property
+#: model leaves them behind on purpose, so transformers does not report them (other unexpected keys still are)
+PRETRAINING_HEAD_KEYS = [r"^(spd_head|path_head|relative_position_head|denoise_head)\."]
+
+
 class MoleBlendModel(MoleBlendPreTrainedModel):
     """The MoleBLEND encoder: atoms + graph token, with 2D and/or 3D relation biases in every layer.
 
     Returns `last_hidden_state` [B, N + 1, D] (graph token first) and `pooler_output` [B, D] (the graph token).
     """
+
+    _keys_to_ignore_on_load_unexpected = PRETRAINING_HEAD_KEYS
 
     def __init__(self, config: MoleBlendConfig):
         super().__init__(config)

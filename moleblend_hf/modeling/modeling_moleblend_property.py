@@ -13,7 +13,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import can_return_tuple, logging
 
 from .configuration_moleblend import MoleBlendConfig
-from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel
+from .modeling_moleblend import PRETRAINING_HEAD_KEYS, MoleBlendModel, MoleBlendPreTrainedModel
 
 logger = logging.get_logger(__name__)
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -48,6 +48,7 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
 
     # The loss is a mean over the labels present in the batch: the Trainer must not rescale it.
     accepts_loss_kwargs = False
+    _keys_to_ignore_on_load_unexpected = PRETRAINING_HEAD_KEYS
 
     def __init__(self, config: MoleBlendConfig):
         super().__init__(config)

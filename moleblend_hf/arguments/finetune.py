@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .common import (OUTPUT_ALIASES, SET_HELP, FinetuneTask, Modality, Preset, SplitMethod, _fraction,
                      _non_negative, _overrides, _positive, option)
+
+#: every metric `finetune --metric` may name (which ones apply depends on the problem type: training/metrics.py)
+METRIC_CHOICES = ("accuracy", "loss", "mae", "pr_auc", "r2", "rmse", "roc_auc")
+#: `finetune --search-trials`: what is searched, and how (`--search-space` overrides entries)
+SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
+    "encoder_learning_rate_ratio": {"low": 0.05, "high": 1.0, "log": True},
+    "weight_decay": {"low": 0.0, "high": 0.1},
+    "dropout": {"low": 0.0, "high": 0.3},
+    "batch_size": {"choices": [16, 32, 64]},
+}
 
 @dataclass
 class FinetuneArguments:
@@ -26,6 +40,11 @@ class FinetuneArguments:
     split: SplitMethod = option("scaffold", "how rows are split into train / valid / test")
     split_column: str | None = option(None, "with --split column: a column of train/valid/test")
     split_file: str | None = option(None, 'with --split file: JSON {"train": [rows], "valid": [...], "test": [...]}')
+    split_sizes: list[float] | None = option(None, "train, valid and test fractions of a scaffold, balanced_scaffold "
+                                                   "or random split (default: 0.8 0.1 0.1)", metavar="FRACTION")
+    metric: str | None = option(None, "the validation metric that selects the checkpoint and stops early (default: "
+                                      "roc_auc for classification, rmse for regression); any metric reported for "
+                                      "the task", choices=METRIC_CHOICES)
     seed: int = option(0, "seed of the split, the new head and training")
     seeds: list[int] = option([], "train one model per seed into <output-dir>/seed-<s>/ and write an ensemble "
                                   "that `moleblend predict` and the pipeline load as one directory")
@@ -54,6 +73,17 @@ class FinetuneArguments:
     num_workers: int = option(0, "DataLoader workers")
     push_to_hub: str | None = option(None, "upload the model to this Hub repo", metavar="REPO_ID")
     report_to: list[str] = option([], "Trainer integrations to log to", choices=["tensorboard", "none"])
+    search_trials: int = option(0, "first search hyperparameters with this many optuna trials on the validation "
+                                   "split (Trainer.hyperparameter_search; needs the [search] extra), then train "
+                                   "with the best")
+    search_space: dict[str, Any] | str | None = option(None, "with --search-trials: JSON (text or a .json file) "
+                                                             "replacing entries of the search space, e.g. "
+                                                             "'{\"batch_size\": {\"choices\": [8, 16]}, "
+                                                             "\"dropout\": {\"value\": 0.1}}'", metavar="JSON")
+    conformal_alpha: float | None = option(None, "split-conformal prediction intervals (regression) with coverage "
+                                                 ">= 1 - ALPHA, fitted on the validation split: lower_/upper_ "
+                                                 "columns in test_predictions.csv and `moleblend predict`",
+                                           metavar="ALPHA")
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -82,3 +112,58 @@ class FinetuneArguments:
         _fraction(self, "warmup_ratio")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max-steps must be positive (or -1: epochs decide), got {self.max_steps}")
+        self._check_split_sizes()
+        self._check_search()
+        if self.conformal_alpha is not None:
+            if not 0 < self.conformal_alpha < 1:
+                raise ValueError(f"--conformal-alpha must be between 0 and 1, got {self.conformal_alpha}")
+            if self.kfold:
+                raise ValueError("--conformal-alpha needs a validation split shared by all members: use --seeds, "
+                                 "not --kfold")
+
+    def _check_split_sizes(self) -> None:
+        if self.split_sizes is None:
+            return
+        sizes = [float(v) for v in self.split_sizes]
+        if self.split not in ("scaffold", "balanced_scaffold", "random"):
+            raise ValueError(f"--split-sizes applies to scaffold, balanced_scaffold and random splits, not --split "
+                             f"{self.split}")
+        if len(sizes) != 3 or min(sizes) < 0 or abs(sum(sizes) - 1) > 1e-6 or not (sizes[0] > 0 and sizes[1] > 0):
+            raise ValueError(f"--split-sizes takes three fractions (train valid test), train and valid > 0, test "
+                             f">= 0, summing to 1; got {' '.join(map(str, self.split_sizes))}")
+        self.split_sizes = sizes
+
+    def _check_search(self) -> None:
+        _non_negative(self, "search_trials")
+        if self.search_space is not None and not self.search_trials:
+            raise ValueError("--search-space is read only with --search-trials")
+        if not self.search_trials:
+            return
+        if importlib.util.find_spec("optuna") is None:
+            raise ValueError("--search-trials needs optuna: pip install 'moleblend-hf[search]'")
+        if self.seeds or self.kfold:
+            raise ValueError("--search-trials searches for one model: run it without --seeds / --kfold, then "
+                             "train the ensemble with the settings in search_best.json")
+        self.search_space = search_space(self.search_space)
+
+
+def search_space(given: dict[str, Any] | str | None) -> dict[str, dict[str, Any]]:
+    """SEARCH_SPACE with the entries of `given` (a dict, JSON text or the path of a JSON file) replacing its own:
+    {"low": L, "high": H[, "log": true]} a float range, {"choices": [...]} a list, {"value": V} fixed."""
+    if isinstance(given, str):
+        text = Path(given).read_text() if given.endswith(".json") and Path(given).is_file() else given
+        try:
+            given = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--search-space is not JSON ({error.msg}): {given[:80]!r}") from None
+    space = {name: dict(spec) for name, spec in SEARCH_SPACE.items()}
+    for name, spec in (given or {}).items():
+        valid = isinstance(spec, dict) and (set(spec) == {"value"} or set(spec) == {"choices"} and spec["choices"]
+                                            or {"low", "high"} <= set(spec) <= {"low", "high", "log"}
+                                            and spec["low"] <= spec["high"])
+        if name not in SEARCH_SPACE or not valid:
+            raise ValueError(f"--search-space: {name!r}: {spec!r} is not one of {{'low': L, 'high': H[, 'log': "
+                             f"true]}}, {{'choices': [...]}}, {{'value': V}} for a parameter among "
+                             f"{', '.join(SEARCH_SPACE)}")
+        space[name] = spec
+    return space

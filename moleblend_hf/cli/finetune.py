@@ -11,9 +11,11 @@ from .parser import EXIT_OK, parse, run
 DESCRIPTION = (
     "Fine-tune MoleBLEND with the transformers Trainer: early stopping and checkpoint choice on the validation "
     "metric. Writes the model, processor and card at the root of --output-dir, with metrics.json, split.json, "
-    "test_predictions.csv and skipped_rows.csv. Labels may be numbers or class names ('active'/'inactive'). With "
+    "test_predictions.csv, skipped_rows.csv and figures (learning curves, a test parity or ROC/PR plot, each with its "
+    "CSV). Labels may be numbers or class names ('active'/'inactive'). With "
     "--seeds or --kfold, one model per member in member directories and an ensemble that `moleblend predict` and "
-    "the pipelines load as one directory.")
+    "the pipelines load as one directory, its uncertainty calibrated on the validation split. --search-trials first "
+    "searches hyperparameters on the validation split (optuna).")
 
 
 def main(argv: Sequence[str]) -> int:

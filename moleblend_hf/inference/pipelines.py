@@ -138,10 +138,15 @@ class MoleculePropertyPipeline(_MoleculePipeline):
     `ensemble=[model, ...]`: further members (e.g. the seeds or folds of `moleblend finetune --seeds` /
     `--kfold`, see `moleblend_hf.pipeline`); each result is then the members' mean, with their standard
     deviation as `"std"`.
+    `calibration`: what `moleblend finetune` fitted on its validation split (its ensemble.json / calibration.json;
+    `moleblend_hf.pipeline` passes it): regression ensembles add `"calibrated_std"` (std x the fitted scale),
+    classification ensembles `"calibrated_score"` (the temperature-scaled mean logit's probability), conformal
+    intervals `"lower"` and `"upper"`.
     """
 
-    def __init__(self, *args, ensemble: list | tuple = (), **kwargs):
+    def __init__(self, *args, ensemble: list | tuple = (), calibration: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.calibration = calibration or {}
         reference = self._task_of(self.model.config)
         for member in ensemble:
             if self._task_of(member.config) != reference:
@@ -161,13 +166,32 @@ class MoleculePropertyPipeline(_MoleculePipeline):
         problem_type = self.model.config.problem_type
         logits = torch.stack([member(**model_inputs).logits.float() for member in self.members])
         if problem_type == "single_label_classification":
-            return {"values": logits.softmax(-1)}
+            return {"values": logits.softmax(-1), "logits": logits}
         if problem_type == "multi_label_classification":
-            return {"values": logits.sigmoid()}
-        return {"values": logits}  # regression heads return label units
+            return {"values": logits.sigmoid(), "logits": logits}
+        return {"values": logits, "logits": logits}  # regression heads return label units
 
     def _rows(self, outputs, batch):
-        return [{"values": outputs["values"][:, i]} for i in range(len(batch))]
+        return [{"values": outputs["values"][:, i], "logits": outputs["logits"][:, i]} for i in range(len(batch))]
+
+    def _calibrated(self, logits: torch.Tensor) -> dict[str, list[float]]:
+        """The calibrated outputs of one molecule's member logits [members, outputs] (the same arithmetic as
+        moleblend_hf.inference.calibration.apply_calibration, which this file, shipped alone, cannot import)."""
+        logits, found = logits.double(), {}
+        mean = logits.mean(0)
+        std = logits.std(0, unbiased=False) if len(logits) > 1 else None
+        if "std_scale" in self.calibration and std is not None:
+            found["calibrated_std"] = std * torch.tensor(self.calibration["std_scale"], dtype=std.dtype)
+        if "temperature" in self.calibration:
+            scaled = mean / torch.tensor(self.calibration["temperature"], dtype=mean.dtype)
+            found["calibrated_score"] = scaled.softmax(-1) if self.model.config.problem_type == \
+                "single_label_classification" else scaled.sigmoid()
+        conformal = self.calibration.get("conformal")
+        if conformal and (std is not None or conformal["score"] == "|y - mean|"):
+            half = torch.tensor([float(q) for q in conformal["quantiles"]], dtype=mean.dtype)
+            half = half if conformal["score"] == "|y - mean|" else half * std.clamp_min(1e-8)
+            found["lower"], found["upper"] = mean - half, mean + half
+        return {key: value.tolist() for key, value in found.items()}
 
     def postprocess(self, model_outputs, top_k: int | None = None):
         values = model_outputs["values"]  # [members, outputs]
@@ -176,8 +200,9 @@ class MoleculePropertyPipeline(_MoleculePipeline):
         config = self.model.config
         names = [config.id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
         key = "value" if config.problem_type == "regression" else "score"
-        rows = [{"label": name, key: float(mean[i]), **({"std": float(std[i])} if std is not None else {})}
-                for i, name in enumerate(names)]
+        calibrated = self._calibrated(model_outputs["logits"]) if self.calibration else {}
+        rows = [{"label": name, key: float(mean[i]), **({"std": float(std[i])} if std is not None else {}),
+                 **{k: float(v[i]) for k, v in calibrated.items()}} for i, name in enumerate(names)]
         if config.problem_type == "single_label_classification":
             rows = sorted(rows, key=lambda row: -row["score"])[: top_k or len(rows)]
         return rows

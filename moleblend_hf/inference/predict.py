@@ -3,7 +3,10 @@
 Every input row gets an output row, in input order: `row` (0-based position in the file), `id`, the predictions,
 and `skipped_reason` (empty predictions and the reason for a row that cannot be featurized, e.g. a bad SMILES).
 Several models (or an ensemble directory from `moleblend finetune --seeds` / `--kfold`) give the members' mean
-and, as an uncertainty, their standard deviation (`std_...` columns). Molecules are featurized once per distinct
+and, as an uncertainty, their standard deviation (`std_...` columns). Where `moleblend finetune` fitted a
+calibration (on its validation split): `calibrated_std_...` (regression ensembles), `calibrated_probability_...`
+(temperature-scaled mean logit of classification ensembles), and `lower_...` / `upper_...` (conformal intervals,
+`--conformal-alpha`). Molecules are featurized once per distinct
 processor setting and batched by atom count (little padding), under `torch.inference_mode`.
 """
 
@@ -19,11 +22,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..publishing.checkpoints import ensemble_members, resolve_model
+from ..publishing.checkpoints import calibration_of, ensemble_members, resolve_model
 from ..modeling import MoleBlendForPropertyPrediction
 from ..processing import MoleBlendProcessor, MoleculeError
 from ..arguments import PredictArguments
 from ..sources.files import read_table
+from .calibration import apply_calibration, probabilities
 from .speed import apply_inference_options, atom_padding_multiple, inference_autocast
 
 logger = logging.getLogger(__name__)
@@ -67,10 +71,10 @@ def _to_values(logits: torch.Tensor, problem_type: str) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_molecules(members: list[tuple[MoleBlendForPropertyPrediction, MoleBlendProcessor]], molecules: list,
-                      batch_size: int = 64, device: str = "cpu",
-                      mixed_precision: str = "no") -> tuple[np.ndarray, dict[int, str]]:
+                      batch_size: int = 64, device: str = "cpu", mixed_precision: str = "no",
+                      raw: bool = False) -> tuple[np.ndarray, dict[int, str]]:
     """Predictions [members, molecules, outputs] (NaN for molecules that could not be featurized) and the reason
-    for each such molecule (by position)."""
+    for each such molecule (by position). `raw`: the models' logits (values for regression), not probabilities."""
     count, outputs = len(molecules), members[0][0].config.num_labels
     values = np.full((len(members), count, outputs), np.nan, dtype=np.float64)
     failures: dict[int, str] = {}
@@ -95,7 +99,7 @@ def predict_molecules(members: list[tuple[MoleBlendForPropertyPrediction, MoleBl
                                   pad_to_multiple_of=atom_padding_multiple(model)).to(device)
             with inference_autocast(device, mixed_precision):
                 logits = model(**batch).logits.float()
-            values[index, positions] = _to_values(logits, model.config.problem_type).cpu().numpy()
+            values[index, positions] = (logits if raw else _to_values(logits, model.config.problem_type)).cpu().numpy()
     return values, failures
 
 
@@ -111,19 +115,21 @@ def predict_file(args: PredictArguments) -> dict:
     members = [(apply_inference_options(model, args.quantize, args.compile, args.cuda_graphs), processor)
                for model, processor in members]
     names = output_columns(config)
+    calibration = calibration_of(resolve_model(args.model[0])) if len(args.model) == 1 else None
     records = read_table(args.data, smiles_column=args.smiles_column, molblock_column=args.molblock_column)
     frames, skipped, bar = [], 0, tqdm(desc="predicting", unit="mol", disable=not args.progress)
     while chunk := list(itertools.islice(records, CHUNK_ROWS)):
-        values, failures = predict_molecules(members, [r.molecule for r in chunk], args.batch_size, args.device,
-                                              args.mixed_precision)
+        logits, failures = predict_molecules(members, [r.molecule for r in chunk], args.batch_size, args.device,
+                                              args.mixed_precision, raw=True)
+        values = probabilities(config.problem_type, logits)
         mean = values.mean(0)
         frame = pd.DataFrame({"row": [r.row for r in chunk], "id": [r.identifier for r in chunk]})
         for column, name in enumerate(names):
             frame[name] = mean[:, column]
-        if len(members) > 1:
-            std = values.std(0)
+        extra = {"std": values.std(0)} if len(members) > 1 else {}
+        for key, array in {**extra, **apply_calibration(config.problem_type, logits, calibration)}.items():
             for column, name in enumerate(names):
-                frame[f"std_{name.split('_', 1)[1]}"] = std[:, column]
+                frame[f"{key}_{name.split('_', 1)[1]}"] = array[:, column]
         if config.problem_type == "single_label_classification":
             best = np.nan_to_num(mean, nan=-1).argmax(1)
             frame["predicted_class"] = [None if position in failures else str(config.id2label[int(k)])
@@ -140,4 +146,5 @@ def predict_file(args: PredictArguments) -> dict:
     table.to_parquet(temporary, index=False) if output.suffix == ".parquet" else table.to_csv(temporary, index=False)
     temporary.replace(output)  # the file exists only once complete
     return {"input": str(args.data), "output": str(output), "rows": len(table), "predicted": len(table) - skipped,
-            "skipped": skipped, "models": len(members), "problem_type": config.problem_type, "columns": names}
+            "skipped": skipped, "models": len(members), "problem_type": config.problem_type, "columns": names,
+            "calibrated": bool(calibration)}

@@ -20,6 +20,9 @@ SHIPPED = {
 DEFAULT_PRETRAINED = "moleblend-mini-qm9-moses"
 #: the manifest of an ensemble directory (`moleblend finetune --seeds` / `--kfold`): its member directories
 ENSEMBLE_FILE = "ensemble.json"
+#: the calibration of a single fine-tuned model (`moleblend finetune --conformal-alpha`); an ensemble keeps its own
+#: in ENSEMBLE_FILE under "calibration"
+CALIBRATION_FILE = "calibration.json"
 
 
 def resolve_model(name_or_path: str | Path | None) -> str | None:
@@ -35,6 +38,17 @@ def resolve_model(name_or_path: str | Path | None) -> str | None:
     return str(shipped)
 
 
+def calibration_of(directory: str | Path) -> dict | None:
+    """The calibration fitted by `moleblend finetune` for a model or ensemble directory (see
+    inference/calibration.py), or None."""
+    directory = Path(directory)
+    if (directory / ENSEMBLE_FILE).exists():
+        return json.loads((directory / ENSEMBLE_FILE).read_text()).get("calibration")
+    if (directory / CALIBRATION_FILE).exists():
+        return json.loads((directory / CALIBRATION_FILE).read_text())
+    return None
+
+
 def ensemble_members(directory: str | Path) -> list[str]:
     """The member model directories of an ensemble directory; a plain model directory is its own one member."""
     directory = Path(directory)
@@ -47,10 +61,14 @@ def ensemble_members(directory: str | Path) -> list[str]:
 def pipeline(task: str, model: str | Path | None = None, **kwargs):
     """`transformers.pipeline` that also takes the short names of shipped checkpoints, e.g.
     `pipeline("molecule-feature-extraction", model="moleblend-mini-qm9-moses")`, and the ensemble directories of
-    `moleblend finetune --seeds` / `--kfold` (property prediction: the members' mean and `"std"`)."""
+    `moleblend finetune --seeds` / `--kfold` (property prediction: the members' mean and `"std"`); the calibration
+    `moleblend finetune` fitted for a directory is applied (see `MoleculePropertyPipeline`)."""
     import transformers.pipelines  # importing it registers the molecule tasks (see _registration)
 
     model = resolve_model(model)
+    calibration = calibration_of(model) if model is not None and task == "molecule-property-prediction" else None
+    if calibration:
+        kwargs = {"calibration": calibration, **kwargs}
     if model is None or not (Path(model) / ENSEMBLE_FILE).exists():
         return transformers.pipelines.pipeline(task, model=model, **kwargs)
     members = ensemble_members(model)

@@ -133,15 +133,18 @@ def check_split(split: dict[str, list[int]], n: int) -> None:
 
 
 def make_split(kind: str, smiles: list[str | None], seed: int = 0, column_values: list | None = None,
-               path: str | None = None, duplicates: list[list[int]] | None = None) -> dict[str, list[int]]:
+               path: str | None = None, duplicates: list[list[int]] | None = None,
+               fractions: tuple[float, float, float] | list[float] | None = None) -> dict[str, list[int]]:
     """One of: scaffold, balanced_scaffold, random, column (needs `column_values`), file (needs `path`).
-    `duplicates`: the `duplicate_groups` of `smiles` when already computed (used by the random split)."""
+    `duplicates`: the `duplicate_groups` of `smiles` when already computed (used by the random split);
+    `fractions`: train / valid / test sizes of the scaffold and random splits (default 0.8 / 0.1 / 0.1)."""
+    fractions = tuple(fractions) if fractions is not None else (0.8, 0.1, 0.1)
     if kind == "scaffold":
-        split = scaffold_split(smiles)
+        split = scaffold_split(smiles, fractions)
     elif kind == "balanced_scaffold":
-        split = balanced_scaffold_split(smiles, seed)
+        split = balanced_scaffold_split(smiles, seed, fractions)
     elif kind == "random":
-        split = random_split(smiles, seed, duplicates=duplicates)
+        split = random_split(smiles, seed, fractions, duplicates=duplicates)
     elif kind == "column":
         split = split_from_column(column_values or [])
     elif kind == "file":

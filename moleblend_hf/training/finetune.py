@@ -5,36 +5,44 @@ Writes to the output directory, like the Trainer: the model, processor and card 
 (the run's identity: a used directory is refused without `--overwrite`), `split.json` (row indices used),
 `metrics.json` (validation and test metrics of the checkpoint chosen on the validation metric),
 `test_predictions.csv` (one line per test row of the input, in input order; rows that could not be featurized
-are there too, with an empty prediction and the reason), and `skipped_rows.csv` (every row that was left out).
+are there too, with an empty prediction and the reason), `skipped_rows.csv` (every row that was left out), and
+figures with their data: `learning_curves.png/.csv` (per epoch: train loss, validation loss and metric), and on the
+test rows `test_parity.png/.csv` (regression) or `test_roc_pr.png/.csv` (binary tasks). `--search-trials` adds
+`search_trials.json` and `search_best.json`; `--conformal-alpha` adds `calibration.json` and the `lower_` /
+`upper_` columns.
 
 With `seeds` (or `kfold`), one run per member in `seed-<s>/` (or `fold-<k>/`), all on the same test rows, and
 `ensemble.json` naming them: `moleblend predict` and `moleblend_hf.pipeline` take the directory as one model whose
-prediction is the members' mean with their standard deviation.
+prediction is the members' mean with their standard deviation. A `--seeds` ensemble fits its calibration on the
+shared validation split (a std scale for regression, a temperature for classification, conformal quantiles with
+`--conformal-alpha`; see inference/calibration.py), stored in `ensemble.json` and reported in `metrics.json`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback
 
-from ..publishing.checkpoints import ENSEMBLE_FILE, resolve_model
-from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
-from ..processing import MoleBlendCollator, MoleBlendProcessor, MoleculeError
 from ..arguments import FinetuneArguments
-from .run_directory import open_run
-from ..sources.files import MOLBLOCK_COLUMNS, SMILES_COLUMNS, pick_column, canonical_smiles
-from .metrics import SELECTION_METRIC, compute_metrics
+from ..inference.calibration import apply_calibration, calibration_metrics, fit_calibration, probabilities
+from ..modeling import MoleBlendConfig
+from ..processing import MoleBlendCollator, MoleBlendProcessor
+from ..publishing.checkpoints import CALIBRATION_FILE, ENSEMBLE_FILE, resolve_model
+from ..sources.files import MOLBLOCK_COLUMNS, SMILES_COLUMNS, canonical_smiles, pick_column
 from ..sources.splits import SPLIT_NAMES, duplicate_groups, make_split
+from .metrics import selection_metric
+from .plots import learning_curves, write_learning_curves, write_parity, write_roc_pr
+from .property_trainer import (FeatureDataset, MoleculeTrainer, build_model, build_optimizer, featurize_rows,
+                               metrics_function, training_arguments)
+from .run_directory import open_run
+from .search import run_search
 
 logger = logging.getLogger(__name__)
 TASKS = ("auto", "regression", "classification", "multiclass")
@@ -120,94 +128,6 @@ def detect_problem_type(task: str, labels: np.ndarray) -> str:
     return "multi_label_classification" if binary else "regression"
 
 
-class FeatureDataset(Dataset):
-    """Featurized rows (compact arrays) with their labels, for the Trainer."""
-
-    def __init__(self, features: list[dict], labels: np.ndarray, rows: list[int]):
-        self.features, self.labels, self.rows = features, labels, rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> dict:
-        return {**self.features[index], "labels": self.labels[index]}
-
-    def sizes(self) -> list[int]:
-        """Atoms of every molecule, in dataset order."""
-        return [len(f["atom_features"]) for f in self.features]
-
-
-class MoleculeTrainer(Trainer):
-    """The `Trainer`, with training batches optionally grouped by atom count (`group_by_size`).
-
-    transformers' own `train_sampling_strategy="group_by_length"` also reorders evaluation and `predict` batches
-    (randomly), which would misalign the test predictions written per row; here only training batches are grouped,
-    with transformers' `LengthGroupedSampler` (random megabatches, each sorted by size) on the molecules' atom
-    counts, and evaluation keeps the dataset order.
-    """
-
-    def __init__(self, *args, group_by_size: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.group_by_size = group_by_size
-
-    def _get_train_sampler(self, train_dataset: Dataset | None = None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if not self.group_by_size or not isinstance(dataset, FeatureDataset):
-            return super()._get_train_sampler(train_dataset)
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-
-        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                    lengths=dataset.sizes())
-
-
-def featurize_rows(processor: MoleBlendProcessor, molecules: list, cache: Path | None
-                   ) -> tuple[dict[int, dict], dict[int, str]]:
-    """Features of every row that can be featurized, and the reason for every row that cannot.
-
-    With `cache`, features (conformers included, the slow part) are stored with `datasets.save_to_disk` under a
-    key of the inputs and the processor settings, and reused by later runs.
-    """
-    key = hashlib.sha256(json.dumps([processor.to_dict(), [str(m) for m in molecules]], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:16]
-    target = cache / f"features-{key}" if cache else None
-    if target is not None and (target / "dataset_info.json").exists():
-        from datasets import load_from_disk
-
-        stored = load_from_disk(str(target))
-        features = {int(r["row"]): {k: v for k, v in r.items() if k not in ("row", "error")}
-                    for r in stored if r["error"] is None}
-        failures = {int(r["row"]): r["error"] for r in stored if r["error"] is not None}
-        return features, failures
-    features, failures = {}, {}
-    for row, molecule in enumerate(molecules):
-        try:
-            features[row] = processor.featurize(molecule, row)
-        except MoleculeError as error:
-            failures[row] = error.reason
-    if target is not None:
-        from datasets import Dataset as HFDataset
-
-        records = [{"row": r, "error": None, **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                                 for k, v in f.items()}} for r, f in features.items()]
-        template = records[0] if records else {}
-        records += [{**{k: None for k in template}, "row": r, "error": reason} for r, reason in failures.items()]
-        HFDataset.from_list(records).save_to_disk(str(target))
-    return features, failures
-
-
-def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
-                label_names: dict[int, str] | None = None) -> MoleBlendForPropertyPrediction:
-    relations = {"use_2d_relations": args.modality in ("2d", "both"),
-                 "use_3d_relations": args.modality in ("3d", "both")}
-    overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type}
-    if label_names:
-        overrides |= {"id2label": label_names, "label2id": {name: i for i, name in label_names.items()}}
-    torch.manual_seed(args.seed)  # the new head's initialisation depends on the seed only, not on earlier runs
-    if args.model:
-        return MoleBlendForPropertyPrediction.from_pretrained(resolve_model(args.model), **overrides)
-    return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(args.preset, **overrides))
-
-
 def _prepare(args: FinetuneArguments) -> dict:
     """Everything decided from the data before any training: the table, labels, problem type and split. Raises
     on a bad input (missing columns, mixed labels, one class, bad split) before the output directory is touched."""
@@ -234,10 +154,12 @@ def _prepare(args: FinetuneArguments) -> dict:
     groups = duplicate_groups(split_smiles)  # once: the random split and the report both use them
     split = make_split(args.split, split_smiles, seed=args.seed,
                        column_values=frame[args.split_column].tolist() if args.split_column else None,
-                       path=args.split_file, duplicates=groups)
+                       path=args.split_file, duplicates=groups, fractions=args.split_sizes)
+    if args.conformal_alpha is not None and problem_type != "regression":
+        raise ValueError(f"--conformal-alpha gives intervals for regression; {args.label_columns} is {problem_type}")
     return dict(frame=frame, molecule_column=molecule_column, molecules=molecules, labels=labels,
                 class_names=class_names, problem_type=problem_type, split=split, is_smiles=is_smiles,
-                duplicates=_duplicates_report(groups, split))
+                duplicates=_duplicates_report(groups, split), metric=selection_metric(problem_type, args.metric))
 
 
 def _duplicates_report(groups: list[list[int]], split: dict[str, list[int]]) -> dict[str, int]:
@@ -258,99 +180,142 @@ def finetune(args: FinetuneArguments) -> dict:
     """Run one fine-tuning job (or an ensemble, with `seeds` / `kfold`); returns what metrics.json holds."""
     if args.seeds or args.kfold:
         return finetune_ensemble(args)
+    return _finetune_run(args)[0]
+
+
+def _finetune_run(args: FinetuneArguments) -> tuple[dict, dict[str, tuple]]:
+    """One model; returns what metrics.json holds and, per split (valid, test), its rows, labels and the model's
+    raw outputs (logits, or values for regression), from which an ensemble fits its calibration."""
     prepared = _prepare(args)
-    frame, molecule_column, molecules, labels, class_names, problem_type, split, is_smiles = (
-        prepared[k] for k in ("frame", "molecule_column", "molecules", "labels", "class_names", "problem_type",
-                              "split", "is_smiles"))
+    problem_type, split, (metric, greater) = prepared["problem_type"], prepared["split"], prepared["metric"]
     output = Path(args.output_dir)
     open_run(output, "finetune", asdict(args), overwrite=args.overwrite)
     (output / "split.json").write_text(json.dumps({"method": args.split, "seed": args.seed, **split}))
 
-    conformers = "none" if args.modality == "2d" else ("generate" if is_smiles else "given")
-    names = _label_names(problem_type, class_names, args.label_columns)
-    model = build_model(args, problem_type, num_labels=_num_labels(problem_type, labels), label_names=names)
+    conformers = "none" if args.modality == "2d" else ("generate" if prepared["is_smiles"] else "given")
+    names = _label_names(problem_type, prepared["class_names"], args.label_columns)
+    num_labels = _num_labels(problem_type, prepared["labels"])
+    model = build_model(args, problem_type, num_labels=num_labels, label_names=names)
     processor = MoleBlendProcessor.from_config(model.config, conformers=conformers, seed=args.seed)
-    features, failures = featurize_rows(processor, molecules, Path(args.cache_dir) if args.cache_dir else None)
-    unlabeled = {r for r in range(len(frame)) if np.isnan(labels[r]).all()}
+    datasets, failures = _datasets(args, prepared, processor)
+
+    def make_model(run_args: FinetuneArguments):
+        built = build_model(run_args, problem_type, num_labels=num_labels, label_names=names)
+        if problem_type == "regression":
+            built.set_label_statistics(torch.as_tensor(datasets["train"].labels))
+        return built
+
+    common = dict(train_dataset=datasets["train"], eval_dataset=datasets["valid"], group_by_size=args.group_by_size,
+                  data_collator=MoleBlendCollator(processor), compute_metrics=metrics_function(problem_type))
+    if args.search_trials:  # the test split takes no part in the search
+        search_args = training_arguments(args, str(output / "search"), metric, greater, search=True)
+        args = run_search(args, lambda init, factory: MoleculeTrainer(
+            model_init=init, optimizer_factory=factory, args=search_args, **common), make_model, build_optimizer,
+            metric, greater, output)
+        if (output / "search").is_dir() and not any((output / "search").iterdir()):
+            (output / "search").rmdir()  # the trials save nothing; the Trainer made the directory
+    model = make_model(args)
+    trainer = MoleculeTrainer(
+        model=model, args=training_arguments(args, str(output), metric, greater),
+        optimizers=(build_optimizer(model, args), None),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)], **common)
+    trainer.train()  # ends with the checkpoint that was best on the validation metric
+    outputs = {name: trainer.predict(datasets[name], metric_key_prefix=name) for name in ("valid", "test")
+               if datasets[name] is not None}
+    raw = {name: (datasets[name].rows, datasets[name].labels, out.predictions) for name, out in outputs.items()}
+    curves = learning_curves(trainer.state.log_history, metric)
+    result = {
+        "task": args.label_columns, "problem_type": problem_type, "data": str(args.data), "modality": args.modality,
+        "split": {"method": args.split, "seed": args.seed, "sizes": args.split_sizes,
+                  **{k: len(v) for k, v in split.items()}},
+        "selection_metric": metric, "greater_is_better": greater,
+        **{name: _strip(out.metrics, name) for name, out in outputs.items()},
+        "skipped_rows": len(failures),
+        "duplicates": prepared["duplicates"],
+        "curves": curves.to_dict(orient="list"),
+        "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
+        "config_overrides": args.config_overrides,
+    }
+    result.setdefault("test", {})
+    if args.search_trials:
+        result["search"] = json.loads((output / "search_best.json").read_text())
+    calibration = _fit_single_model_calibration(args, problem_type, raw, output, result)
+    (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    test_raw = raw.get("test", ([], np.zeros((0, num_labels)), np.zeros((0, num_labels))))
+    values, columns = _prediction_values(problem_type, test_raw[2][None], args.label_columns,
+                                         prepared["class_names"])
+    _write_predictions(output, values, columns, test_raw[0], split["test"], prepared, args.label_columns, failures,
+                       apply_calibration(problem_type, test_raw[2][None], calibration))
+    _write_skipped(output, split, failures, prepared["molecules"])
+    _write_figures(output, curves, metric, problem_type, test_raw, args.label_columns, result["test"])
+    _save_model(args, output, trainer.model, processor)
+    return result, raw
+
+
+def _datasets(args: FinetuneArguments, prepared: dict, processor: MoleBlendProcessor
+              ) -> tuple[dict[str, FeatureDataset | None], dict[int, str]]:
+    """The featurized train / valid / test datasets (test None when the split has no test rows) and the reason
+    for every row left out."""
+    labels, problem_type, split = prepared["labels"], prepared["problem_type"], prepared["split"]
+    features, failures = featurize_rows(processor, prepared["molecules"],
+                                        Path(args.cache_dir) if args.cache_dir else None)
+    unlabeled = {r for r in range(len(labels)) if np.isnan(labels[r]).all()}
     for row in unlabeled - failures.keys():
         failures[row] = "no label"
     target = labels if problem_type != "single_label_classification" else labels[:, 0]
-
-    datasets = {}
+    datasets: dict[str, FeatureDataset | None] = {}
     for name in SPLIT_NAMES:
         rows = [r for r in split[name] if r not in failures]
+        if not rows and name == "test" and not split["test"]:
+            datasets[name] = None  # --split-sizes with no test fraction
+            continue
         if not rows:
             raise ValueError(f"the {name} split has no usable molecule")
         values = target[rows].astype(np.float32) if problem_type != "single_label_classification" else \
             target[rows].astype(np.int64)
         datasets[name] = FeatureDataset([features[r] for r in rows], values, rows)
-    if problem_type == "regression":
-        model.set_label_statistics(torch.as_tensor(datasets["train"].labels))
+    return datasets, failures
 
-    metric, greater = SELECTION_METRIC[problem_type]
-    training_args = TrainingArguments(
-        output_dir=str(output), num_train_epochs=args.epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, weight_decay=args.weight_decay, warmup_steps=args.warmup_ratio,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, eval_strategy="epoch", save_strategy="epoch",
-        load_best_model_at_end=True, metric_for_best_model=metric, greater_is_better=greater, save_total_limit=2,
-        logging_strategy="epoch", seed=args.seed, report_to=args.report_to, remove_unused_columns=False,
-        label_names=["labels"], dataloader_num_workers=args.num_workers, use_cpu=not torch.cuda.is_available(),
-    )
-    trainer = MoleculeTrainer(
-        model=model, args=training_args, optimizers=(_optimizer(model, args), None), train_dataset=datasets["train"],
-        eval_dataset=datasets["valid"], group_by_size=args.group_by_size,
-        data_collator=MoleBlendCollator(processor), compute_metrics=_metrics_function(problem_type),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)],
-    )
-    trainer.train()  # ends with the checkpoint that was best on the validation metric
-    test_output = trainer.predict(datasets["test"], metric_key_prefix="test")
-    result = {
-        "task": args.label_columns, "problem_type": problem_type, "data": str(args.data), "modality": args.modality,
-        "split": {"method": args.split, "seed": args.seed, **{k: len(v) for k, v in split.items()}},
-        "selection_metric": metric,
-        "valid": _strip(trainer.predict(datasets["valid"], metric_key_prefix="valid").metrics, "valid"),
-        "test": _strip(test_output.metrics, "test"),
-        "skipped_rows": len(failures),
-        "duplicates": prepared["duplicates"],
-        "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
-        "config_overrides": args.config_overrides,
-    }
-    (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
-    _write_predictions(output, test_output.predictions, datasets["test"], split["test"], frame, molecule_column,
-                       args.label_columns, failures, problem_type, class_names)
-    _write_skipped(output, split, failures, molecules)
-    model_dir = output
-    trainer.model.save_pretrained(model_dir)  # not trainer.save_model: it adds a pickled training_args.bin
-    processor.save_pretrained(model_dir)
+
+def _fit_single_model_calibration(args: FinetuneArguments, problem_type: str, raw: dict[str, tuple],
+                                  output: Path, result: dict) -> dict | None:
+    """With --conformal-alpha (regression): intervals from the validation residuals, stored in calibration.json
+    (read by `moleblend predict`), their coverage in metrics.json."""
+    if args.conformal_alpha is None:
+        return None
+    _, labels, predictions = raw["valid"]
+    calibration = fit_calibration(problem_type, labels, predictions[None], args.conformal_alpha)
+    (output / CALIBRATION_FILE).write_text(json.dumps({"problem_type": problem_type, **calibration}, indent=2))
+    result["calibration"] = {"fitted": calibration, **{
+        name: calibration_metrics(problem_type, part[1], part[2][None], calibration) for name, part in raw.items()}}
+    return calibration
+
+
+def _write_figures(output: Path, curves: pd.DataFrame, metric: str, problem_type: str, test: tuple,
+                   label_columns: list[str], test_metrics: dict) -> None:
+    """Learning curves; on the test rows a parity plot (regression) or ROC and precision-recall curves (binary
+    tasks); each with its CSV."""
+    write_learning_curves(output, curves, metric)
+    rows, labels, outputs = test
+    if not len(rows):
+        return
+    if problem_type == "regression":
+        write_parity(output, rows, labels, outputs, label_columns, test_metrics)
+    elif problem_type == "multi_label_classification":
+        write_roc_pr(output, labels, probabilities(problem_type, outputs), label_columns)
+
+
+def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBlendProcessor) -> None:
+    model.save_pretrained(output)  # not trainer.save_model: it adds a pickled training_args.bin
+    processor.save_pretrained(output)
     from ..publishing.push import write_model_card
     base_model = args.model if args.model and resolve_model(args.model) == args.model and \
         not Path(args.model).exists() else None  # Hub ids only
-    write_model_card(model_dir, model.config, base_model=base_model, repo_id=args.push_to_hub)
+    write_model_card(output, model.config, base_model=base_model, repo_id=args.push_to_hub)
     if args.push_to_hub:
         from ..publishing.push import push_directory
 
-        push_directory(model_dir, args.push_to_hub)
-    return result
-
-
-def _optimizer(model: MoleBlendForPropertyPrediction, args: FinetuneArguments) -> torch.optim.Optimizer:
-    """AdamW with the encoder at `learning_rate x encoder_learning_rate_ratio` and the new head at
-    `learning_rate`; no weight decay on biases, norms and embeddings (the Trainer's default grouping). The
-    Trainer builds its warmup + linear decay schedule on top of these groups."""
-    if args.encoder_learning_rate_ratio <= 0:
-        raise ValueError(f"encoder_learning_rate_ratio must be > 0, got {args.encoder_learning_rate_ratio}")
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        encoder = name.startswith("moleblend.")
-        decay = parameter.ndim >= 2 and "norm" not in name and "embedding" not in name
-        groups.setdefault((encoder, decay), []).append(parameter)
-    return torch.optim.AdamW([
-        {"params": params, "weight_decay": args.weight_decay if decay else 0.0,
-         "lr": args.learning_rate * (args.encoder_learning_rate_ratio if encoder else 1.0)}
-        for (encoder, decay), params in groups.items()], lr=args.learning_rate)
+        push_directory(output, args.push_to_hub)
 
 
 def _label_names(problem_type: str, class_names: dict[int, str] | None, columns: list[str]
@@ -386,43 +351,46 @@ def _num_labels(problem_type: str, labels: np.ndarray) -> int:
     return labels.shape[1]
 
 
-def _metrics_function(problem_type: str):
-    def metrics(prediction) -> dict[str, float]:
-        return compute_metrics(problem_type, prediction.label_ids, prediction.predictions)
-
-    return metrics
-
-
 def _strip(metrics: dict, prefix: str) -> dict:
     return {k[len(prefix) + 1:]: v for k, v in metrics.items() if k.startswith(prefix + "_")}
 
 
-def _write_predictions(output: Path, logits: np.ndarray, test: FeatureDataset, test_rows: list[int],
-                       frame: pd.DataFrame, molecule_column: str, label_columns: list[str],
-                       failures: dict[int, str], problem_type: str,
-                       class_names: dict[int, str] | None = None) -> None:
-    if problem_type == "multi_label_classification":
-        values = 1.0 / (1.0 + np.exp(-logits))
-        names = [f"probability_{c}" for c in label_columns]
-    elif problem_type == "single_label_classification":
-        values = np.exp(logits - logits.max(1, keepdims=True))
-        values /= values.sum(1, keepdims=True)
+def _prediction_values(problem_type: str, members: np.ndarray, label_columns: list[str],
+                       class_names: dict[int, str] | None) -> tuple[np.ndarray, list[str]]:
+    """The members' mean reported value (probabilities, or values for regression) [rows, outputs] and the
+    column names."""
+    values = probabilities(problem_type, members).mean(0)
+    if problem_type == "single_label_classification":
         names = [f"probability_{class_names[k]}" if class_names else f"probability_class_{k}"
                  for k in range(values.shape[1])]
     else:
-        values = logits
-        names = [f"prediction_{c}" for c in label_columns]
-    by_row = dict(zip(test.rows, values))
+        kind = "prediction" if problem_type == "regression" else "probability"
+        names = [f"{kind}_{c}" for c in label_columns]
+    return values, names
+
+
+def _write_predictions(output: Path, values: np.ndarray, names: list[str], predicted_rows: list[int],
+                       test_rows: list[int], prepared: dict, label_columns: list[str], failures: dict[int, str],
+                       extra: dict[str, np.ndarray] | None = None) -> None:
+    """test_predictions.csv: every test row in input order, with its labels, prediction columns `names` (and
+    `<key>_<task>` columns of `extra`: std, calibrated std or probabilities, conformal bounds); unusable rows
+    stay, with the reason."""
+    frame, molecule_column = prepared["frame"], prepared["molecule_column"]
+    columns = {name: values[:, i] for i, name in enumerate(names)}
+    for key, array in (extra or {}).items():
+        columns.update({f"{key}_{name.split('_', 1)[1]}": array[:, i] for i, name in enumerate(names)})
+    position = {row: i for i, row in enumerate(predicted_rows)}
     records = []
-    for row in test_rows:  # input order; unusable rows stay, with the reason
+    for row in test_rows:
         record = {"row": row, "molecule": frame[molecule_column].iloc[row] if molecule_column not in
                   MOLBLOCK_COLUMNS else f"molblock row {row}"}
         record.update({c: frame[c].iloc[row] for c in label_columns})
-        predicted = by_row.get(row)
-        record.update({n: (float(predicted[i]) if predicted is not None else None) for i, n in enumerate(names)})
+        i = position.get(row)
+        record.update({n: (float(v[i]) if i is not None else None) for n, v in columns.items()})
         record["skipped_reason"] = failures.get(row)
         records.append(record)
-    pd.DataFrame(records).to_csv(output / "test_predictions.csv", index=False)
+    pd.DataFrame(records, columns=["row", "molecule", *label_columns, *columns, "skipped_reason"]).to_csv(
+        output / "test_predictions.csv", index=False)
 
 
 def _write_skipped(output: Path, split: dict, failures: dict[int, str], molecules: list) -> None:
@@ -452,23 +420,72 @@ def finetune_ensemble(args: FinetuneArguments) -> dict:
             train = sorted(r for j, other in enumerate(folds) if j != k for r in other)
             members[f"fold-{k}"] = {"seed": args.seed, "split": {"train": train, "valid": fold,
                                                                   "test": split["test"]}}
-    results = {}
+    results, raws = {}, {}
     for name, member in members.items():
         split_file = output / f"split-{name}.json"
         split_file.write_text(json.dumps(member["split"]))
-        results[name] = finetune(replace(args, seeds=[], kfold=None, seed=member["seed"], split="file",
-                                         split_file=str(split_file), split_column=None, push_to_hub=None,
-                                         output_dir=str(output / name), overwrite=False))
+        results[name], raws[name] = _finetune_run(replace(
+            args, seeds=[], kfold=None, seed=member["seed"], split="file", split_file=str(split_file),
+            split_column=None, split_sizes=None, conformal_alpha=None, push_to_hub=None,
+            output_dir=str(output / name), overwrite=False))
+    problem_type = prepared["problem_type"]
+    calibration = _calibrate_ensemble(args, prepared, raws, output)
     (output / ENSEMBLE_FILE).write_text(json.dumps({"members": list(members), "kind": "seeds" if args.seeds else
-                                                    "kfold", "problem_type": prepared["problem_type"]}, indent=2))
+                                                    "kfold", "problem_type": problem_type,
+                                                    **({"calibration": calibration} if calibration else {})},
+                                                   indent=2))
     summary = {}
     for part in ("valid", "test"):
         names = sorted({k for r in results.values() for k in r[part] if isinstance(r[part][k], (int, float))})
         summary[part] = {k: {"mean": float(np.mean([r[part][k] for r in results.values()])),
                              "std": float(np.std([r[part][k] for r in results.values()]))} for k in names}
-    result = {"task": args.label_columns, "problem_type": prepared["problem_type"], "data": str(args.data),
+    result = {"task": args.label_columns, "problem_type": problem_type, "data": str(args.data),
               "members": {name: {"valid": r["valid"], "test": r["test"]} for name, r in results.items()},
-              "split": {"method": args.split, "seed": args.seed, **{k: len(v) for k, v in split.items()}},
+              "split": {"method": args.split, "seed": args.seed, "sizes": args.split_sizes,
+                        **{k: len(v) for k, v in split.items()}},
+              "selection_metric": prepared["metric"][0], "greater_is_better": prepared["metric"][1],
               "skipped_rows": next(iter(results.values()))["skipped_rows"], **summary}
+    if calibration:
+        result["calibration"] = {"fitted": calibration, **{
+            part: calibration_metrics(problem_type, labels, outputs, calibration)
+            for part, (_, labels, outputs) in ((p, _common_rows(raws, p)) for p in ("valid", "test"))
+            if len(labels)}}
     (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def _common_rows(raws: dict[str, dict[str, tuple]], part: str) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The rows of `part` that every member predicted, their labels and the members' outputs [members, rows, ...]."""
+    present = [raw[part] for raw in raws.values() if part in raw]
+    if len(present) < len(raws):
+        return [], np.zeros((0,)), np.zeros((len(raws), 0))
+    common = set.intersection(*(set(rows) for rows, _, _ in present))
+    rows = [r for r in present[0][0] if r in common]
+    positions = [[list(member_rows).index(r) for r in rows] for member_rows, _, _ in present]
+    outputs = np.stack([np.asarray(out)[where] for (_, _, out), where in zip(present, positions)])
+    return rows, np.asarray(present[0][1])[positions[0]], outputs
+
+
+def _calibrate_ensemble(args: FinetuneArguments, prepared: dict, raws: dict[str, dict[str, tuple]],
+                        output: Path) -> dict | None:
+    """Calibration fitted on the validation split shared by the members (--seeds; --kfold members have no common
+    held-out rows, so their uncertainty stays uncalibrated), and the ensemble's test predictions (mean, std and the
+    calibrated columns) in test_predictions.csv."""
+    problem_type = prepared["problem_type"]
+    calibration = None
+    if args.seeds:
+        _, labels, outputs = _common_rows(raws, "valid")
+        calibration = fit_calibration(problem_type, labels, outputs, args.conformal_alpha)
+    else:
+        logger.info("--kfold: no validation rows shared by the members; the ensemble's std stays uncalibrated")
+    rows, _, outputs = _common_rows(raws, "test")
+    if outputs.shape[1] == 0:
+        outputs = np.zeros((len(raws), 0, _num_labels(problem_type, prepared["labels"])))
+    values, names = _prediction_values(problem_type, outputs, args.label_columns, prepared["class_names"])
+    extra = {"std": probabilities(problem_type, outputs).std(0), **apply_calibration(problem_type, outputs,
+                                                                                      calibration)}
+    reason = "not predicted by every member (see the members' skipped_rows.csv)"
+    _write_predictions(output, values, names, rows, prepared["split"]["test"], prepared, args.label_columns,
+                       {r: reason for r in prepared["split"]["test"] if r not in set(rows)}, extra)
+    return calibration
+

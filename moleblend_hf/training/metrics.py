@@ -67,6 +67,23 @@ def compute_metrics(problem_type: str, labels: np.ndarray, logits: np.ndarray) -
     return multiclass_metrics(labels, logits)
 
 
-#: The metric that selects checkpoints and stops early, and whether larger is better.
+#: The metric that selects checkpoints and stops early by default, and whether larger is better.
 SELECTION_METRIC = {"regression": ("rmse", False), "multi_label_classification": ("roc_auc", True),
                     "single_label_classification": ("roc_auc", True)}
+#: Every metric `compute_metrics` reports for a problem type (plus the validation loss), with whether larger is
+#: better: the choices of `finetune --metric`.
+SELECTABLE_METRICS = {
+    "regression": {"rmse": False, "mae": False, "r2": True, "loss": False},
+    "multi_label_classification": {"roc_auc": True, "pr_auc": True, "loss": False},
+    "single_label_classification": {"accuracy": True, "roc_auc": True, "loss": False},
+}
+
+
+def selection_metric(problem_type: str, name: str | None) -> tuple[str, bool]:
+    """(metric, greater_is_better) that selects checkpoints: `name`, or the problem type's default."""
+    if name is None:
+        return SELECTION_METRIC[problem_type]
+    choices = SELECTABLE_METRICS[problem_type]
+    if name not in choices:
+        raise ValueError(f"--metric {name} is not reported for {problem_type}; choose one of {', '.join(choices)}")
+    return name, choices[name]

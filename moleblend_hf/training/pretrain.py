@@ -40,6 +40,7 @@ from ..processing import MoleBlendProcessor, MoleculeError
 from ..arguments import BUNDLED_QM9, PretrainArguments
 from ..sources.files import expand_sources, read_table
 from ..sources.remote import HUB_PREFIX, HubSource, pin_revision
+from .plots import write_pretraining_curves
 from .run_directory import Run, open_run, read_run
 from .training_state import CheckpointError, load_training_state, save_training_state, verify_checksums, \
     write_checksums
@@ -409,6 +410,8 @@ class Pretrainer:
         (self.output_dir / f"summary_rank{rank}.json").write_text(json.dumps(summary, indent=2))
         if summary["finished"]:
             self.save_final()
+        if accelerator.is_main_process:
+            write_pretraining_curves(self.output_dir)  # loss_curves.csv / .png from the logs, this run's steps
         accelerator.end_training()
         return summary
 

@@ -352,7 +352,10 @@ def test_seed_ensemble_predicts_with_mean_and_std_and_keeps_bad_rows_aligned(tmp
     listed = tmp_path / "listed.csv"
     assert main(["predict", str(data), "--model", str(ensemble / "seed-0"), str(ensemble / "seed-1"),
                  "--output", str(listed), "--no-progress", "--batch-size", "2"]) == 0
-    pd.testing.assert_frame_equal(pd.read_csv(listed), table)
+    # listed members carry no calibration: the same columns less the calibrated ones
+    pd.testing.assert_frame_equal(pd.read_csv(listed), table[[c for c in table.columns if not c.startswith(
+        ("calibrated_", "lower_", "upper_"))]])
+    assert f"calibrated_std_{label}" in table.columns
     assert main(["predict", str(data), "--model", str(ensemble), "--output", str(out), "--no-progress"]) == 1
     # members are the models finetune saved: the mean is the mean of the members' own predictions
     from moleblend_hf import MoleBlendProcessor

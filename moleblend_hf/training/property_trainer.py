@@ -1,0 +1,163 @@
+"""The pieces of property fine-tuning that the job (`finetune.py`) and the hyperparameter search (`search.py`)
+share: the featurized dataset, the Trainer subclass, the model, its optimizer, the Trainer's arguments and metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainingArguments
+
+from ..arguments import FinetuneArguments
+from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
+from ..processing import MoleBlendProcessor, MoleculeError
+from ..publishing.checkpoints import resolve_model
+from .metrics import compute_metrics
+
+
+class FeatureDataset(Dataset):
+    """Featurized rows (compact arrays) with their labels, for the Trainer."""
+
+    def __init__(self, features: list[dict], labels: np.ndarray, rows: list[int]):
+        self.features, self.labels, self.rows = features, labels, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.features[index], "labels": self.labels[index]}
+
+    def sizes(self) -> list[int]:
+        """Atoms of every molecule, in dataset order."""
+        return [len(f["atom_features"]) for f in self.features]
+
+
+class MoleculeTrainer(Trainer):
+    """The `Trainer`, with training batches optionally grouped by atom count (`group_by_size`) and an optimizer
+    built by `optimizer_factory`.
+
+    transformers' own `train_sampling_strategy="group_by_length"` also reorders evaluation and `predict` batches
+    (randomly), which would misalign the test predictions written per row; here only training batches are grouped,
+    with transformers' `LengthGroupedSampler` (random megabatches, each sorted by size) on the molecules' atom
+    counts, and evaluation keeps the dataset order.
+    """
+
+    def __init__(self, *args, group_by_size: bool = False,
+                 optimizer_factory: Callable[[torch.nn.Module, Any], torch.optim.Optimizer] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group_by_size = group_by_size
+        self.optimizer_factory = optimizer_factory
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """With `optimizer_factory(model, trial)`: its optimizer (a hyperparameter search builds one per trial, which
+        the Trainer's `optimizers` argument cannot do)."""
+        if self.optimizer is None and self.optimizer_factory is not None:
+            self.optimizer = self.optimizer_factory(model if model is not None else self.model,
+                                                    getattr(self, "_trial", None))
+        return super().create_optimizer(model)
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_size or not isinstance(dataset, FeatureDataset):
+            return super()._get_train_sampler(train_dataset)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    lengths=dataset.sizes())
+
+
+def featurize_rows(processor: MoleBlendProcessor, molecules: list, cache: Path | None
+                   ) -> tuple[dict[int, dict], dict[int, str]]:
+    """Features of every row that can be featurized, and the reason for every row that cannot.
+
+    With `cache`, features (conformers included, the slow part) are stored with `datasets.save_to_disk` under a
+    key of the inputs and the processor settings, and reused by later runs.
+    """
+    key = hashlib.sha256(json.dumps([processor.to_dict(), [str(m) for m in molecules]], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    target = cache / f"features-{key}" if cache else None
+    if target is not None and (target / "dataset_info.json").exists():
+        from datasets import load_from_disk
+
+        stored = load_from_disk(str(target))
+        features = {int(r["row"]): {k: v for k, v in r.items() if k not in ("row", "error")}
+                    for r in stored if r["error"] is None}
+        failures = {int(r["row"]): r["error"] for r in stored if r["error"] is not None}
+        return features, failures
+    features, failures = {}, {}
+    for row, molecule in enumerate(molecules):
+        try:
+            features[row] = processor.featurize(molecule, row)
+        except MoleculeError as error:
+            failures[row] = error.reason
+    if target is not None:
+        from datasets import Dataset as HFDataset
+
+        records = [{"row": r, "error": None, **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                                 for k, v in f.items()}} for r, f in features.items()]
+        template = records[0] if records else {}
+        records += [{**{k: None for k in template}, "row": r, "error": reason} for r, reason in failures.items()]
+        HFDataset.from_list(records).save_to_disk(str(target))
+    return features, failures
+
+
+def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
+                label_names: dict[int, str] | None = None) -> MoleBlendForPropertyPrediction:
+    relations = {"use_2d_relations": args.modality in ("2d", "both"),
+                 "use_3d_relations": args.modality in ("3d", "both")}
+    overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type}
+    if label_names:
+        overrides |= {"id2label": label_names, "label2id": {name: i for i, name in label_names.items()}}
+    torch.manual_seed(args.seed)  # the new head's initialisation depends on the seed only, not on earlier runs
+    if args.model:
+        return MoleBlendForPropertyPrediction.from_pretrained(resolve_model(args.model), **overrides)
+    return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(args.preset, **overrides))
+
+
+def build_optimizer(model: MoleBlendForPropertyPrediction, args: FinetuneArguments) -> torch.optim.Optimizer:
+    """AdamW with the encoder at `learning_rate x encoder_learning_rate_ratio` and the new head at
+    `learning_rate`; no weight decay on biases, norms and embeddings (the Trainer's default grouping). The
+    Trainer builds its warmup + linear decay schedule on top of these groups."""
+    if args.encoder_learning_rate_ratio <= 0:
+        raise ValueError(f"encoder_learning_rate_ratio must be > 0, got {args.encoder_learning_rate_ratio}")
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        encoder = name.startswith("moleblend.")
+        decay = parameter.ndim >= 2 and "norm" not in name and "embedding" not in name
+        groups.setdefault((encoder, decay), []).append(parameter)
+    return torch.optim.AdamW([
+        {"params": params, "weight_decay": args.weight_decay if decay else 0.0,
+         "lr": args.learning_rate * (args.encoder_learning_rate_ratio if encoder else 1.0)}
+        for (encoder, decay), params in groups.items()], lr=args.learning_rate)
+
+
+def training_arguments(args: FinetuneArguments, output_dir: str, metric: str, greater_is_better: bool,
+                       search: bool = False) -> TrainingArguments:
+    """The Trainer's arguments of a fine-tuning run: evaluated every epoch, the best checkpoint on the validation
+    `metric` loaded at the end. `search`: a hyperparameter-search trial, which saves no checkpoint (its score is
+    its best validation value, see search.py)."""
+    return TrainingArguments(
+        output_dir=output_dir, num_train_epochs=args.epochs, max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, weight_decay=args.weight_decay, warmup_steps=args.warmup_ratio,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, eval_strategy="epoch",
+        save_strategy="no" if search else "epoch", load_best_model_at_end=not search, metric_for_best_model=metric,
+        greater_is_better=greater_is_better, save_total_limit=2, logging_strategy="epoch", seed=args.seed,
+        report_to=[] if search else args.report_to, remove_unused_columns=False, label_names=["labels"],
+        dataloader_num_workers=args.num_workers, use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def metrics_function(problem_type: str):
+    def metrics(prediction) -> dict[str, float]:
+        return compute_metrics(problem_type, prediction.label_ids, prediction.predictions)
+
+    return metrics

@@ -259,14 +259,14 @@ TABLES: dict[str, dict] = {
     },
     "Downstream results": results_table(PAYOFF + "results.json"),
     "Test molecules kept out of pretraining": {
-        ("test molecules in the exclusion list (canonical SMILES)", "count"):
+        ("test molecules in the exclusion list (canonical SMILES)", "dropped as excluded"):
             [LINES(PAYOFF + "excluded_test_molecules.smi")],
-        ("MOSES molecules dropped while building the conformer corpus", "count"):
+        ("building the MOSES conformer corpus", "dropped as excluded"):
             [J(PAYOFF + "moses_conformers_corpus.json", "counts", "excluded")],
-        ("molecules dropped by the stream, blended run (4,000 steps, ~2.3 passes)", "count"):
-            [J(PAYOFF + "pretrain_blend_summary.json", "skipped", "excluded (--exclude)")],
-        ("molecules dropped by the stream, no-blending run", "count"):
-            [J(PAYOFF + "pretrain_noblend_summary.json", "skipped", "excluded (--exclude)")],
+        **{(f"the pretraining stream, {run} run", header): [J(PAYOFF + f"pretrain_{name}_summary.json", *keys)]
+           for run, name in (("blended", "blend"), ("no-blending", "noblend"))
+           for header, keys in (("molecules drawn", ("molecules_seen",)),
+                                ("dropped as excluded", ("skipped", "excluded (--exclude)")))},
     },
     "Held-out pretraining loss": {
         (run, f"loss at step {shown}"): [JSONL(PAYOFF + f"pretrain_{name}_eval_log.jsonl", lambda v: v[0], "loss",

@@ -3,8 +3,11 @@
 Writes `results.json` (every run), `results.md` (mean ± std over seeds) and `results.png` into the output
 directory. MoleculeNet tasks use the scaffold split shipped next to the CSVs (`splits/<task>.json`) or, without
 it, the same deterministic scaffold split computed here; QM9 uses a fixed random split (seed 0, 80/10/10) and the
-DFT geometries (3D relations). With `--pretrained`, the molecules of the pretraining corpus are compared with
-every test split by canonical SMILES and the overlap is reported (a leak otherwise invisible in the table).
+DFT geometries (3D relations). For every pretrained column that is a `moleblend pretrain` run directory, the run's
+own records are read (`pretraining_exclusion`): how many test molecules of each task are missing from its
+`--exclude` files (molecules its stream would not have dropped; the `results.md` column), and its stream's counters
+(molecules drawn and dropped as excluded). With `--pretraining-corpus`, the corpus minus `--pretraining-exclude` is
+also compared with every test split (`test_overlap_with_pretraining` in `results.json`).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from .baselines import FingerprintSettings, random_forest_baseline
 from ..arguments import (HARTREE_TO_EV, MOLECULENET, QM9_ENERGIES, QM9_UNITS, RANDOM_FOREST, BenchmarkArguments,
                         FinetuneArguments)
 from .finetune import finetune
+from .run_directory import read_run
 from ..sources.files import canonical_set
 from ..sources.files import canonical_smiles as canonical
 from ..sources.splits import random_split, scaffold_split
 
 logger = logging.getLogger(__name__)
+EXCLUDED = "excluded (--exclude)"  # the pretraining stream's skip reason for --exclude (sources/streaming.py)
 
 def _prepare_qm9(args: BenchmarkArguments, work: Path) -> tuple[Path, dict]:
     frame = pd.read_parquet(args.qm9)
@@ -186,13 +191,18 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         corpus = canonical_set(args.pretraining_corpus)
         if args.pretraining_exclude:
             corpus -= canonical_set(args.pretraining_exclude)
-    overlap = {}
-    for task in tasks:
-        test = {canonical(task["molecules"][r]) for r in task["split"]["test"]} - {None}
-        overlap[task["name"]] = None if corpus is None else len(test & corpus)
-        if overlap[task["name"]]:
-            logger.warning("%s: %d test molecules are in the pretraining corpus", task["name"],
-                           overlap[task["name"]])
+    tests = {task["name"]: {canonical(task["molecules"][r]) for r in task["split"]["test"]} - {None}
+             for task in tasks}
+    overlap = {name: None if corpus is None else len(test & corpus) for name, test in tests.items()}
+    for name, count in overlap.items():
+        if count:
+            logger.warning("%s: %d test molecules are in the pretraining corpus", name, count)
+    pretraining = {label: pretraining_exclusion(model, tests) for label, model in columns if model}
+    for label, record in pretraining.items():
+        for name, count in ((record or {}).get("test_molecules_not_excluded") or {}).items():
+            if count:
+                logger.warning("%s: %d test molecules are not excluded by the pretraining run of %r", name, count,
+                               label)
     runs = []
     for task in tasks:
         split_path = output / "splits" / f"{task['name']}.json"
@@ -213,13 +223,36 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
                     continue
                 runs.append({**record, "init": init, "seed": seed, "test": result["test"].get(task["metric"]),
                              "valid": result["valid"].get(task["metric"])})
-            _write_results(output, runs, overlap, args, tasks)  # after every seed: a partial table is readable
-    return _write_results(output, runs, overlap, args, tasks)
+            _write_results(output, runs, overlap, args, tasks, pretraining)  # after every seed: readable
+    return _write_results(output, runs, overlap, args, tasks, pretraining)
 
 
-def _write_results(output: Path, runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict]
-                   ) -> dict:
-    summary = _summarize(runs, overlap, args, tasks)
+def pretraining_exclusion(model: str | None, tests: dict[str, set[str]]) -> dict | None:
+    """What a `moleblend pretrain` run directory's own files say about keeping the test molecules out, or None when
+    `model` is not one (a Hub id, a shipped checkpoint, a fine-tuned model): per task, the test molecules (canonical
+    SMILES) missing from the run's `--exclude` files as recorded in its `run.json` — molecules its stream would not
+    have dropped — and the stream's counters summed over ranks (`summary_rank*.json`: molecules drawn, molecules
+    dropped as excluded). Exclusion files that cannot be read (paths relative to where the run started, moved
+    files) leave the check undone (`None`), never 0."""
+    root = Path(model) if model else None
+    run = read_run(root) if root is not None and root.is_dir() else None
+    if run is None or run.job != "pretrain":
+        return None
+    counts = [json.loads(path.read_text()) for path in sorted(root.glob("summary_rank*.json"))]
+    files = [str(f) for f in run.settings.get("exclude") or []]
+    record = {"run": str(root), "exclude": files, "summaries": len(counts),
+              "molecules_drawn": sum(c.get("molecules_seen", 0) for c in counts),
+              "excluded_by_stream": sum(c.get("skipped", {}).get(EXCLUDED, 0) for c in counts)}
+    try:
+        excluded = canonical_set(files) if files else set()
+    except FileNotFoundError as error:
+        return {**record, "test_molecules_not_excluded": None, "exclude_error": str(error)}
+    return {**record, "test_molecules_not_excluded": {name: len(test - excluded) for name, test in tests.items()}}
+
+
+def _write_results(output: Path, runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict],
+                   pretraining: dict | None = None) -> dict:
+    summary = {**_summarize(runs, overlap, args, tasks), "pretraining_runs": pretraining or {}}
     (output / "results.json").write_text(json.dumps({"runs": runs, **summary}, indent=2, default=str))
     (output / "results.md").write_text(_markdown(summary))
     _plot(summary, output / "results.png")
@@ -271,10 +304,33 @@ def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
 HEADERS = {"scratch": "from scratch", "pretrained": "pretrained", RANDOM_FOREST: "random forest (Morgan r=2, 2048)"}
 
 
+def _not_excluded(summary: dict, task: str) -> str:
+    """The table's last cell: the most test molecules of `task` that any pretrained column's run did not exclude."""
+    records = list(summary.get("pretraining_runs", {}).values())
+    counts = [(r.get("test_molecules_not_excluded") or {}).get(task) for r in records if r]
+    if not records or len(counts) < len(records) or None in counts:
+        return "not checked"
+    return str(max(counts))
+
+
+def _exclusion_notes(summary: dict) -> list[str]:
+    notes = []
+    for label, record in summary.get("pretraining_runs", {}).items():
+        if record is None:
+            notes.append(f"- `{label}`: not a `moleblend pretrain` run directory: exclusion not checked")
+            continue
+        files = ", ".join(f"`{f}`" for f in record["exclude"]) or "none"
+        notes.append(f"- `{label}` (`{record['run']}`): its stream drew {record['molecules_drawn']} molecules and "
+                     f"dropped {record['excluded_by_stream']} as excluded ({record['summaries']} summary_rank*.json); "
+                     f"--exclude files: {files}" + (f" ({record['exclude_error']})" if "exclude_error" in record
+                                                     else ""))
+    return ["Pretraining runs' own records:", *notes, ""] if notes else []
+
+
 def _markdown(summary: dict) -> str:
     names = summary["columns"]
     lines = ["| task | metric (test) | " + " | ".join(HEADERS.get(n, n) for n in names)
-             + " | test molecules in pretraining corpus |",
+             + " | test molecules not excluded from pretraining |",
              "|---|---|" + "---:|" * len(names) + "---:|"]
     for task, row in summary["table"].items():
         seeds = len(summary["budget"]["seeds"])
@@ -282,12 +338,10 @@ def _markdown(summary: dict) -> str:
                                                                    else "")) if isinstance(row.get(n), dict) else "—"
                  for n in names]
         unit = f" ({row['unit']})" if row["unit"] else ""
-        overlap = row["test_overlap_with_pretraining"]
-        lines.append(f"| {task} | {row['metric']}{unit} | " + " | ".join(cells)
-                     + f" | {'not checked' if overlap is None else overlap} |")
+        lines.append(f"| {task} | {row['metric']}{unit} | " + " | ".join(cells) + f" | {_not_excluded(summary, task)} |")
     lines.append("| **mean rank** (1 = best) | | " + " | ".join(f"{summary['mean_rank'][n]:.2f}" for n in names)
                  + " | |")
-    lines += ["", f"Budget: `{json.dumps(summary['budget'], default=str)}`", ""]
+    lines += ["", *_exclusion_notes(summary), f"Budget: `{json.dumps(summary['budget'], default=str)}`", ""]
     if summary["subsampled"]:
         lines += [f"Subsampled (seeded, rows kept of each split): `{json.dumps(summary['subsampled'])}`", ""]
     return "\n".join(lines)

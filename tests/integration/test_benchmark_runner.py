@@ -67,10 +67,16 @@ def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_pat
     summary = json.loads((out / "results.json").read_text())
     assert summary["table"]["esol"]["scratch"]["n"] == 2 and "(n=2)" in (out / "results.md").read_text()
     assert row["test_overlap_with_pretraining"] == 0
+    # the pretraining run's own records: its --exclude list holds every test molecule; its stream's counters
+    for label in ("pretrained", "again"):
+        record = results["pretraining_runs"][label]
+        assert record["test_molecules_not_excluded"] == {"esol": 0, "qm9_gap": 0}
+        assert record["exclude"] == [str(test_file)] and record["molecules_drawn"] > 0
     assert results["table"]["qm9_gap"]["unit"] == "eV" and results["table"]["qm9_gap"]["metric"] == "mae"
     assert (out / "results.png").stat().st_size > 1000
     markdown = (out / "results.md").read_text()
     assert "± " in markdown and "mean rank" in markdown and "random forest" in markdown
+    assert "test molecules not excluded from pretraining" in markdown and "its stream drew" in markdown
 
 
 def test_excluded_molecules_never_reach_a_batch(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ PAYOFF = "pretraining_payoff/"
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?(?![\w])")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str):
     path = RESULTS / name
     if name.endswith(".json"):

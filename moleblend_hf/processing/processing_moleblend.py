@@ -106,7 +106,7 @@ def describe(molecule: Any, limit: int = 80) -> str:
             text = f"Mol with {molecule.GetNumAtoms()} atoms"
     elif isinstance(molecule, AtomsWithCoordinates):
         text = f"SMILES {molecule.smiles!r} with {len(molecule.atomic_numbers)} coordinates"
-    elif isinstance(molecule, str) and "\n" in molecule:
+    elif isinstance(molecule, str) and _is_molblock(molecule):
         text = "molblock " + repr(molecule.splitlines()[0].strip() or "(untitled)")
     else:
         text = repr(molecule)
@@ -415,6 +415,13 @@ class MoleBlendCollator:
         return self.processor.pad(features, return_tensors="pt", label_names=self.label_names)
 
 
+class SdfRecord(str):
+    """The text of one record of an SDF file (`read_sdf_records`): parsed as a molblock whatever it holds, so that a
+    damaged record is reported as one, not as a bad SMILES."""
+
+    __slots__ = ()
+
+
 def expand_inputs(molecules: Iterable[Any]) -> Iterator[Any]:
     """Yield molecules, expanding SDF / MOL file paths into their records (molblocks, in file order)."""
     for molecule in molecules:
@@ -424,7 +431,7 @@ def expand_inputs(molecules: Iterable[Any]) -> Iterator[Any]:
             yield molecule
 
 
-def read_sdf_records(path: str | os.PathLike) -> Iterator[str]:
+def read_sdf_records(path: str | os.PathLike) -> Iterator[SdfRecord]:
     """Molblock text of every record of an `.sdf`, `.sdf.gz` or `.mol` file, in order (unparsed). An http(s) URL
     is streamed (fsspec; read as it is consumed, never downloaded whole)."""
     if str(path).startswith(("http://", "https://")):
@@ -440,14 +447,14 @@ def read_sdf_records(path: str | os.PathLike) -> Iterator[str]:
         try:
             for line in handle:
                 if line.startswith("$$$$"):
-                    yield "".join(record)
+                    yield SdfRecord("".join(record))
                     record = []
                 else:
                     record.append(line)
         except (EOFError, OSError, zlib.error) as error:  # a cut or damaged .gz
             raise ValueError(f"{path}: the compressed file is truncated or damaged ({error})") from None
         if any(line.strip() for line in record):
-            yield "".join(record)
+            yield SdfRecord("".join(record))
 
 
 def _parse_text(text: str, max_atoms: int, max_length: int) -> Chem.Mol:
@@ -457,15 +464,20 @@ def _parse_text(text: str, max_atoms: int, max_length: int) -> Chem.Mol:
         raise MoleculeError(f"input text has {len(text):,} characters; max_text_length is {max_length:,}")
     stripped = text.strip()
     if not stripped:
-        raise MoleculeError("empty SMILES")
-    is_molblock = "\n" in stripped and ("M  END" in stripped or "V2000" in stripped or "V3000" in stripped)
+        raise MoleculeError("empty SDF record" if isinstance(text, SdfRecord) else "empty SMILES")
+    is_molblock = _is_molblock(text)
+    if not is_molblock and (blank := next((c for c in stripped if c.isspace()), None)) is not None:
+        # RDKit reads whatever follows a blank as the molecule's name: 'c1ccccc1 CCO' would silently be benzene
+        raise MoleculeError(f"SMILES {_clip(stripped)!r} contains whitespace ({blank!r} at character "
+                            f"{stripped.index(blank)}); a SMILES has none — is this two molecules or a name?")
 
     def parse_raw() -> Chem.Mol:
         raw = Chem.MolFromMolBlock(text, sanitize=False, removeHs=False) if is_molblock else \
             Chem.MolFromSmiles(stripped, sanitize=False)
         if raw is None:
-            raise MoleculeError("RDKit could not parse the molblock (malformed: atom/bond block or coordinates "
-                                "unreadable)" if is_molblock else "not a valid SMILES (syntax error)")
+            raise MoleculeError("RDKit could not parse the molblock / SDF record (malformed: header, counts line, "
+                                "atom/bond block or coordinates unreadable)" if is_molblock else
+                                "not a valid SMILES (syntax error)")
         return raw
 
     with _quiet_rdkit():
@@ -484,9 +496,21 @@ def _parse_text(text: str, max_atoms: int, max_length: int) -> Chem.Mol:
             raw = raw if raw is not None else parse_raw()  # a syntax error, or a chemistry problem to name
             problems = Chem.DetectChemistryProblems(raw)
             detail = f" ({problems[0].Message()})" if problems else ""
-            raise MoleculeError(("RDKit could not parse the molblock" if is_molblock else "not a valid SMILES")
-                                + detail)
+            raise MoleculeError(("RDKit could not parse the molblock / SDF record" if is_molblock else
+                                 "not a valid SMILES") + detail)
     return mol
+
+
+def _is_molblock(text: str) -> bool:
+    """An SDF record is a molblock whatever its content; other text is one when it has a molblock's marks, or at
+    least the four lines (three header lines, the counts line) every molblock starts with."""
+    stripped = text.strip()
+    return isinstance(text, SdfRecord) or "\n" in stripped and (
+        "M  END" in stripped or "V2000" in stripped or "V3000" in stripped or stripped.count("\n") >= 3)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _quiet_rdkit:
@@ -553,5 +577,5 @@ def _plain_graph(mol: Chem.Mol) -> Chem.Mol:
 
 __all__ = [
     "AtomsWithCoordinates", "CONTRACT_KEYS", "MoleBlendCollator", "MoleBlendProcessor", "MoleculeError", "SkippedMolecule",
-    "read_sdf_records",
+    "SdfRecord", "read_sdf_records",
 ]

@@ -126,3 +126,15 @@ def test_predict_on_bad_files_gives_one_line_errors_or_counted_skips(tmp_path, m
         assert table["row"].tolist() == list(range(len(table))), name
         bad = table["prediction_LABEL_0"].isna()
         assert (table.loc[bad, "skipped_reason"].notna()).all(), name  # every empty prediction says why
+
+
+def test_predict_skips_smiles_with_whitespace_and_says_why(tmp_path, model_dir, capsys):
+    data = tmp_path / "spaces.csv"
+    data.write_bytes(b'smiles\nc1ccccc1 CCO\nCC O\n"CC\nO"\nCCO\n')
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(data), "--model", str(model_dir), "--output", str(out), "--no-progress"]) == 0
+    table = pd.read_csv(out)
+    assert table["row"].tolist() == [0, 1, 2, 3]
+    assert table["prediction_LABEL_0"].isna().tolist() == [True, True, True, False]
+    assert all("contains whitespace" in reason for reason in table["skipped_reason"][:3])
+    assert table["skipped_reason"].isna()[3]

@@ -202,6 +202,25 @@ def test_bad_molblocks():
         processor.featurize(nan_mol, 0)
 
 
+@pytest.mark.parametrize("text, blank", [("c1ccccc1 CCO", "' ' at character 8"), ("CC O", "' ' at character 2"),
+                                         ("CC\tO", "'\\t' at character 2"), ("CC\nO", "'\\n' at character 2")])
+def test_smiles_with_whitespace_are_refused_not_cut_at_the_blank(text, blank):
+    """RDKit reads what follows a blank as a name: 'c1ccccc1 CCO' would silently featurize as benzene."""
+    with pytest.raises(MoleculeError) as info:
+        MoleBlendProcessor().featurize(text, 3)
+    assert "contains whitespace" in info.value.reason and blank in info.value.reason
+    assert "two molecules or a name" in info.value.reason and info.value.index == 3
+    assert MoleBlendProcessor().featurize(f"  {text.split()[0]}\t\n")["num_atoms"] > 0  # the ends are stripped
+
+
+def test_a_damaged_sdf_record_is_reported_as_one_not_as_a_smiles(tmp_path):
+    path = tmp_path / "broken.sdf"
+    path.write_text(Chem.MolToMolBlock(Chem.MolFromSmiles("CCO")) + "$$$$\ngarbage\n$$$$\n")
+    batch = MoleBlendProcessor()([path], errors="skip")
+    assert batch.input_indices == [0] and [s.index for s in batch.skipped] == [1]
+    assert "molblock / SDF record" in batch.skipped[0].reason and "SMILES" not in batch.skipped[0].reason
+
+
 def test_skip_mode_reports_dropped_inputs_and_keeps_alignment():
     smiles = ["CCO", "bad(", None, "c1ccccc1", "[*]C", "CCN"]
     batch = MoleBlendProcessor()(smiles, errors="skip")

@@ -92,6 +92,7 @@ def encode_labels(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, 
         numeric = pd.to_numeric(raw[present], errors="coerce")
         words = raw[present][numeric.isna()]
         if words.empty:
+            _check_representable(column, numeric)
             values[present.to_numpy(), position] = numeric.to_numpy(dtype=np.float64)
             continue
         if len(words) < present.sum():
@@ -112,6 +113,18 @@ def encode_labels(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, 
         values[present.to_numpy(), position] = [index[str(v).strip()] for v in words]
         names = dict(enumerate(classes))
     return values, names
+
+
+def _check_representable(column: str, numbers: pd.Series) -> None:
+    """Labels train in float32: an infinite value, or one beyond float32's range (1e300), would turn the loss into
+    NaN after the first step. They are refused here, with their rows, before anything is written."""
+    bad = numbers[~np.isfinite(numbers.to_numpy(dtype=np.float64)) |
+                  (np.abs(numbers.to_numpy(dtype=np.float64)) > np.finfo(np.float32).max)]
+    if len(bad):
+        shown = ", ".join(f"{value!r} (row {row})" for row, value in bad.head(5).items())
+        raise ValueError(f"label column {column!r} holds {len(bad)} value(s) that are not finite numbers within "
+                         f"float32's range (±{np.finfo(np.float32).max:.3g}): {shown}; fix or remove those rows "
+                         "(an empty cell is a missing label)")
 
 
 def detect_problem_type(task: str, labels: np.ndarray) -> str:

@@ -310,6 +310,23 @@ def test_mixed_and_one_class_label_columns_are_refused_before_training(tmp_path,
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before touching the output
 
 
+@pytest.mark.parametrize("bad", ["inf", "-inf", "1e300"])
+def test_labels_beyond_float32_are_refused_with_their_rows_before_anything_is_written(tmp_path, esol, capsys, bad):
+    """inf or 1e300 (beyond float32) would train with a NaN loss; NaN (an empty cell) stays a missing label."""
+    lines = esol.head(40)[["smiles", "measured log solubility in mols per litre"]].to_csv(index=False).splitlines()
+    lines[1 + 7] = lines[1 + 7].rsplit(",", 1)[0] + f",{bad}"
+    lines[1 + 12] = lines[1 + 12].rsplit(",", 1)[0] + ","  # missing: allowed
+    data = tmp_path / "labels.csv"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    assert main(["finetune", str(data), "--label-columns", "measured log solubility in mols per litre",
+                 "--split", "random", "--max-steps", "1", "--output-dir", str(out)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "(row 7)" in error and "float32" in error
+    assert repr(float(bad)) in error
+    assert not out.exists()  # no run.json, no split.json
+
+
 def test_finetune_into_a_used_directory_is_refused(tmp_path, bbbp, capsys):
     source = tmp_path / "bbbp.csv"
     bbbp.head(80).to_csv(source, index=False)

@@ -147,6 +147,12 @@ class MoleculePropertyPipeline(_MoleculePipeline):
     def __init__(self, *args, ensemble: list | tuple = (), calibration: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.calibration = calibration or {}
+        for member in (self.model, *ensemble):
+            if getattr(member, "has_trained_head", True) is False:  # remote code of older versions lacks it
+                architecture = (member.config.architectures or ["encoder"])[0]
+                raise ValueError(f"{member.config.name_or_path or 'the model'}: no trained property head (a "
+                                 f"{architecture} checkpoint, e.g. from pretraining): its predictions would come "
+                                 "from randomly initialised weights; fine-tune it first")
         reference = self._task_of(self.model.config)
         for member in ensemble:
             if self._task_of(member.config) != reference:

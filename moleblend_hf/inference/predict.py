@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..publishing.checkpoints import calibration_of, ensemble_members, resolve_model
+from ..publishing.checkpoints import calibration_of, ensemble_members, resolve_model, saved_weight_names
 from ..modeling import MoleBlendForPropertyPrediction
 from ..processing import MoleBlendProcessor, MoleculeError
 from ..arguments import PredictArguments
@@ -40,7 +40,12 @@ def load_ensemble(paths: list[str]) -> list[tuple[MoleBlendForPropertyPrediction
     members = []
     for path in paths:
         for member in ensemble_members(resolve_model(path)):
+            names = saved_weight_names(member)  # checked before loading: a local checkpoint without a head
+            if names is not None and not any(name.startswith("head.") for name in names):
+                _untrained(path, json.loads((Path(member) / "config.json").read_text()).get("architectures"))
             model = MoleBlendForPropertyPrediction.from_pretrained(member).eval()
+            if not model.has_trained_head:  # a Hub checkpoint, known once loaded
+                _untrained(path, model.config.architectures)
             processor = MoleBlendProcessor.from_pretrained(member) if (Path(member) / "preprocessor_config.json") \
                 .exists() else MoleBlendProcessor.from_config(model.config)
             members.append((model, processor))
@@ -52,6 +57,12 @@ def load_ensemble(paths: list[str]) -> list[tuple[MoleBlendForPropertyPrediction
             raise ValueError(f"the models predict different things: {config.problem_type} {config.id2label} vs "
                              f"{first.problem_type} {first.id2label}; an ensemble needs models of one task")
     return members
+
+
+def _untrained(name: str, architectures: list[str] | None) -> None:
+    raise ValueError(f"{name}: no trained property head (a {(architectures or ['encoder'])[0]} checkpoint, e.g. from "
+                     "pretraining): its predictions would come from randomly initialised weights; fine-tune it first "
+                     f"(moleblend finetune DATA --label-columns ... --model {name})")
 
 
 def output_columns(config) -> list[str]:

@@ -69,6 +69,26 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
             raise ValueError(f"config.label_std must be positive, got {config.label_std}")
         self.post_init()
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; also notes when the checkpoint had no head weights (a pretraining or
+        encoder checkpoint: transformers then initialises the head at random), see `has_trained_head`."""
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        if any(key.startswith("head.") for key in info["missing_keys"]):
+            model.__dict__["_random_head"] = model.head.out.weight.detach().to("cpu", copy=True)
+        return (model, info) if output_loading_info else model
+
+    @property
+    def has_trained_head(self) -> bool:
+        """False while the head still holds the random weights it was given because its checkpoint had none (its
+        predictions would be noise); True for a fine-tuned checkpoint, and once training has changed the head."""
+        initial = self.__dict__.get("_random_head")
+        weight = self.head.out.weight
+        if initial is None or not isinstance(weight, torch.Tensor) or weight.is_meta:
+            return True
+        return not torch.equal(weight.detach().to("cpu"), initial)
+
     def set_label_statistics(self, labels: torch.Tensor) -> None:
         """Store per-target mean and std of regression labels [num_rows, num_labels] (NaN ignored) in the config."""
         labels = torch.as_tensor(labels, dtype=torch.float64).reshape(-1, self.config.num_labels)

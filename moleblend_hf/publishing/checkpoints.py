@@ -58,6 +58,21 @@ def ensemble_members(directory: str | Path) -> list[str]:
     return [str(directory / name) for name in json.loads(manifest.read_text())["members"]]
 
 
+def saved_weight_names(directory: str | Path) -> set[str] | None:
+    """The names of the safetensors weights saved in a local model directory (single file or sharded); None when
+    it is not a local directory with safetensors weights. Read from the files' headers only."""
+    directory = Path(directory)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text())["weight_map"])
+    if not (directory / "model.safetensors").is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(directory / "model.safetensors"), "np") as handle:
+        return set(handle.keys())
+
+
 def pipeline(task: str, model: str | Path | None = None, **kwargs):
     """`transformers.pipeline` that also takes the short names of shipped checkpoints, e.g.
     `pipeline("molecule-feature-extraction", model="moleblend-mini-qm9-moses")`, and the ensemble directories of

@@ -148,6 +148,27 @@ def test_loading_a_pretraining_checkpoint_replaces_the_heads(tmp_path):
         torch.testing.assert_close(model.moleblend.state_dict()[name], tensor)
 
 
+def test_a_head_is_untrained_until_trained_or_loaded_with_its_weights(tmp_path):
+    from moleblend_hf import MoleBlendForPreTraining
+
+    torch.manual_seed(0)
+    MoleBlendForPreTraining(MoleBlendConfig.from_preset("tiny")).save_pretrained(tmp_path / "pretrained")
+    model = MoleBlendForPropertyPrediction.from_pretrained(tmp_path / "pretrained", num_labels=1,
+                                                           problem_type="regression")
+    assert model.has_trained_head is False  # the checkpoint had no head: transformers initialised it at random
+    batch = MoleBlendProcessor()(["CCO", "c1ccccc1O"])
+    loss = model(**batch, labels=torch.tensor([[0.5], [1.5]])).loss
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert model.has_trained_head is True
+    model.save_pretrained(tmp_path / "tuned")
+    assert MoleBlendForPropertyPrediction.from_pretrained(tmp_path / "tuned").has_trained_head is True
+    reloaded, info = MoleBlendForPropertyPrediction.from_pretrained(tmp_path / "pretrained", num_labels=1,
+                                                                    output_loading_info=True)
+    assert reloaded.has_trained_head is False and "head.out.weight" in info["missing_keys"]
+    assert MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1)).has_trained_head
+
+
 def test_scaffold_split_is_deterministic_scaffold_disjoint_and_matches_moleculenet(esol):
     smiles = esol["smiles"].tolist()
     split = scaffold_split(smiles)

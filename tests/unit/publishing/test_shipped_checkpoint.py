@@ -96,3 +96,17 @@ def test_embed_and_pipeline_take_the_short_name(tmp_path):
     table = pd.read_parquet(tmp_path / "e").sort_values("row")
     embed = moleblend_hf.pipeline("molecule-feature-extraction", model=DEFAULT_PRETRAINED)
     assert embed("CCO") == pytest.approx(list(table.iloc[0]["embedding"]), abs=1e-5)
+
+
+def test_predict_and_the_property_pipeline_refuse_the_pretraining_checkpoint_by_name(tmp_path, capsys):
+    """It has no trained head: its 'predictions' would be a randomly initialised head's (negative
+    probabilities, different at every run)."""
+    data = tmp_path / "x.csv"
+    data.write_text("smiles\nCCO\n")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(data), "--model", DEFAULT_PRETRAINED, "--output", str(out), "--no-progress"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"{DEFAULT_PRETRAINED}: no trained property head" in error
+    assert not out.exists()
+    with pytest.raises(ValueError, match="no trained property head"):
+        moleblend_hf.pipeline("molecule-property-prediction", model=DEFAULT_PRETRAINED)

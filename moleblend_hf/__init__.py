@@ -9,6 +9,7 @@ the Auto classes (`AutoConfig`, `AutoModel`, `AutoModelForPreTraining`, `AutoMod
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ._registration import register_when_loaded
@@ -46,5 +47,7 @@ def __dir__() -> list[str]:
 
 
 register_when_loaded()
+# a library shows nothing unless the application asks (the `moleblend` command does: --log-level)
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [*_EXPORTS, "__version__"]

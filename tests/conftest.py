@@ -13,6 +13,15 @@ DATA = Path(__file__).parent / "data"
 PACKAGE_DATA = Path(moleblend_hf.__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_before():
+    """A command run in-process configures logging (--log-level); the next test starts as a fresh process would."""
+    yield
+    from moleblend_hf.cli.logs import reset_logging
+
+    reset_logging()
+
+
 @pytest.fixture(scope="session")
 def esol() -> pd.DataFrame:
     return pd.read_csv(DATA / "esol.csv")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .common import OUTPUT_ALIASES, Modality, Preset, _fraction, _positive, option
+from .common import (OUTPUT_ALIASES, REPORT_TO_HELP, JobArguments, Modality, Preset, _fraction, _positive,
+                     check_report_to, option, trainer_integrations)
 
 #: task -> (file, label columns, metric reported on test, unit)
 MOLECULENET = {
@@ -25,7 +26,7 @@ QM9_UNITS = {"mu": "D", "alpha": "bohr^3", "r2": "bohr^2", "cv": "cal/(mol K)", 
 
 
 @dataclass
-class BenchmarkArguments:
+class BenchmarkArguments(JobArguments):
     """Every option of `moleblend benchmark` (see `training/benchmark_tables.py`)."""
 
     output_dir: str = option("outputs/benchmark", "results.json / .md / .png and one run directory per task, "
@@ -65,6 +66,7 @@ class BenchmarkArguments:
                                         "finetune --group-by-size`)")
     modality: Modality = option("2d", "relations for the MoleculeNet tasks (QM9: --qm9-modality)")
     cache_dir: str | None = option(None, "cache featurized molecules here")
+    report_to: list[str] = option(["none"], REPORT_TO_HELP + "; every fine-tuning run logs there")
     summarize_only: bool = option(False, "train nothing: the table from the runs already finished with these "
                                          "arguments (n shown where seeds are missing)")
 
@@ -73,6 +75,7 @@ class BenchmarkArguments:
             raise ValueError("nothing to run: give --moleculenet-dir and/or --qm9")
         if not self.seeds:
             raise ValueError("give at least one seed")
+        self.report_to = check_report_to(self.report_to, *trainer_integrations())
         _positive(self, "qm9_max_molecules", "max_train_molecules", "max_valid_molecules", "epochs", "batch_size",
                   "learning_rate", "encoder_learning_rate_ratio", "patience")
         _fraction(self, "warmup_ratio", "classifier_dropout")

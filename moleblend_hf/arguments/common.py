@@ -8,7 +8,7 @@ before any work, from the command line and from Python alike.
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,6 @@ Modality = Literal["2d", "3d", "both"]
 FinetuneTask = Literal["auto", "regression", "classification", "multiclass"]
 SplitMethod = Literal["scaffold", "balanced_scaffold", "random", "column", "file"]
 BUNDLED_QM9 = Path(__file__).resolve().parent.parent / "data" / "qm9_small.parquet"
-REPORTERS = ("jsonl", "tensorboard", "none")
 
 
 def option(default: Any = None, help: str = "", **metadata: Any) -> Any:
@@ -61,3 +60,56 @@ def _overrides(value: Any) -> dict[str, Any]:
 
 OUTPUT_ALIASES = ["--output"]  # the flag before --output-dir, kept working
 SET_HELP = "override a MoleBlendConfig field, FIELD=VALUE (VALUE read as JSON when it is JSON); repeatable"
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+#: what --report-to takes beyond the integrations' names
+NO_REPORTING, ALL_REPORTING = "none", "all"
+
+
+@dataclass
+class JobArguments:
+    """What every job's arguments share (each job's dataclass extends it)."""
+
+    log_level: LogLevel = option("info", "messages shown on stderr (the `moleblend` command; the library adds no "
+                                         "handler): debug, info, warning or error; transformers and datasets "
+                                         "show theirs from warning on, or from debug with debug")
+
+
+def check_report_to(names: list[str], known: list[str], installed: list[str], always: tuple[str, ...] = ()
+                    ) -> list[str]:
+    """--report-to as the job passes it on: `none` -> [], `all` kept (every installed integration); an unknown or
+    uninstalled integration is refused with a one-line message listing the choices. `always`: names accepted for
+    compatibility that need nothing installed (pretrain's `jsonl`, whose log is always written)."""
+    names = list(names)
+    for name in names:
+        if name in (NO_REPORTING, ALL_REPORTING, *always) or name in installed:
+            continue
+        if name in known:
+            install = 'pip install "moleblend-hf[tracking]"' if name == "tensorboard" else f"install {name}"
+            raise ValueError(f"--report-to {name}: its package is not installed ({install}); installed "
+                             f"integrations: {', '.join(installed) or 'none'}")
+        raise ValueError(f"--report-to: unknown integration {name!r}; choose from "
+                         f"{', '.join([ALL_REPORTING, NO_REPORTING, *always, *sorted(known)])}")
+    return [] if NO_REPORTING in names else names
+
+
+REPORT_TO_HELP = ("Trainer integrations to log to: any that the installed transformers knows and finds installed "
+                  "(tensorboard, wandb, mlflow, trackio, comet_ml, ...), all, or none")
+
+
+def trainer_integrations() -> tuple[list[str], list[str]]:
+    """(known, installed) integrations of the installed transformers' Trainer (imports transformers' integrations,
+    and so torch: called when a job's arguments are checked, never for --help)."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, \
+        get_available_reporting_integrations
+
+    return sorted(INTEGRATION_TO_CALLBACK), get_available_reporting_integrations()
+
+
+def accelerate_trackers() -> tuple[list[str], list[str]]:
+    """(known, installed) trackers of the installed Accelerate (what `pretrain` logs through)."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    return sorted(str(getattr(k, "value", k)) for k in LOGGER_TYPE_TO_CLASS), \
+        [str(getattr(t, "value", t)) for t in get_available_trackers()]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import _positive, option
+from .common import JobArguments, _positive, option
 
 @dataclass
-class CorpusArguments:
+class CorpusArguments(JobArguments):
     """Every option of `moleblend corpus` (see `sources/corpus.py`)."""
 
     inputs: list[str] = option([], "files or globs of SMILES: .smi, .csv, .parquet", positional=True, nargs="+")

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import (OUTPUT_ALIASES, SET_HELP, FinetuneTask, Modality, Preset, SplitMethod, _fraction,
-                     _non_negative, _overrides, _positive, option)
+from .common import (OUTPUT_ALIASES, REPORT_TO_HELP, SET_HELP, FinetuneTask, JobArguments, Modality, Preset,
+                     SplitMethod, _fraction, _non_negative, _overrides, _positive, check_report_to, option,
+                     trainer_integrations)
 
 #: every metric `finetune --metric` may name (which ones apply depends on the problem type: training/metrics.py)
 METRIC_CHOICES = ("accuracy", "loss", "mae", "pr_auc", "r2", "rmse", "roc_auc")
@@ -23,7 +24,7 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
 }
 
 @dataclass
-class FinetuneArguments:
+class FinetuneArguments(JobArguments):
     """Every option of `moleblend finetune` (see `training/finetune.py`)."""
 
     data: str = option(None, ".csv, .parquet, .sdf or .sdf.gz of molecules and labels", positional=True)
@@ -72,7 +73,7 @@ class FinetuneArguments:
     cache_dir: str | None = option(None, "cache featurized molecules (and conformers) here")
     num_workers: int = option(0, "DataLoader workers")
     push_to_hub: str | None = option(None, "upload the model to this Hub repo", metavar="REPO_ID")
-    report_to: list[str] = option([], "Trainer integrations to log to", choices=["tensorboard", "none"])
+    report_to: list[str] = option(["none"], REPORT_TO_HELP)
     search_trials: int = option(0, "first search hyperparameters with this many optuna trials on the validation "
                                    "split (Trainer.hyperparameter_search; needs the [search] extra), then train "
                                    "with the best")
@@ -91,7 +92,7 @@ class FinetuneArguments:
         if not self.label_columns:
             raise ValueError("give --label-columns")
         self.config_overrides = _overrides(self.config_overrides)
-        self.report_to = [r for r in self.report_to if r != "none"]
+        self.report_to = check_report_to(self.report_to, *trainer_integrations())
         if self.split == "file" and not self.split_file:
             raise ValueError("--split file needs --split-file")
         if self.split == "column" and not self.split_column:

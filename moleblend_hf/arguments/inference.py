@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .common import OUTPUT_ALIASES, Conformers, Preset, _positive, option
+from .common import OUTPUT_ALIASES, JobArguments, Conformers, Preset, _positive, option
 
 QUANTIZE_HELP = ("int8: dynamic int8 quantization of the linear layers (CPU only; faster, slightly different "
                  "outputs: see benchmarks/int8_accuracy.py)")
@@ -31,7 +31,7 @@ def _inference_options(arguments: Any) -> None:
 
 
 @dataclass
-class PredictArguments:
+class PredictArguments(JobArguments):
     """Every option of `moleblend predict` (see `inference/predict.py`)."""
 
     data: str = option(None, ".csv, .parquet, .smi, .sdf or .sdf.gz of molecules", positional=True)
@@ -62,7 +62,7 @@ class PredictArguments:
 
 
 @dataclass
-class EmbedArguments:
+class EmbedArguments(JobArguments):
     """Every option of `moleblend embed` (see `inference/embed.py`)."""
 
     input: str | None = option(None, "a .smi, .csv, .parquet, .sdf, .sdf.gz or .mol file (default: the bundled "

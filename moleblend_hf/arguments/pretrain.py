@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .common import (BUNDLED_QM9, OUTPUT_ALIASES, REPORTERS, SET_HELP, Conformers, Preset, _fraction,
-                     _non_negative, _overrides, _positive, option)
+from .common import (BUNDLED_QM9, OUTPUT_ALIASES, SET_HELP, Conformers, JobArguments, Preset, _fraction,
+                     _non_negative, _overrides, _positive, accelerate_trackers, check_report_to, option)
 
 @dataclass
-class PretrainArguments:
+class PretrainArguments(JobArguments):
     """Every option of `moleblend pretrain` (see `training/pretrain.py`)."""
 
     inputs: list[str] = option([], "files, globs or `datasets` directories: .smi, .csv, .parquet, .sdf, .sdf.gz; "
@@ -64,7 +64,9 @@ class PretrainArguments:
     save_steps: int = option(100, "checkpoint every N steps")
     save_total_limit: int = option(2, "checkpoints kept (this run's, oldest removed first)")
     logging_steps: int = option(10, "log means every N steps")
-    report_to: list[str] = option(["jsonl", "tensorboard"], "where to log", choices=REPORTERS)
+    report_to: list[str] = option(["jsonl"], "trackers to log to besides train_log.jsonl (always written): any of "
+                                             "Accelerate's (tensorboard, wandb, mlflow, trackio, comet_ml, aim, "
+                                             "clearml, dvclive, swanlab) that is installed, all, or none")
     stop_after_steps: int | None = option(None, "end this invocation after N more steps (checkpointed; "
                                                 "continue later with --resume)")
     log_molecule_ids: bool = option(False, "write the id of every molecule trained on, in order, per rank")
@@ -83,8 +85,7 @@ class PretrainArguments:
         if not self.inputs:
             self.inputs = [str(BUNDLED_QM9)]
         self.config_overrides = _overrides(self.config_overrides)
-        if "none" in self.report_to:
-            self.report_to = []
+        self.report_to = check_report_to(self.report_to, *accelerate_trackers(), always=("jsonl",))
         if self.resume and self.overwrite:
             raise ValueError("--resume continues the run in --output-dir, --overwrite replaces it: give one")
         if self.max_tokens is not None:

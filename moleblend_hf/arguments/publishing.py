@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .common import _non_negative, _overrides, option
+from .common import JobArguments, _non_negative, _overrides, option
 
 @dataclass
-class PushArguments:
+class PushArguments(JobArguments):
     """`moleblend push DIR REPO_ID`."""
 
     directory: str = option(None, "a directory written by save_pretrained", positional=True, metavar="DIR")
@@ -23,7 +23,7 @@ class PushArguments:
 
 
 @dataclass
-class ConvertArguments:
+class ConvertArguments(JobArguments):
     """`moleblend convert CHECKPOINT OUTPUT_DIR`."""
 
     checkpoint: str = option(None, "official .pt checkpoint", positional=True, metavar="CHECKPOINT")

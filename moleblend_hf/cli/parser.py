@@ -13,6 +13,8 @@ from typing import Any, NoReturn, TypeVar
 
 from transformers import HfArgumentParser
 
+from .logs import configure_logging
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
 
@@ -66,6 +68,7 @@ def parse(dataclass_type: type[T], argv: Sequence[str], command: str, descriptio
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         parser.error(message.replace("Some specified arguments are not used by the HfArgumentParser:",
                                      "unrecognized arguments:"))
+    configure_logging(arguments.log_level)
     return arguments
 
 

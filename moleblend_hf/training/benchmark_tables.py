@@ -121,12 +121,12 @@ def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, 
         modality=task["modality"], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         encoder_learning_rate_ratio=args.encoder_learning_rate_ratio, weight_decay=args.weight_decay,
         warmup_ratio=args.warmup_ratio, patience=args.patience, group_by_size=args.group_by_size,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir, report_to=args.report_to,
         overwrite=True)  # the benchmark owns its run directories: a run that is not reused is trained again
 
 
 #: FinetuneArguments that do not change a run's result
-_NOT_COMPARED = ("config_overrides", "overwrite")
+_NOT_COMPARED = ("config_overrides", "overwrite", "report_to", "log_level")
 
 
 def _finished(arguments: FinetuneArguments) -> dict | None:

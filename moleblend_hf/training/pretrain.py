@@ -62,7 +62,7 @@ def cosine_schedule(step: int, warmup: int, total: int, floor: float) -> float:
 #: settings that may change between a run and its --resume (they do not change what is trained)
 RESUMABLE_CHANGES = ("resume", "overwrite", "allow_changed_settings", "stop_after_steps", "progress", "push_to_hub",
                      "report_to", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "cpu",
-                     "gradient_checkpointing")
+                     "gradient_checkpointing", "log_level")
 
 
 def run_checkpoints(output_dir: Path, run_id: str | None = None) -> list[Path]:
@@ -92,7 +92,8 @@ class Pretrainer:
     def __init__(self, args: PretrainArguments):
         self.args = args
         self.output_dir = Path(args.output_dir)
-        trackers = ["tensorboard"] if "tensorboard" in args.report_to and _has_tensorboard() else None
+        # the trackers log beside train_log.jsonl, which is always written (resume cuts it back to a checkpoint)
+        trackers = [name for name in args.report_to if name != "jsonl"] or None
         self.accelerator = Accelerator(
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -499,14 +500,6 @@ class _Null:
 
     def flush(self):
         pass
-
-
-def _has_tensorboard() -> bool:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def pretrain(args: PretrainArguments, datasets: dict[str, Any] | None = None) -> dict:

@@ -27,7 +27,9 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
 class FinetuneArguments(JobArguments):
     """Every option of `moleblend finetune` (see `training/finetune.py`)."""
 
-    data: str = option(None, ".csv, .parquet, .sdf or .sdf.gz of molecules and labels", positional=True)
+    data: str = option(None, ".csv, .parquet, .sdf or .sdf.gz of molecules and labels: a file, an http(s) URL or a "
+                             "Hub dataset, hf://datasets/ORG/NAME[@REVISION][/PATH] (its revision recorded)",
+                       positional=True)
     label_columns: list[str] = option([], "the label columns (one task each; words become class names)",
                                       required=True)
     output_dir: str = option("outputs/finetune", "run directory: the model, processor and card at its root, "

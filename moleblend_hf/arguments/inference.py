@@ -34,7 +34,8 @@ def _inference_options(arguments: Any) -> None:
 class PredictArguments(JobArguments):
     """Every option of `moleblend predict` (see `inference/predict.py`)."""
 
-    data: str = option(None, ".csv, .parquet, .smi, .sdf or .sdf.gz of molecules", positional=True)
+    data: str = option(None, ".csv, .parquet, .smi, .sdf or .sdf.gz of molecules: a file, an http(s) URL or a Hub "
+                             "dataset, hf://datasets/ORG/NAME[@REVISION][/PATH]", positional=True)
     model: list[str] = option([], "fine-tuned model directories (several: an ensemble) or an ensemble directory "
                                   "written by `moleblend finetune --seeds`", required=True)
     output: str = option("predictions.csv", "the predictions file (.csv or .parquet): one row per input row, in "

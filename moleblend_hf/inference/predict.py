@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,8 @@ from ..publishing.checkpoints import calibration_of, ensemble_members, resolve_m
 from ..modeling import MoleBlendForPropertyPrediction
 from ..processing import MoleBlendProcessor, MoleculeError
 from ..arguments import PredictArguments
-from ..sources.files import read_table
+from ..sources.files import read_all
+from ..sources.remote import is_remote, pin_revision, register_dataset
 from .calibration import apply_calibration, probabilities
 from .speed import apply_inference_options, atom_padding_multiple, inference_autocast
 
@@ -114,12 +116,17 @@ def predict_molecules(members: list[tuple[MoleBlendForPropertyPrediction, MoleBl
     return values, failures
 
 
-def predict_file(args: PredictArguments) -> dict:
-    """Predict every row of `args.data` into `args.output`; returns counts."""
+def predict_file(args: PredictArguments, datasets: dict[str, Any] | None = None) -> dict:
+    """Predict every row of `args.data` (a file, an http(s) URL, a Hub dataset, or `dataset:<name>` of the
+    `datasets` objects given by name) into `args.output`; returns counts and the source read (a Hub dataset's
+    revision resolved to its commit)."""
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
-    if not Path(args.data).exists():
+    for name, dataset in (datasets or {}).items():
+        register_dataset(name, dataset)
+    source = pin_revision(args.data)
+    if not is_remote(source) and not Path(source).exists():
         raise FileNotFoundError(f"{args.data} not found")
     members = load_ensemble(args.model)
     config = members[0][0].config
@@ -127,7 +134,7 @@ def predict_file(args: PredictArguments) -> dict:
                for model, processor in members]
     names = output_columns(config)
     calibration = calibration_of(resolve_model(args.model[0])) if len(args.model) == 1 else None
-    records = read_table(args.data, smiles_column=args.smiles_column, molblock_column=args.molblock_column)
+    records = read_all(source, smiles_column=args.smiles_column, molblock_column=args.molblock_column)
     frames, skipped, bar = [], 0, tqdm(desc="predicting", unit="mol", disable=not args.progress)
     while chunk := list(itertools.islice(records, CHUNK_ROWS)):
         logits, failures = predict_molecules(members, [r.molecule for r in chunk], args.batch_size, args.device,
@@ -156,6 +163,6 @@ def predict_file(args: PredictArguments) -> dict:
     temporary = output.with_name(f".{output.name}.tmp")
     table.to_parquet(temporary, index=False) if output.suffix == ".parquet" else table.to_csv(temporary, index=False)
     temporary.replace(output)  # the file exists only once complete
-    return {"input": str(args.data), "output": str(output), "rows": len(table), "predicted": len(table) - skipped,
+    return {"input": str(source), "output": str(output), "rows": len(table), "predicted": len(table) - skipped,
             "skipped": skipped, "models": len(members), "problem_type": config.problem_type, "columns": names,
             "calibrated": bool(calibration)}

@@ -5,15 +5,17 @@ from __future__ import annotations
 import glob
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow.parquet as pq
 from rdkit import Chem, RDLogger
 
+from .._optional import import_optional
 from ..processing import read_sdf_records
-from .remote import is_remote, read_remote, remote_shard_count
+from .remote import DATASET_PREFIX, HUB_PREFIX, is_remote, read_remote, read_remote_table, remote_shard_count
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
 #: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md).
@@ -71,6 +73,44 @@ def read_table(path: str | Path, smiles_column: str | None = None, molblock_colu
     else:  # text formats: the rows before `start` are read and passed over (no index to seek with)
         yield from itertools.islice(_read_text(path, suffixes, smiles_column, molblock_column, id_column), start,
                                     None)
+
+
+def read_all(source: str | Path, smiles_column: str | None = None, molblock_column: str | None = None,
+             id_column: str | None = None) -> Iterator[MoleculeRecord]:
+    """Every molecule of a source in order: all its shards one after the other (a Hub dataset's data files),
+    rows numbered from 0 across them (identifiers that were row numbers too)."""
+    shards = shard_count(source)
+    records = (record for shard in range(shards)
+               for record in read_table(source, smiles_column, molblock_column, id_column, shard=shard))
+    for row, record in enumerate(records):
+        yield record if shards == 1 else replace(
+            record, row=row, identifier=str(row) if record.identifier == str(record.row) else record.identifier)
+
+
+def read_labeled_table(source: str | Path, smiles_column: str | None, molblock_column: str | None
+                       ) -> tuple[pd.DataFrame, str]:
+    """A whole table of molecules and labels (fine-tuning data) and the name of its molecule column: a .csv,
+    .parquet or .sdf / .sdf.gz (its records' properties become columns), local or an http(s) URL, a Hub dataset
+    (hf://datasets/ORG/NAME[@REVISION][/PATH]) or a registered `datasets` object (dataset:NAME)."""
+    remote = is_remote(source)
+    name = (urlparse(str(source)).path if remote else str(source)).lower()
+    if name.endswith((".sdf", ".sdf.gz", ".mol")) and not str(source).startswith((HUB_PREFIX, DATASET_PREFIX)):
+        if remote:
+            import_optional("aiohttp", "remote", f"reading {source}")
+        rows = []
+        for block in read_sdf_records(source):  # fsspec streams a URL
+            mol = Chem.MolFromMolBlock(block, sanitize=False) if block else None
+            rows.append({"molblock": block, **(mol.GetPropsAsDict() if mol is not None else {})})
+        return pd.DataFrame(rows), "molblock"
+    if remote:
+        frame = read_remote_table(str(source))
+    else:
+        frame = pd.read_parquet(source) if name.endswith(".parquet") else pd.read_csv(source)
+    column = (pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, source) if molblock_column else None) or \
+        pick_column(frame, smiles_column, SMILES_COLUMNS + MOLBLOCK_COLUMNS, source)
+    if column is not None:
+        return frame, column
+    raise ValueError(f"{source}: no SMILES or molblock column found; pass --smiles-column or --molblock-column")
 
 
 def _read_text(path: Path, suffixes: str, smiles_column, molblock_column, id_column) -> Iterator[MoleculeRecord]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
+from .._optional import import_optional
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ def _builder(url: str) -> str:
         return "hub"
     if url.startswith(DATASET_PREFIX):
         return "dataset"
+    # fsspec reads http(s) with aiohttp, an extra: named now, not retried as a network failure
+    import_optional("aiohttp", "remote", f"reading {url}")
     path = urlparse(url).path.lower()
     for suffix, builder in sorted(BUILDERS.items(), key=lambda item: -len(item[0])):
         if path.endswith(suffix):
@@ -232,6 +235,21 @@ def _rows_with_retries(url: str, builder: str, shard: int, start: int) -> Iterat
             return
         except Exception as error:  # noqa: BLE001 - fsspec / aiohttp / datasets raise many types for one failure
             _back_off(url, failures, error, f"reading at row {start + given}")
+
+
+def read_remote_table(source: str) -> Any:
+    """Every row of a URL (csv, parquet, smi), a Hub dataset (all its data files, in order) or a registered dataset,
+    as one `pandas.DataFrame` with all its columns (labelled data for `finetune`); network failures are retried as
+    for streaming."""
+    import pandas as pd
+    from datasets import Dataset
+
+    builder = _builder(source)
+    if builder == "dataset":
+        dataset = _open(source, builder)
+        return dataset.to_pandas() if isinstance(dataset, Dataset) else pd.DataFrame(list(dataset))
+    return pd.DataFrame([row for shard in range(remote_shard_count(source))
+                         for row in _rows_with_retries(source, builder, shard, 0)])
 
 
 def read_remote(url: str, smiles_column: str | None, molblock_column: str | None, id_column: str | None,

@@ -24,6 +24,7 @@ import json
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,8 @@ from ..inference.calibration import apply_calibration, calibration_metrics, fit_
 from ..modeling import MoleBlendConfig
 from ..processing import MoleBlendCollator, MoleBlendProcessor
 from ..publishing.checkpoints import CALIBRATION_FILE, ENSEMBLE_FILE, resolve_model
-from ..sources.files import MOLBLOCK_COLUMNS, SMILES_COLUMNS, canonical_smiles, pick_column
+from ..sources.files import MOLBLOCK_COLUMNS, canonical_smiles, read_labeled_table
+from ..sources.remote import pin_revision, register_dataset
 from ..sources.splits import SPLIT_NAMES, duplicate_groups, make_split
 from .metrics import selection_metric
 from .plots import learning_curves, write_learning_curves, write_parity, write_roc_pr
@@ -47,29 +49,6 @@ from .search import run_search
 logger = logging.getLogger(__name__)
 TASKS = ("auto", "regression", "classification", "multiclass")
 MODALITIES = ("2d", "3d", "both")
-
-
-def read_labeled_table(path: str | Path, smiles_column: str | None, molblock_column: str | None
-                       ) -> tuple[pd.DataFrame, str]:
-    """The table and the name of its molecule column (a molblock column for SDF input)."""
-    path = Path(path)
-    name = path.name.lower()
-    if name.endswith((".sdf", ".sdf.gz")):
-        from ..processing import read_sdf_records
-        from rdkit import Chem
-
-        rows = []
-        for block in read_sdf_records(path):
-            mol = Chem.MolFromMolBlock(block, sanitize=False) if block else None
-            properties = mol.GetPropsAsDict() if mol is not None else {}
-            rows.append({"molblock": block, **properties})
-        return pd.DataFrame(rows), "molblock"
-    frame = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
-    column = (pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, path) if molblock_column else None) or \
-        pick_column(frame, smiles_column, SMILES_COLUMNS + MOLBLOCK_COLUMNS, path)
-    if column is not None:
-        return frame, column
-    raise ValueError(f"{path}: no SMILES or molblock column found; pass --smiles-column or --molblock-column")
 
 
 #: String values read as the positive class of a two-valued label column (compared case-insensitively).
@@ -189,8 +168,18 @@ def _duplicates_report(groups: list[list[int]], split: dict[str, list[int]]) -> 
     return {"molecules": len(groups), "rows": sum(len(rows) for rows in groups), "across_splits": across}
 
 
-def finetune(args: FinetuneArguments) -> dict:
-    """Run one fine-tuning job (or an ensemble, with `seeds` / `kfold`); returns what metrics.json holds."""
+def finetune(args: FinetuneArguments, datasets: dict[str, Any] | None = None) -> dict:
+    """Run one fine-tuning job (or an ensemble, with `seeds` / `kfold`); returns what metrics.json holds.
+
+    `datasets`: `datasets.Dataset` / `IterableDataset` objects by name, each readable as the source
+    `dataset:<name>` (`args.data`). A Hub dataset's revision is resolved to its commit first, so run.json and
+    metrics.json record the data trained on.
+    """
+    for name, dataset in (datasets or {}).items():
+        register_dataset(name, dataset)
+    pinned = pin_revision(args.data)
+    if pinned != args.data:
+        args = replace(args, data=pinned)
     if args.seeds or args.kfold:
         return finetune_ensemble(args)
     return _finetune_run(args)[0]

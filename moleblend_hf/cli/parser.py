@@ -83,3 +83,7 @@ def run(job: Callable[[], int], command: str) -> int:
             MoleculeError) as error:
         print(f"moleblend {command}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as error:  # a full disk, a read-only directory: the system's reason, on one line
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"moleblend {command}: error: {reason}", file=sys.stderr)
+        return EXIT_FAILED

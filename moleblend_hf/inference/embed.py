@@ -52,12 +52,10 @@ def load_model_and_processor(
     else:
         from transformers import AutoModel
 
-        from ..publishing.checkpoints import resolve_model
+        from ..publishing.checkpoints import load_model, load_processor, resolve_model
 
-        model_path = resolve_model(model_path)
-        model = AutoModel.from_pretrained(model_path)
-        saved = Path(model_path) / "preprocessor_config.json"
-        processor = MoleBlendProcessor.from_pretrained(model_path) if saved.exists() else MoleBlendProcessor.from_config(model.config)
+        model = load_model(AutoModel, model_path)
+        processor = load_processor(MoleBlendProcessor, resolve_model(model_path), model.config)
     if conformers is not None:
         processor.conformers = conformers
     return model, processor

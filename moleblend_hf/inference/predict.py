@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..publishing.checkpoints import calibration_of, ensemble_members, resolve_model, saved_weight_names
+from ..publishing.checkpoints import (calibration_of, check_model_source, ensemble_members, load_model,
+                                      load_processor, resolve_model, saved_weight_names)
 from ..modeling import MoleBlendForPropertyPrediction
 from ..processing import MoleBlendProcessor, MoleculeError
 from ..arguments import PredictArguments
@@ -41,15 +42,15 @@ def load_ensemble(paths: list[str]) -> list[tuple[MoleBlendForPropertyPrediction
     same thing (problem type, labels)."""
     members = []
     for path in paths:
-        for member in ensemble_members(resolve_model(path)):
+        for member in ensemble_members(check_model_source(path)):
+            check_model_source(member)
             names = saved_weight_names(member)  # checked before loading: a local checkpoint without a head
             if names is not None and not any(name.startswith("head.") for name in names):
                 _untrained(path, json.loads((Path(member) / "config.json").read_text()).get("architectures"))
-            model = MoleBlendForPropertyPrediction.from_pretrained(member).eval()
+            model = load_model(MoleBlendForPropertyPrediction, member).eval()
             if not model.has_trained_head:  # a Hub checkpoint, known once loaded
                 _untrained(path, model.config.architectures)
-            processor = MoleBlendProcessor.from_pretrained(member) if (Path(member) / "preprocessor_config.json") \
-                .exists() else MoleBlendProcessor.from_config(model.config)
+            processor = load_processor(MoleBlendProcessor, member, model.config)
             members.append((model, processor))
     first = members[0][0].config
     for model, _ in members[1:]:

@@ -157,8 +157,15 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             raise ValueError(f"path_tie_break must be one of {PATH_TIE_BREAKS}, got {path_tie_break!r}")
         if conformers not in CONFORMER_POLICIES:
             raise ValueError(f"conformers must be one of {CONFORMER_POLICIES}, got {conformers!r}")
-        if max_atoms < 1 or max_path_hops < 1:
-            raise ValueError("max_atoms and max_path_hops must be positive")
+        # settings may come from a hand-edited preprocessor_config.json: a wrong type is named here, not met as a
+        # TypeError in the middle of featurization
+        for name, value, least in (("max_atoms", max_atoms, 1), ("max_path_hops", max_path_hops, 1),
+                                   ("max_text_length", max_text_length, 1), ("seed", seed, 0),
+                                   ("mmff_max_iters", mmff_max_iters, 0), ("conformer_timeout", conformer_timeout, 0)):
+            if value is None and name == "max_text_length":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         self.max_atoms = max_atoms
         self.max_path_hops = max_path_hops
         self.conformers = conformers

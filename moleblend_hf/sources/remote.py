@@ -49,7 +49,9 @@ BUILDERS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv", ".smi": "smi
             ".sdf": "sdf", ".sdf.gz": "sdf", ".mol": "sdf"}
 #: SMILES files are read by the csv builder as whitespace-separated "SMILES [identifier]" lines (the text builder
 #: passes `encoding` on to aiohttp, which refuses it); blank lines stay rows, reported as empty input
-SMI_OPTIONS = dict(sep=r"\s+", header=None, names=["smiles", "id"], usecols=[0, 1], skip_blank_lines=False,
+#: (columns chosen by name with index_col=False: a file of SMILES alone, without identifiers, has one column)
+SMI_OPTIONS = dict(sep=r"\s+", header=None, names=["smiles", "id"], usecols=["smiles", "id"], index_col=False,
+                   skip_blank_lines=False,
                    engine="python")
 
 
@@ -211,6 +213,28 @@ def _back_off(url: str, failures: int, error: Exception, what: str) -> None:
     time.sleep(RETRY_DELAYS[failures])
 
 
+#: modules whose exceptions are network failures (transport, connection, payload), whatever their type
+_NETWORK_MODULES = ("aiohttp", "httpx", "httpcore", "requests", "urllib3")
+
+
+def transient(error: BaseException) -> bool:
+    """A failure worth retrying: the network or the server (HTTP 5xx, 429). A missing file (404), a refused one
+    (401/403) and a file that cannot be parsed fail the same way every time."""
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    status = getattr(error, "status", None)
+    status = status if isinstance(status, int) else getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return status >= 500 or status == 429
+    return isinstance(error, (OSError, TimeoutError)) or type(error).__module__.split(".")[0] in _NETWORK_MODULES
+
+
+def _unreadable(url: str, error: Exception, where: str) -> ValueError:
+    text = str(error).strip().splitlines()
+    return ValueError(f"{url}: cannot be read {where} ({type(error).__name__}: {text[0] if text else 'no detail'}); "
+                      "not a network failure, so not retried")
+
+
 def _retried(url: str, action) -> Any:
     """`action()` (opening a Hub dataset to count its shards), retried after network failures."""
     for failures in itertools.count():
@@ -219,6 +243,8 @@ def _retried(url: str, action) -> Any:
         except (FileNotFoundError, ValueError, TypeError):
             raise
         except Exception as error:  # noqa: BLE001 - fsspec / aiohttp / datasets raise many types for one failure
+            if not transient(error):
+                raise _unreadable(url, error, "when opened") from None
             _back_off(url, failures, error, "opening")
 
 
@@ -234,6 +260,9 @@ def _rows_with_retries(url: str, builder: str, shard: int, start: int) -> Iterat
                 given += 1
             return
         except Exception as error:  # noqa: BLE001 - fsspec / aiohttp / datasets raise many types for one failure
+            # `datasets` reports a file it could not reach (e.g. HTTP 503 while resolving it) as not found
+            if not isinstance(error, FileNotFoundError) and not transient(error):
+                raise _unreadable(url, error, f"at row {start + given}") from None
             _back_off(url, failures, error, f"reading at row {start + given}")
 
 

@@ -17,7 +17,7 @@ from transformers import Trainer, TrainingArguments
 from ..arguments import FinetuneArguments
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
 from ..processing import MoleBlendProcessor, MoleculeError
-from ..publishing.checkpoints import resolve_model
+from ..publishing.checkpoints import load_model
 from .metrics import compute_metrics
 
 
@@ -116,7 +116,7 @@ def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
         overrides |= {"id2label": label_names, "label2id": {name: i for i, name in label_names.items()}}
     torch.manual_seed(args.seed)  # the new head's initialisation depends on the seed only, not on earlier runs
     if args.model:
-        return MoleBlendForPropertyPrediction.from_pretrained(resolve_model(args.model), **overrides)
+        return load_model(MoleBlendForPropertyPrediction, args.model, **overrides)
     return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(args.preset, **overrides))
 
 

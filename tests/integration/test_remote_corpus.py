@@ -60,6 +60,29 @@ def test_remote_files_stream_in_order_like_local_ones(served):
     assert local[0][2] == "qm9-0"  # an SDF record's title is its identifier
 
 
+def test_a_smiles_file_without_identifiers_streams_and_an_unparsable_file_is_not_retried(served, monkeypatch):
+    """A .smi of SMILES alone has one column; a file that cannot be parsed fails the same way every time: it is
+    named at once, never retried as if the network were down."""
+    from moleblend_hf.sources import remote
+
+    server, root = served
+    (root / "plain.smi").write_text("CCO\nc1ccccc1\n\nCCN extra fields here\n")
+    (root / "broken.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    waits = []
+
+    def back_off(url, failures, error, what):
+        waits.append(what)
+        raise ConnectionError(f"{url}: retried")
+
+    monkeypatch.setattr(remote, "_back_off", back_off)
+    records = [(r.row, r.molecule, r.identifier) for r in read_table(server.url("plain.smi"))]
+    assert records == [(0, "CCO", "0"), (1, "c1ccccc1", "1"), (2, None, "2"), (3, "CCN", "extra")]
+    assert records == [(r.row, r.molecule, r.identifier) for r in read_table(root / "plain.smi")]
+    with pytest.raises(ValueError, match="broken.parquet: cannot be read .*not retried"):
+        list(read_table(server.url("broken.parquet")))
+    assert waits == []
+
+
 def test_pretrain_on_urls_saves_a_loadable_model_and_resumes_exactly(served, tmp_path):
     server, _ = served
     urls = [server.url("shard-0.parquet"), server.url("shard-1.parquet")]

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from moleblend_hf import MoleBlendForPreTraining, MoleBlendProcessor
+from moleblend_hf.publishing.remote_code import write_remote_code
 from moleblend_hf.publishing.checkpoints import DEFAULT_PRETRAINED, SHIPPED
 from moleblend_hf.publishing.push import write_model_card
 
@@ -30,6 +31,7 @@ def main(run: str, benchmark: str, name: str = DEFAULT_PRETRAINED) -> None:
     target.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(target)
     processor.save_pretrained(target)
+    write_remote_code(target)  # generated from the package source, with a do-not-edit header
     summary = json.loads((run_dir / "summary_rank0.json").read_text())
     held_out = [json.loads(line) for line in (run_dir / "eval_log.jsonl").read_text().splitlines()]
     last = held_out[-1]

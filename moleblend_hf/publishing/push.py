@@ -37,6 +37,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, EvalResult, HfApi, ModelCard, ModelCardData
 
 from ..modeling import MoleBlendConfig
+from .remote_code import needed_modules, remote_code_files
 
 logger = logging.getLogger(__name__)
 
@@ -536,6 +537,10 @@ def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool
                                   **card_options)
         files[CARD_FILE] = str(card).encode()
     files.update(_pipeline_files(directory, config))
+    # the code is generated from the installed package (with a do-not-edit header), never taken from the directory:
+    # a stale copy would publish the behaviour of its time, and a user's own .py files are not ours to publish
+    code = remote_code_files([*needed_modules(directory), "processing_moleblend", "pipelines"])
+    files = {name: content for name, content in files.items() if not name.endswith(".py")} | code
 
     # built (and hashed) before any request, so that a local read error is not reported as a Hub failure
     operations: list[Any] = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(content))

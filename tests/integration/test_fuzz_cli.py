@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from moleblend_hf.cli import main
-
 from tests.conftest import saved_regression_model
 
 

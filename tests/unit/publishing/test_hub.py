@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import moleblend_hf.inference.pipelines
+from moleblend_hf.publishing.remote_code import remote_code_files
 from huggingface_hub import ModelCard
 
 from moleblend_hf import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendForPropertyPrediction, MoleBlendModel,
@@ -142,7 +143,13 @@ def test_push_is_one_commit_with_model_processor_code_and_card(hub, published):
     # the card was generated for the upload only: the local directory is exactly as it was
     assert fingerprint(published["encoder_dir"]) == published["before"]
     # the pipelines travel with the model: pipelines.py and the config's custom_pipelines
-    assert files["pipelines.py"] == Path(moleblend_hf.inference.pipelines.__file__).read_bytes()
+    # the code is generated from the package at push time (a do-not-edit header), whatever the directory holds
+    generated = remote_code_files(["pipelines", "processing_moleblend", "modeling_moleblend_pretraining",
+                                   "modeling_moleblend_property"])
+    assert files["pipelines.py"] == generated["pipelines.py"]
+    assert generated["pipelines.py"].endswith(Path(moleblend_hf.inference.pipelines.__file__).read_bytes())
+    for name in REMOTE_CODE:
+        assert files[name] == generated[name], name
     assert set(json.loads(files["config.json"])["custom_pipelines"]) == {"molecule-feature-extraction"}
     assert set(json.loads(hub.files(PROPERTY_REPO)["config.json"])["custom_pipelines"]) == {
         "molecule-feature-extraction", "molecule-property-prediction"}

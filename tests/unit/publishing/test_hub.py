@@ -276,7 +276,7 @@ def test_second_push_updates_the_repo(hub, tmp_path):
     directory = tmp_path / "model"
     tiny(seed=3).save_pretrained(directory)
     MoleBlendProcessor().save_pretrained(directory)
-    (directory / "helpers.py").write_text("# only in the first version\n")
+    (directory / "generation_config.json").write_text("{}\n")  # a model file only in the first version
     first = push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url)
     old_weights = (directory / "model.safetensors").read_bytes()
 
@@ -291,16 +291,17 @@ def test_second_push_updates_the_repo(hub, tmp_path):
 
     assert downloaded("main") == [hashlib.sha256(old_weights).hexdigest()]
     tiny(seed=4).save_pretrained(directory)  # new weights, same files
-    (directory / "helpers.py").unlink()
+    (directory / "generation_config.json").unlink()
     second = push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url, commit_message="New weights")
-    assert second.commit_sha != first.commit_sha and second.deleted == ["helpers.py"]
+    assert second.commit_sha != first.commit_sha and second.deleted == ["generation_config.json"]
     assert [c.title for c in hub.commits(repo_id)] == ["initial commit", "Upload MoleBLEND model", "New weights"]
     new_weights = (directory / "model.safetensors").read_bytes()
     assert new_weights != old_weights
     # the cached "main" is not reused: the new commit is resolved and its weights downloaded; history is kept
     assert downloaded("main", first.commit_sha) == [hashlib.sha256(new_weights).hexdigest(),
                                                     hashlib.sha256(old_weights).hexdigest()]
-    assert "helpers.py" not in hub.files(repo_id) and "helpers.py" in hub.files(repo_id, first.commit_sha)
+    assert "generation_config.json" not in hub.files(repo_id)
+    assert "generation_config.json" in hub.files(repo_id, first.commit_sha)
 
 
 def test_push_uploads_the_model_files_only(hub, tmp_path):

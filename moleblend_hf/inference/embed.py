@@ -192,6 +192,13 @@ def embed(args: EmbedArguments) -> EmbedSummary:
                 **({"mixed_precision": args.mixed_precision} if args.mixed_precision != "no" else {})}
     previous = read_run(args.output_dir, EMBED_RUN_FILE)
     resume = previous is not None and previous.job == "embed" and not args.overwrite
+    changed = {k: (previous.settings.get(k), v) for k, v in json.loads(json.dumps(settings, default=str)).items()
+               if previous.settings.get(k) != v} if resume else {}
+    if changed:  # embed resumes by itself: no --resume or --allow-changed-settings to advise
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise ValueError(f"{args.output_dir} holds embeddings made with other settings ({listed}); a rerun with "
+                         "the same settings continues them. Pass --overwrite to replace them, or choose another "
+                         "--output-dir")
     open_run(args.output_dir, "embed", settings, resume=resume, overwrite=args.overwrite, run_file=EMBED_RUN_FILE)
     return embed_file(source, args.output_dir, model, processor, batch_size=args.batch_size,
                       chunk_size=args.chunk_size, per_atom=args.per_atom, device=args.device,

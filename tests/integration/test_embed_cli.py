@@ -90,7 +90,9 @@ def test_embed_refuses_a_mismatched_resume_and_foreign_directories(tmp_path, cap
     pd.testing.assert_frame_equal(pd.read_parquet(out), first)
     for changed in (["--per-atom"], ["--chunk-size", "32"], ["--seed", "1"]):
         assert main([*common, *changed]) == 1
-        assert "settings differ" in capsys.readouterr().err
+        error = capsys.readouterr().err
+        assert "made with other settings" in error and "--overwrite" in error
+        assert "--resume" not in error and "--allow-changed-settings" not in error  # embed has neither flag
     assert main([*common, "--per-atom", "--overwrite"]) == 0
     assert "atom_embeddings" in pd.read_parquet(out).columns and len(pd.read_parquet(out)) == 200
     foreign = tmp_path / "mine"

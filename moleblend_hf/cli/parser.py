@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 from transformers import HfArgumentParser
 
+from .._optional import MissingExtraError
 from .logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -80,7 +81,7 @@ def run(job: Callable[[], int], command: str) -> int:
     try:
         return job()
     except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, ConnectionError, ValueError,
-            MoleculeError) as error:
+            MoleculeError, MissingExtraError) as error:
         print(f"moleblend {command}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as error:  # a full disk, a read-only directory: the system's reason, on one line

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .._optional import import_optional
 from .baselines import FingerprintSettings, random_forest_baseline
 from ..arguments import (HARTREE_TO_EV, MOLECULENET, QM9_ENERGIES, QM9_UNITS, RANDOM_FOREST, BenchmarkArguments,
                         FinetuneArguments)
@@ -182,6 +184,7 @@ def _fit_random_forest(task: dict, seed: int) -> dict:
 
 
 def run_benchmark(args: BenchmarkArguments) -> dict:
+    import_optional("matplotlib", "benchmarks", "the benchmark's figure")  # before hours of training, not after
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     columns = args.columns()

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from transformers import EarlyStoppingCallback
 
+from .._optional import import_optional
 from ..arguments import FinetuneArguments
 from ..inference.calibration import apply_calibration, calibration_metrics, fit_calibration, probabilities
 from ..modeling import MoleBlendConfig
@@ -175,6 +176,8 @@ def finetune(args: FinetuneArguments, datasets: dict[str, Any] | None = None) ->
     `dataset:<name>` (`args.data`). A Hub dataset's revision is resolved to its commit first, so run.json and
     metrics.json record the data trained on.
     """
+    if args.search_trials:  # named before the data is read and the output directory claimed
+        import_optional("optuna", "search", "finetune --search-trials")
     for name, dataset in (datasets or {}).items():
         register_dataset(name, dataset)
     pinned = pin_revision(args.data)

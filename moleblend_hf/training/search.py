@@ -21,6 +21,7 @@ from typing import Any
 
 from transformers import Trainer
 
+from .._optional import import_optional
 from ..arguments import FinetuneArguments
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def run_search(args: FinetuneArguments, make_trainer: Callable[..., Trainer],
     """Run `args.search_trials` trials; write search_trials.json and search_best.json into `output`; return the
     arguments with the best trial's settings. `make_trainer(model_init, optimizer_factory)` gives a Trainer on the
     training and validation splits."""
-    import optuna
+    optuna = import_optional("optuna", "search", "finetune --search-trials")
 
     space = args.search_space
     best_of_trial: list[float] = []

@@ -513,6 +513,10 @@ def _check_remote_is_moleblend(api: HfApi, repo_id: str, remote_files: set[str])
     if "config.json" not in remote_files:
         return
     remote_type = (getattr(api.model_info(repo_id), "config", None) or {}).get("model_type")
+    if remote_type is None:  # the Hub reads no model type from it: not JSON, or a config of no model
+        raise HubPushError(repo_id, "the repo's config.json is not a model config the Hub can read (not JSON, or no "
+                                    "model_type): pushing would replace its files; pass --force (force=True) if that "
+                                    "is what you want, or choose another repo")
     if remote_type != MoleBlendConfig.model_type:
         raise HubPushError(repo_id, f"the repo holds a {remote_type!r} model, not MoleBLEND: pushing would replace "
                                     "its files; pass --force (force=True) if that is what you want, or choose "

@@ -340,6 +340,12 @@ def test_push_refuses_a_repo_of_another_model_unless_forced(hub, tmp_path):
     push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url, force=True)
     assert json.loads(hub.files(repo_id)["config.json"])["model_type"] == "moleblend"
     assert "pytorch_model.bin" not in hub.files(repo_id)
+    broken = "test-user/broken-config"
+    api.create_repo(broken)
+    api.upload_file(path_or_fileobj=b"{not json", path_in_repo="config.json", repo_id=broken)
+    with pytest.raises(HubPushError, match="config.json is not a model config the Hub can read") as info:
+        push_to_hub(directory, broken, token=VALID_TOKEN, endpoint=hub.url)
+    assert "None" not in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------- errors

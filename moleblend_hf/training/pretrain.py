@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -39,10 +40,12 @@ from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
 from ..processing import MoleBlendProcessor, MoleculeError
 from ..arguments import BUNDLED_QM9, PretrainArguments
 from ..sources.files import expand_sources, read_table
+from ..sources.fingerprints import fingerprint_sources, source_changes
 from ..sources.remote import HUB_PREFIX, HubSource, pin_revision
 from .plots import write_pretraining_curves
-from .run_directory import Run, open_run, read_run
-from .training_state import CheckpointError, load_training_state, save_training_state, verify_checksums, \
+from .run_directory import Run, RunDirectory, open_run, read_run, save_model_atomically
+from .training_state import CheckpointError, CheckpointWriteError, load_training_state, save_training_state, \
+    verify_checksums, \
     write_checksums
 from ..sources.streaming import Position, PretrainingStream, StreamSettings, next_position
 
@@ -132,6 +135,9 @@ class Pretrainer:
         self.molecules_seen = 0
         self._eval_cache: list[dict[str, torch.Tensor]] | None = None  # held-out batches, built on first use
         self.run: Run | None = None
+        self.run_dir: RunDirectory | None = None  # rank 0: the manifest and the directory's lock
+        # local corpus files as they are now; every checkpoint records them, --resume compares
+        self.fingerprints = fingerprint_sources([*self.sources, *self._stream_settings().exclude])
         self._logs: dict[str, Any] = {}  # log file name -> open handle, flushed and measured at each checkpoint
 
     def _build_model(self) -> MoleBlendForPreTraining:
@@ -152,12 +158,33 @@ class Pretrainer:
             "world_size": self.accelerator.num_processes,
             "num_workers": self.args.num_workers,
             "stream": asdict(self._stream_settings()),
+            "source_fingerprints": self.fingerprints,
         }
 
     def save_checkpoint(self) -> Path:
-        """Write checkpoint-<step> atomically (a temporary directory renamed once complete)."""
+        """Write checkpoint-<step> atomically (a temporary directory renamed once complete). A failed write (disk
+        full, a read-only directory) removes the temporary directory and raises `CheckpointWriteError`."""
         target = self.output_dir / f"checkpoint-{self.step}"
         temporary = self.output_dir / f".tmp-checkpoint-{self.step}"
+        accelerator = self.accelerator
+        if accelerator.is_main_process:
+            self.run_dir.record(temporary.name, target.name)
+        try:
+            self._write_checkpoint(temporary)
+        except (OSError, SafetensorError) as error:
+            shutil.rmtree(temporary, ignore_errors=True)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointWriteError(f"could not write {target.name} in {self.output_dir}: {reason}") from None
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            if target.exists():
+                shutil.rmtree(target)
+            temporary.rename(target)
+            self._rotate_checkpoints()
+        accelerator.wait_for_everyone()
+        return target
+
+    def _write_checkpoint(self, temporary: Path) -> None:
         accelerator = self.accelerator
         if accelerator.is_main_process:
             if temporary.exists():
@@ -179,12 +206,6 @@ class Pretrainer:
         if accelerator.is_main_process:
             (temporary / STATE_FILE).write_text(json.dumps(self._state(), indent=2))
             write_checksums(temporary)
-            if target.exists():
-                shutil.rmtree(target)
-            temporary.rename(target)
-            self._rotate_checkpoints()
-        accelerator.wait_for_everyone()
-        return target
 
     def _rotate_checkpoints(self) -> None:
         found = run_checkpoints(self.output_dir, self.run.run_id)  # never another run's checkpoints
@@ -217,6 +238,7 @@ class Pretrainer:
             raise ValueError(f"{path} was written by an older moleblend-hf whose data order differs (stream format "
                              f"{state['stream'].get('stream_format', 1)}, now {now['stream_format']}): resume it with "
                              "that version, or start a new run (--init-from its last checkpoint keeps the weights)")
+        self._check_sources(path, state.get("source_fingerprints", {}))
         if state["stream"] != now:
             raise ValueError(f"{path}: the data settings differ from the checkpoint's; resume with the same inputs, "
                              f"seed, batch size, token budget, window and shuffle block\n"
@@ -236,6 +258,16 @@ class Pretrainer:
         self.next_worker = state.get("next_worker", 0)
         self.skipped = Counter(state["skipped"])
         self.molecules_seen = state["molecules_seen"]
+
+    def _check_sources(self, path: Path, recorded: dict[str, dict]) -> None:
+        """A local corpus file edited since the checkpoint: its stream position points into other data."""
+        changes = source_changes(recorded, self.fingerprints)
+        if changes and not self.args.allow_changed_settings:
+            raise ValueError(f"--resume: {changes[0]} since {path.name}; the checkpoint's data position no longer "
+                             "fits it. Restore the file, start a new run (--init-from keeps the weights), or pass "
+                             "--allow-changed-settings to continue on the new data")
+        for change in changes:
+            logger.warning("resuming on changed data (--allow-changed-settings): %s", change)
 
     # ---------------------------------------------------------------------------------------- data
     def _stream_settings(self) -> StreamSettings:
@@ -312,8 +344,15 @@ class Pretrainer:
 
     # ---------------------------------------------------------------------------------------- training
     def train(self) -> dict:
-        args, accelerator = self.args, self.accelerator
         self._open_run()
+        try:
+            return self._train()
+        finally:
+            if self.run_dir is not None:
+                self.run_dir.close()
+
+    def _train(self) -> dict:
+        args, accelerator = self.args, self.accelerator
         if args.resume:
             path = self._checkpoint_to_resume()
             self.load_checkpoint(path)
@@ -406,13 +445,20 @@ class Pretrainer:
                     self.save_checkpoint()
         bar.close()
         summary = {"step": self.step, "max_steps": args.max_steps, "molecules_seen": self.molecules_seen,
-                   "skipped": dict(self.skipped), "finished": self.step >= args.max_steps,
+                   "skipped": dict(self.skipped), "finished": False,
                    "weights_sha256": weights_checksum(accelerator.unwrap_model(self.model))}
-        (self.output_dir / f"summary_rank{rank}.json").write_text(json.dumps(summary, indent=2))
-        if summary["finished"]:
+        summary_path = self.output_dir / f"summary_rank{rank}.json"
+        summary_path.write_text(json.dumps(summary, indent=2))
+        if self.step >= args.max_steps:  # finished only once the final model is in place
             self.save_final()
         if accelerator.is_main_process:
             write_pretraining_curves(self.output_dir)  # loss_curves.csv / .png from the logs, this run's steps
+        if self.step >= args.max_steps:
+            summary["finished"] = True
+            summary_path.write_text(json.dumps(summary, indent=2))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                self.run_dir.finish()
         accelerator.end_training()
         return summary
 
@@ -445,9 +491,17 @@ class Pretrainer:
         if accelerator.is_main_process:
             settings = asdict(args)
             compared = tuple(k for k in settings if k not in RESUMABLE_CHANGES)
-            self.run = open_run(self.output_dir, "pretrain", settings, resume=bool(args.resume),
-                                overwrite=args.overwrite, compared=compared, allow_changes=args.allow_changed_settings,
-                                record_resume=False)  # recorded once the checkpoint is accepted (train)
+            inputs = [*self.sources, *self._stream_settings().exclude, *expand_sources(args.eval_inputs),
+                      args.init_from]
+            self.run_dir = open_run(self.output_dir, "pretrain", settings, resume=bool(args.resume),
+                                    overwrite=args.overwrite, compared=compared,
+                                    allow_changes=args.allow_changed_settings, inputs=inputs,
+                                    record_resume=False)  # recorded once the checkpoint is accepted (train)
+            self.run = self.run_dir.run
+            ranks = range(accelerator.num_processes)
+            self.run_dir.record(*(name for r in ranks for name in self._log_names(r)),
+                                *(f"summary_rank{r}.json" for r in ranks), "loss_curves.csv", "loss_curves.png",
+                                "moleblend-pretrain")  # tensorboard
         accelerator.wait_for_everyone()
         if self.run is None:
             self.run = read_run(self.output_dir)
@@ -466,20 +520,24 @@ class Pretrainer:
             group["lr"] = args.learning_rate * factor
 
     def save_final(self) -> Path:
+        """Model, processor and card at the root of the output directory, as one whole (`save_model_atomically`)."""
         final = self.output_dir
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             model = accelerator.unwrap_model(self.model)
-            model.save_pretrained(final)
-            self.processor.save_pretrained(final)
             from ..publishing.push import write_model_card
 
-            write_model_card(final, model.config, repo_id=self.args.push_to_hub, pretraining={
-                "inputs": self.sources, "steps": self.step, "molecules_seen": self.molecules_seen,
-                "skipped": dict(self.skipped), "batch_size": self.args.batch_size,
-                "max_tokens": self.args.max_tokens, "learning_rate": self.args.learning_rate,
-                "processes": accelerator.num_processes})
+            def write(directory: Path) -> None:
+                model.save_pretrained(directory)
+                self.processor.save_pretrained(directory)
+                write_model_card(directory, model.config, repo_id=self.args.push_to_hub, pretraining={
+                    "inputs": self.sources, "steps": self.step, "molecules_seen": self.molecules_seen,
+                    "skipped": dict(self.skipped), "batch_size": self.args.batch_size,
+                    "max_tokens": self.args.max_tokens, "learning_rate": self.args.learning_rate,
+                    "processes": accelerator.num_processes})
+
+            save_model_atomically(self.run_dir, final, write)
             if self.args.push_to_hub:
                 from ..publishing.push import push_directory
 

@@ -269,8 +269,10 @@ def save_model_atomically(run: RunDirectory | None, directory: Path, write: Call
                                   "saved over it. Move that file away and resume, or choose another --output-dir")
         if run is not None:
             run.record(*names)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, FileExistsError):
+            raise OSError(f"could not save the final model in {directory}: {_reason(error)}") from None
         raise
     for name in names:
         target = directory / name
@@ -279,6 +281,11 @@ def save_model_atomically(run: RunDirectory | None, directory: Path, write: Call
         os.replace(temporary / name, target)
     temporary.rmdir()
     return names
+
+
+def _reason(error: OSError) -> str:
+    """The system's reason for a failed write, on one line (a SafetensorError wraps it in a Rust debug string)."""
+    return error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _now() -> str:

@@ -41,6 +41,10 @@ class CheckpointError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, a read-only directory); nothing half-written is left."""
+
+
 # ------------------------------------------------------------------------------------------------ checksums
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()

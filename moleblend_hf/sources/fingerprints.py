@@ -26,9 +26,14 @@ def fingerprint_file(path: str | Path) -> dict[str, int | str]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "blake2b": digest.hexdigest()}
 
 
-def fingerprint_sources(sources: Iterable[str]) -> dict[str, dict[str, int | str]]:
-    """The fingerprints of the sources that are local files (Hub datasets and URLs have revisions of their own)."""
-    return {str(source): fingerprint_file(source) for source in sources if Path(str(source)).is_file()}
+def fingerprint_sources(sources: Iterable[str | Path]) -> dict[str, dict[str, int | str]]:
+    """The fingerprints of the local files among `sources` (every file of a local dataset directory); Hub datasets
+    and URLs are left out (a Hub source is pinned to a revision)."""
+    files: list[Path] = []
+    for source in map(Path, map(str, sources)):
+        files += sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else \
+            [source] if source.is_file() else []
+    return {str(path): fingerprint_file(path) for path in files}
 
 
 def _time(ns: int) -> str:

@@ -18,7 +18,7 @@ from moleblend_hf.processing import MoleBlendProcessor
 from moleblend_hf.training.run_directory import MARKER_FILE
 from moleblend_hf.training.run_lock import LOCK_FILE
 
-from .conftest import DATA
+from .conftest import saved_regression_model
 
 SMALL = ["--batch-size", "4", "--window-size", "16", "--shuffle-buffer", "16", "--no-progress", "--report-to",
          "jsonl", "--preset", "tiny"]
@@ -114,3 +114,55 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_no_temporary_directory
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "could not write checkpoint-2" in err and "No space left" in err
     assert not list(out.glob(".tmp-checkpoint-*")) and not list(out.glob("checkpoint-*"))
+
+
+def test_predict_never_writes_over_its_input(tmp_path, esol, capsys):
+    model = saved_regression_model(tmp_path / "model")
+    data = tmp_path / "x.csv"
+    esol.head(5).to_csv(data, index=False)
+    original = data.read_bytes()
+    capsys.readouterr()
+    os.link(data, tmp_path / "linked.csv")
+    os.symlink(data, tmp_path / "alias.csv")
+    for output in (data, tmp_path / "linked.csv", tmp_path / "alias.csv", tmp_path / "." / "x.csv"):
+        assert main(["predict", str(data), "--model", str(model), "--output", str(output), "--overwrite",
+                     "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "is the input file" in err
+    assert data.read_bytes() == original
+
+
+FINETUNE = ["--label-columns", "measured log solubility in mols per litre", "--split", "random", "--max-steps", "2",
+            "--batch-size", "8"]
+
+
+def test_finetune_overwrite_keeps_its_input_and_the_users_notes(tmp_path, esol, capsys):
+    out = tmp_path / "runx"
+    source = tmp_path / "data.csv"
+    esol.head(40).to_csv(source, index=False)
+    assert main(["finetune", str(source), "--output-dir", str(out), *FINETUNE]) == 0
+    assert _marker(out)["finished"] is True and "model.safetensors" in _marker(out)["written"]
+    shutil.copy(source, out / "data.csv")
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    # the previous run's split as the input of the new one: --overwrite would remove it
+    assert main(["finetune", str(out / "data.csv"), "--output-dir", str(out), *FINETUNE, "--split", "file",
+                 "--split-file", str(out / "split.json"), "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "an input of this command" in err and "--resume" not in err
+    assert (out / "model.safetensors").exists()  # refused before anything was removed
+    assert main(["finetune", str(out / "data.csv"), "--output-dir", str(out), *FINETUNE, "--seed", "1",
+                 "--overwrite"]) == 0
+    assert (out / "data.csv").read_bytes() == source.read_bytes() and (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "run.json").read_text())["settings"]["seed"] == 1
+
+
+def test_embed_overwrite_keeps_the_users_files(tmp_path, esol):
+    source = tmp_path / "mols.csv"
+    esol.head(10).to_csv(source, index=False)
+    out = tmp_path / "emb"
+    common = ["embed", "--input", str(source), "--output-dir", str(out), "--chunk-size", "4", "--no-progress"]
+    assert main(common) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main([*common, "--per-atom", "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine" and len(list(out.glob("part-*.parquet"))) == 3

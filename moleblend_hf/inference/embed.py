@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -122,8 +123,11 @@ def embed_file(
     molblock_column: str | None = None,
     progress: bool = True,
     mixed_precision: str = "no",
+    record: Callable[..., None] | None = None,
 ) -> EmbedSummary:
-    """Embed every molecule of `input_path` into parquet parts under `output_dir` (resumes existing parts)."""
+    """Embed every molecule of `input_path` into parquet parts under `output_dir` (resumes existing parts).
+    `record`: called with the names of the files about to be written (a run directory's manifest)."""
+    record = record or (lambda *names: None)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     torch_device = torch.device(device)
@@ -145,6 +149,7 @@ def embed_file(
             embedded += pq.ParquetFile(part_path).metadata.num_rows
             resumed += 1
         else:
+            record(part_path.name, skip_path.name, f"_part-{part:05d}.tmp")
             table, skipped = _embed_chunk(model, processor, chunk, batch_size, per_atom, torch_device,
                                            mixed_precision)
             tmp = output_dir / f"_part-{part:05d}.tmp"
@@ -160,6 +165,7 @@ def embed_file(
         bar.update(len(chunk))
         bar.set_postfix(embedded=embedded, skipped=len(all_skipped))
     bar.close()
+    record("_skipped.jsonl", "_summary.json")
     with open(output_dir / "_skipped.jsonl", "w") as handle:
         for item in all_skipped:
             handle.write(json.dumps(item) + "\n")
@@ -199,8 +205,11 @@ def embed(args: EmbedArguments) -> EmbedSummary:
         raise ValueError(f"{args.output_dir} holds embeddings made with other settings ({listed}); a rerun with "
                          "the same settings continues them. Pass --overwrite to replace them, or choose another "
                          "--output-dir")
-    open_run(args.output_dir, "embed", settings, resume=resume, overwrite=args.overwrite, run_file=EMBED_RUN_FILE)
-    return embed_file(source, args.output_dir, model, processor, batch_size=args.batch_size,
-                      chunk_size=args.chunk_size, per_atom=args.per_atom, device=args.device,
-                      smiles_column=args.smiles_column, molblock_column=args.molblock_column, progress=args.progress,
-                      mixed_precision=args.mixed_precision)
+    with open_run(args.output_dir, "embed", settings, resume=resume, overwrite=args.overwrite,
+                  run_file=EMBED_RUN_FILE, inputs=[source, args.model], resume_hint="") as run:
+        summary = embed_file(source, args.output_dir, model, processor, batch_size=args.batch_size,
+                             chunk_size=args.chunk_size, per_atom=args.per_atom, device=args.device,
+                             smiles_column=args.smiles_column, molblock_column=args.molblock_column,
+                             progress=args.progress, mixed_precision=args.mixed_precision, record=run.record)
+        run.finish()
+    return summary

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +123,16 @@ def predict_file(args: PredictArguments, datasets: dict[str, Any] | None = None)
     `datasets` objects given by name) into `args.output`; returns counts and the source read (a Hub dataset's
     revision resolved to its commit)."""
     output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
     for name, dataset in (datasets or {}).items():
         register_dataset(name, dataset)
     source = pin_revision(args.data)
     if not is_remote(source) and not Path(source).exists():
         raise FileNotFoundError(f"{args.data} not found")
+    if output.exists() and not is_remote(source) and os.path.samefile(output, source):  # a symlink, a hard link
+        raise ValueError(f"--output {output} is the input file {args.data}: the predictions would replace the "
+                         "molecules (--overwrite or not); choose another --output")
+    if output.exists() and not args.overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
     members = load_ensemble(args.model)
     config = members[0][0].config
     members = [(apply_inference_options(model, args.quantize, args.compile, args.cuda_graphs), processor)

@@ -44,10 +44,14 @@ from .metrics import selection_metric
 from .plots import learning_curves, write_learning_curves, write_parity, write_roc_pr
 from .property_trainer import (FeatureDataset, MoleculeTrainer, build_model, build_optimizer, featurize_rows,
                                metrics_function, training_arguments)
-from .run_directory import open_run
+from .run_directory import RunDirectory, TrainerManifest, open_run, save_model_atomically
 from .search import run_search
 
 logger = logging.getLogger(__name__)
+#: what a fine-tuning run (or ensemble) may write beside its model, checkpoints and members: its manifest
+RUN_FILES = ("split.json", "metrics.json", "test_predictions.csv", "skipped_rows.csv", "learning_curves.csv",
+             "learning_curves.png", "test_parity.csv", "test_parity.png", "test_roc_pr.csv", "test_roc_pr.png",
+             "search", "search_trials.json", "search_best.json", CALIBRATION_FILE, ENSEMBLE_FILE, "runs")
 TASKS = ("auto", "regression", "classification", "multiclass")
 MODALITIES = ("2d", "3d", "both")
 
@@ -192,9 +196,22 @@ def _finetune_run(args: FinetuneArguments) -> tuple[dict, dict[str, tuple]]:
     """One model; returns what metrics.json holds and, per split (valid, test), its rows, labels and the model's
     raw outputs (logits, or values for regression), from which an ensemble fits its calibration."""
     prepared = _prepare(args)
+    with open_run(args.output_dir, "finetune", asdict(args), overwrite=args.overwrite, inputs=_inputs(args),
+                  resume_hint="") as run:
+        run.record(*RUN_FILES)  # those never written leave the manifest when the run finishes
+        done = _train_one(args, prepared, run)
+        run.finish()
+    return done
+
+
+def _inputs(args: FinetuneArguments) -> list[str | None]:
+    """What a fine-tuning run reads: --overwrite never removes it."""
+    return [args.data, args.model, args.split_file, args.cache_dir]
+
+
+def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tuple[dict, dict[str, tuple]]:
     problem_type, split, (metric, greater) = prepared["problem_type"], prepared["split"], prepared["metric"]
     output = Path(args.output_dir)
-    open_run(output, "finetune", asdict(args), overwrite=args.overwrite)
     (output / "split.json").write_text(json.dumps({"method": args.split, "seed": args.seed, **split}))
 
     conformers = "none" if args.modality == "2d" else ("generate" if prepared["is_smiles"] else "given")
@@ -223,7 +240,7 @@ def _finetune_run(args: FinetuneArguments) -> tuple[dict, dict[str, tuple]]:
     trainer = MoleculeTrainer(
         model=model, args=training_arguments(args, str(output), metric, greater),
         optimizers=(build_optimizer(model, args), None),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)], **common)
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience), TrainerManifest(run)], **common)
     trainer.train()  # ends with the checkpoint that was best on the validation metric
     outputs = {name: trainer.predict(datasets[name], metric_key_prefix=name) for name in ("valid", "test")
                if datasets[name] is not None}
@@ -253,7 +270,7 @@ def _finetune_run(args: FinetuneArguments) -> tuple[dict, dict[str, tuple]]:
                        apply_calibration(problem_type, test_raw[2][None], calibration))
     _write_skipped(output, split, failures, prepared["molecules"])
     _write_figures(output, curves, metric, problem_type, test_raw, args.label_columns, result["test"])
-    _save_model(args, output, trainer.model, processor)
+    _save_model(args, output, trainer.model, processor, run)
     return result, raw
 
 
@@ -310,13 +327,19 @@ def _write_figures(output: Path, curves: pd.DataFrame, metric: str, problem_type
         write_roc_pr(output, labels, probabilities(problem_type, outputs), label_columns)
 
 
-def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBlendProcessor) -> None:
-    model.save_pretrained(output)  # not trainer.save_model: it adds a pickled training_args.bin
-    processor.save_pretrained(output)
+def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBlendProcessor,
+                run: RunDirectory) -> None:
+    """Model, processor and card as one whole (`save_model_atomically`)."""
     from ..publishing.push import write_model_card
     base_model = args.model if args.model and resolve_model(args.model) == args.model and \
         not Path(args.model).exists() else None  # Hub ids only
-    write_model_card(output, model.config, base_model=base_model, repo_id=args.push_to_hub)
+
+    def write(directory: Path) -> None:
+        model.save_pretrained(directory)  # not trainer.save_model: it adds a pickled training_args.bin
+        processor.save_pretrained(directory)
+        write_model_card(directory, model.config, base_model=base_model, repo_id=args.push_to_hub)
+
+    save_model_atomically(run, output, write)
     if args.push_to_hub:
         from ..publishing.push import push_directory
 
@@ -410,8 +433,16 @@ def finetune_ensemble(args: FinetuneArguments) -> dict:
     members in `seed-<s>/` / `fold-<k>/`, `ensemble.json` naming them, metrics.json with every member's metrics
     and their mean and standard deviation."""
     prepared = _prepare(replace(args, seeds=[], kfold=None))
+    with open_run(args.output_dir, "finetune-ensemble", asdict(args), overwrite=args.overwrite,
+                  inputs=_inputs(args), resume_hint="") as run:
+        run.record(*RUN_FILES)
+        result = _train_members(args, prepared, run)
+        run.finish()
+    return result
+
+
+def _train_members(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> dict:
     output = Path(args.output_dir)
-    open_run(output, "finetune-ensemble", asdict(args), overwrite=args.overwrite)
     split = prepared["split"]
     (output / "split.json").write_text(json.dumps({"method": args.split, "seed": args.seed, **split}))
     members: dict[str, dict] = {}
@@ -428,6 +459,7 @@ def finetune_ensemble(args: FinetuneArguments) -> dict:
     results, raws = {}, {}
     for name, member in members.items():
         split_file = output / f"split-{name}.json"
+        run.record(split_file.name, name)
         split_file.write_text(json.dumps(member["split"]))
         results[name], raws[name] = _finetune_run(replace(
             args, seeds=[], kfold=None, seed=member["seed"], split="file", split_file=str(split_file),

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from .run_lock import LOCK_FILE, RunLock
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class RunDirectory:
 
     def __init__(self, path: Path, run: Run, run_file: str, marker: dict, lock: RunLock | None):
         self.path, self.run, self.run_file, self.marker, self.lock = path, run, run_file, marker, lock
+        # what the directory held that this run did not write (the user's files): never claimed, never written over
+        self.foreign = {entry.name for entry in path.iterdir()} - set(marker["written"]) - {LOCK_FILE}
 
     @property
     def written(self) -> set[str]:
@@ -96,12 +100,19 @@ class RunDirectory:
 
     def record(self, *names: str) -> None:
         """Add top-level names (files or directories this run is about to write) to the manifest."""
+        clash = sorted(set(names) & self.foreign)
+        if clash:
+            raise FileExistsError(f"{self.path / clash[0]} is not from this run and the run would write over it; "
+                                  "move it out of the directory or choose another --output-dir")
         new = [name for name in names if name not in self.marker["written"]]
         if new:
             self.marker["written"] += new
             _write_json(self.path / MARKER_FILE, self.marker)
 
     def finish(self) -> None:
+        """Mark the run finished; names recorded but never written leave the manifest."""
+        self.marker["written"] = [name for name in self.marker["written"]
+                                  if name == MARKER_FILE or os.path.lexists(self.path / name)]
         self.marker["finished"] = True
         _write_json(self.path / MARKER_FILE, self.marker)
 
@@ -120,6 +131,24 @@ class RunDirectory:
         self.close()
 
 
+class TrainerManifest(TrainerCallback):
+    """Records the `Trainer`'s checkpoint directories in the run's manifest before the Trainer writes them (the
+    flow callback has decided `should_save` by the time this one is called)."""
+
+    def __init__(self, run: RunDirectory):
+        self.run = run
+
+    def _record(self, state, control) -> None:
+        if control.should_save:
+            self.run.record(f"checkpoint-{state.global_step}")
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self._record(state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs) -> None:
+        self._record(state, control)
+
+
 def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=str))
 
@@ -127,7 +156,7 @@ def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
 def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resume: bool = False,
              overwrite: bool = False, compared: tuple[str, ...] | None = None, allow_changes: bool = False,
              run_file: str = RUN_FILE, record_resume: bool = True, inputs: Iterable[str | Path | None] = (),
-             lock: bool = True, resume_hint: str = "--resume to continue it, ") -> RunDirectory:
+             resume_hint: str = "--resume to continue it, ") -> RunDirectory:
     """Claim `directory` for a run of `job`; returns the open `RunDirectory` (close it when the job ends).
 
     `compared`: the settings that must not change on `--resume` (all settings when None); a change is an error
@@ -136,15 +165,15 @@ def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resum
     when another process runs a job there. `run_file`: another name for `run.json` (embed outputs use `_run.json`,
     which parquet readers skip). `record_resume=False`: a resume is not written to `run.json` yet (the caller
     saves the run once it has accepted the checkpoint, so a refused resume leaves the run as it was). `inputs`: the
-    paths the job reads; `--overwrite` refuses to remove any of them. `lock=False`: the caller already holds the
-    directory (an ensemble member inside its ensemble's directory).
+    paths the job reads; `--overwrite` refuses to remove any of them. `resume_hint`: how the refusal of a used
+    directory offers to continue it (empty for jobs without `--resume`).
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"{directory} is a file; --output-dir needs a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        held = RunLock.acquire(directory) if lock else None
+        held = RunLock.acquire(directory)
     except PermissionError as error:
         raise PermissionError(f"cannot write to {directory}: {error.strerror}") from None
     try:
@@ -152,12 +181,11 @@ def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resum
                       compared=compared, allow_changes=allow_changes, run_file=run_file,
                       record_resume=record_resume, inputs=inputs, resume_hint=resume_hint)
     except BaseException:
-        if held is not None:
-            held.release()
+        held.release()
         raise
 
 
-def _claim(directory: Path, job: str, settings: dict[str, Any], held: RunLock | None, *, resume: bool,
+def _claim(directory: Path, job: str, settings: dict[str, Any], held: RunLock, *, resume: bool,
            overwrite: bool, compared: tuple[str, ...] | None, allow_changes: bool, run_file: str,
            record_resume: bool, inputs: Iterable[str | Path | None], resume_hint: str) -> RunDirectory:
     used = any(entry.name != LOCK_FILE for entry in directory.iterdir())

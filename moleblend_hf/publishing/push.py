@@ -37,6 +37,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, EvalResult, HfApi, ModelCard, ModelCardData
 
 from ..modeling import MoleBlendConfig
+from ..processing import MoleBlendProcessor
 from .remote_code import needed_modules, remote_code_files
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ CARD_FILE = "README.md"
 PROCESSOR_FILE = "preprocessor_config.json"
 DEFAULT_TAGS = ("chemistry", "molecules", "moleblend", "graph-transformer", "3d", "molecular-representation")
 DEFAULT_COMMIT_MESSAGE = "Upload MoleBLEND model"
-_IGNORED_SUFFIXES = (".pyc", ".lock", ".tmp")
 # Always kept on the Hub even when the directory has no such file (it routes binaries to LFS/Xet).
 _KEEP_REMOTE = {".gitattributes"}
 # Trainer bookkeeping in a fine-tuning result, not evaluation metrics.
@@ -334,24 +334,26 @@ def write_model_card(directory: str | Path, config: MoleBlendConfig, pretraining
 
 
 # ------------------------------------------------------------------------------------------------- pushing
-#: the files of a model repo: weights, config, processor, remote code, card, metrics. A run directory also holds
-#: checkpoints, logs, splits and predictions of the user's data: those are never uploaded.
+#: the files of a model repo besides its code: weights, config, processor, card. A run directory also holds
+#: checkpoints, logs, splits, metrics and predictions of the user's data, and may hold any file of the user's:
+#: only these names (and the remote code generated from the package) are ever uploaded.
 _MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
-                "model.safetensors.index.json", PROCESSOR_FILE, "processor_config.json", "*.py", CARD_FILE,
-                METRICS_FILE, ".gitattributes")
+                "model.safetensors.index.json", PROCESSOR_FILE, "processor_config.json", CARD_FILE)
 
 
 def _local_files(directory: Path) -> dict[str, Path]:
-    """path in repo -> local file, for the files of the directory that belong in a model repo (top level only;
-    never a symlink, whose target may be any file the user can read)."""
+    """path in repo -> local file, for the model files of the directory, by name (top level only; never a symlink,
+    whose target may be any file the user can read). A user's other files (`my_keys.py`, notes, data, metrics)
+    are never uploaded; the remote code is generated from the package (`remote_code.py`), never read from here."""
     files = {}
     for path in sorted(directory.iterdir()):
+        if not any(fnmatch.fnmatch(path.name, pattern) for pattern in _MODEL_FILES) or \
+                not path.is_file() and not path.is_symlink():
+            continue
         if path.is_symlink():
             logger.warning("not uploading %s: a symbolic link", path)
             continue
-        if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in _MODEL_FILES) and \
-                not path.name.endswith(_IGNORED_SUFFIXES):
-            files[path.name] = path
+        files[path.name] = path
     return files
 
 
@@ -378,8 +380,6 @@ def _processor_files(processor: Any) -> dict[str, bytes]:
 
 
 def _default_processor(config: MoleBlendConfig) -> Any:
-    from ..processing import MoleBlendProcessor
-
     return MoleBlendProcessor.from_config(config)
 
 
@@ -509,9 +509,16 @@ def _with_retries(call: Any, retries: int) -> Any:
 
 
 def _check_remote_is_moleblend(api: HfApi, repo_id: str, remote_files: set[str]) -> None:
-    """Refuse to replace the files of a repo that holds another kind of model."""
+    """Refuse to replace or delete the files of a repo that we did not make: one without a MoleBLEND
+    `config.json` (another kind of model, or files of any kind) that holds more than the Hub's `.gitattributes`."""
+    theirs = sorted(remote_files - _KEEP_REMOTE)
+    if not theirs:
+        return  # a new, empty repo
     if "config.json" not in remote_files:
-        return
+        raise HubPushError(repo_id, f"the repo holds files that are not a MoleBLEND model ({', '.join(theirs[:3])}"
+                                    f"{', ...' if len(theirs) > 3 else ''}) and no config.json: pushing would replace "
+                                    "or delete them; pass --force (force=True) if that is what you want, or choose "
+                                    "another repo")
     remote_type = (getattr(api.model_info(repo_id), "config", None) or {}).get("model_type")
     if remote_type is None:  # the Hub reads no model type from it: not JSON, or a config of no model
         raise HubPushError(repo_id, "the repo's config.json is not a model config the Hub can read (not JSON, or no "

@@ -25,7 +25,7 @@ import torch
 
 import moleblend_hf.inference.pipelines
 from moleblend_hf.publishing.remote_code import remote_code_files
-from huggingface_hub import ModelCard
+from huggingface_hub import HfApi, ModelCard
 
 from moleblend_hf import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendForPropertyPrediction, MoleBlendModel,
                           MoleBlendProcessor)
@@ -136,9 +136,10 @@ def test_push_is_one_commit_with_model_processor_code_and_card(hub, published):
     assert [c.title for c in commits] == ["initial commit", "Upload MoleBLEND model"]
     assert result.commit_sha == commits[-1].sha and result.commit_url.endswith(commits[-1].sha)
     files = hub.files(ENCODER_REPO)
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "metrics.json",
-                 ".gitattributes", *REMOTE_CODE):
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", ".gitattributes",
+                 *REMOTE_CODE):
         assert name in files, name
+    assert "metrics.json" not in files  # its results travel in the card's model-index, its local paths do not
     assert files["model.safetensors"] == (published["encoder_dir"] / "model.safetensors").read_bytes()
     # the card was generated for the upload only: the local directory is exactly as it was
     assert fingerprint(published["encoder_dir"]) == published["before"]
@@ -205,7 +206,7 @@ def test_auto_classes_load_the_pushed_model(hub, published):
     out = run_client(f"""
         import json, torch
         import moleblend_hf  # registers the Auto classes: no remote code needed
-        from huggingface_hub import ModelCard
+        from huggingface_hub import HfApi, ModelCard
         from transformers import AutoModel, AutoProcessor
         model = AutoModel.from_pretrained({ENCODER_REPO!r}).eval()
         processor = AutoProcessor.from_pretrained({ENCODER_REPO!r})
@@ -315,17 +316,22 @@ def test_push_uploads_the_model_files_only(hub, tmp_path):
     (directory / "test_predictions.csv").write_text("row,prediction\n0,1.0\n")
     (directory / "checkpoint-4").mkdir()
     (directory / "checkpoint-4" / "optimizer.pt").write_bytes(b"x")
-    (directory / "leak.py").symlink_to(secret)
+    (directory / "modeling_moleblend_property.py").unlink()
+    (directory / "modeling_moleblend_property.py").symlink_to(secret)  # a remote-code name, but a link
+    (directory / "my_keys.py").write_text("TOKEN = 'hf_secret'\n")  # a user's code is not the model's
+    (directory / "metrics.json").write_text(json.dumps({"arguments": {"data": "/home/me/private.csv"}}))
     result = push_to_hub(directory, "test-user/run", token=VALID_TOKEN, endpoint=hub.url)
     files = set(hub.files("test-user/run"))
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= files
-    assert not files & {"test_predictions.csv", "checkpoint-4/optimizer.pt", "leak.py"}
-    assert "leak.py" not in result.files
+    assert files - {".gitattributes"} == set(result.files)
+    code = {name for name in result.files if name.endswith(".py")}
+    assert set(result.files) - code == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
+    assert code == set(remote_code_files(name[:-3] for name in code))  # generated from the package, no more
+    assert b"private" not in hub.files("test-user/run")["modeling_moleblend_property.py"]  # not the link's target
+    assert not files & {"test_predictions.csv", "checkpoint-4/optimizer.pt", "my_keys.py", "metrics.json"}
 
 
 def test_push_refuses_a_repo_of_another_model_unless_forced(hub, tmp_path):
-    from huggingface_hub import HfApi
-
     repo_id = "test-user/someone-elses-bert"
     api = HfApi(endpoint=hub.url, token=VALID_TOKEN)
     api.create_repo(repo_id)
@@ -346,6 +352,21 @@ def test_push_refuses_a_repo_of_another_model_unless_forced(hub, tmp_path):
     with pytest.raises(HubPushError, match="config.json is not a model config the Hub can read") as info:
         push_to_hub(directory, broken, token=VALID_TOKEN, endpoint=hub.url)
     assert "None" not in str(info.value)
+
+
+def test_push_refuses_a_repo_of_other_files_without_a_config_unless_forced(hub, tmp_path):
+    repo_id = "test-user/their-weights"
+    api = HfApi(endpoint=hub.url, token=VALID_TOKEN)
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=b"their weights", path_in_repo="model.safetensors", repo_id=repo_id)
+    before = hub.files(repo_id)
+    directory = tmp_path / "model"
+    tiny(seed=7).save_pretrained(directory)
+    with pytest.raises(HubPushError, match="not a MoleBLEND model \\(model.safetensors\\) and no config.json.*--force"):
+        push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url)
+    assert hub.files(repo_id) == before
+    push_to_hub(directory, repo_id, token=VALID_TOKEN, endpoint=hub.url, force=True)
+    assert hub.files(repo_id)["model.safetensors"] == (directory / "model.safetensors").read_bytes()
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -472,7 +493,7 @@ def test_cli_convert_then_push(hub, tmp_path, capsys, monkeypatch):
     assert cli("push", str(out_dir), "test-user/converted") == 0  # nothing changed: no empty commit
     assert hub.commits("test-user/converted")[-1].title == "Converted"
     capsys.readouterr()
-    (out_dir / "metrics.json").write_text(json.dumps(METRICS))  # a change to push, which will fail
+    (out_dir / "README.md").write_text("edited card\n")  # a change to push, which will fail
     before = fingerprint(out_dir)
     hub.fail_next("commit", 503)
     assert cli("push", str(out_dir), "test-user/converted", "--retries", "0") == 1

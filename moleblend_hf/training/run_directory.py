@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from transformers import TrainerCallback
 
@@ -124,7 +124,7 @@ class RunDirectory:
             self.lock.release()
             self.lock = None
 
-    def __enter__(self) -> RunDirectory:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -14,6 +14,7 @@ import os
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Self
 
 logger = logging.getLogger(__name__)
 LOCK_FILE = ".moleblend-run.lock"
@@ -76,7 +77,7 @@ class RunLock:
         if holder is not None and holder.get("pid") == self.owner["pid"] and holder.get("host") == self.owner["host"]:
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

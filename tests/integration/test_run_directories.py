@@ -17,8 +17,7 @@ from moleblend_hf.cli import main
 from moleblend_hf.processing import MoleBlendProcessor
 from moleblend_hf.training.run_directory import MARKER_FILE
 from moleblend_hf.training.run_lock import LOCK_FILE
-
-from .conftest import saved_regression_model
+from tests.conftest import saved_regression_model
 
 SMALL = ["--batch-size", "4", "--window-size", "16", "--shuffle-buffer", "16", "--no-progress", "--report-to",
          "jsonl", "--preset", "tiny"]

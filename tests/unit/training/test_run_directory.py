@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from moleblend_hf.training.run_directory import MARKER_FILE, open_run, read_run, save_model_atomically
+from moleblend_hf.training.run_directory import (
+    MARKER_FILE,
+    open_run,
+    read_run,
+    save_model_atomically,
+)
 from moleblend_hf.training.run_lock import LOCK_FILE, RunLock, RunLockedError
 
 
@@ -101,9 +107,8 @@ def test_a_second_process_is_refused_while_the_first_holds_the_directory(tmp_pat
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
     out = tmp_path / "run"
     out.mkdir()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
-
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     (out / LOCK_FILE).write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname()}))
     with caplog.at_level(logging.WARNING), open_run(out, "pretrain", {}) as run:
         assert json.loads((out / LOCK_FILE).read_text())["pid"] == os.getpid()
@@ -117,8 +122,6 @@ def test_a_live_lock_is_refused_and_not_removed(tmp_path):
     out.mkdir()
     sleeper = _sleeper()
     try:
-        import socket
-
         held = json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "since": "now"})
         (out / LOCK_FILE).write_text(held)
         with pytest.raises(RunLockedError, match=str(sleeper.pid)):

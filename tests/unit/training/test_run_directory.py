@@ -163,3 +163,18 @@ def test_the_final_save_never_replaces_a_users_file(tmp_path):
         save_model_atomically(run, out, lambda d: (d / "README.md").write_text("card"))
     assert (out / "README.md").read_text() == "my notes" and not (out / ".tmp-final").exists()
     run.close()
+
+
+def test_a_run_never_claims_or_writes_over_a_users_file(tmp_path):
+    out = tmp_path / "runx"
+    _finished_run(out)
+    (out / "metrics.json").write_text("my metrics")
+    with open_run(out, "finetune", {"seed": 1}, overwrite=True) as run:
+        with pytest.raises(FileExistsError, match="metrics.json is not from this run"):
+            run.record("split.json", "metrics.json")
+        run.record("split.json", "never-written.csv")
+        (out / "split.json").write_text("{}")
+        run.finish()
+    marker = json.loads((out / MARKER_FILE).read_text())
+    assert "split.json" in marker["written"] and not {"metrics.json", "never-written.csv"} & set(marker["written"])
+    assert (out / "metrics.json").read_text() == "my metrics"

@@ -116,9 +116,6 @@ class RunDirectory:
         self.marker["finished"] = True
         _write_json(self.path / MARKER_FILE, self.marker)
 
-    def save_run(self) -> None:
-        self.run.save(self.path, self.run_file)
-
     def close(self) -> None:
         if self.lock is not None:
             self.lock.release()

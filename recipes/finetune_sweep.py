@@ -1,52 +1,91 @@
-"""Choose fine-tuning defaults on validation splits only: fine-tune one model under a small grid of settings on a
-few MoleculeNet tasks (shipped scaffold splits, one seed) and print each setting's validation metrics and its mean
-rank over tasks. Test metrics are never read.
+"""Choose fine-tuning defaults on validation splits only: fine-tune the shipped checkpoint under each setting on the
+benchmark's MoleculeNet tasks (its splits and subsets, seed 0) and write every run's validation metric (the
+choice), test metric (recorded, never used to choose), wall time and per-epoch curves, and each setting's mean
+validation rank against the defaults.
 
-    python recipes/finetune_sweep.py MODEL_DIR MOLECULENET_DIR OUTPUT_DIR
+    python -m recipes.finetune_sweep MOLECULENET_DIR QM9_PARQUET OUTPUT_DIR [SETTING ...] [--tasks T ...]
 """
 
+import argparse
 import json
 import statistics
-import sys
+from dataclasses import fields
 from pathlib import Path
 
-from moleblend_hf.training.benchmark_tables import MOLECULENET
-from moleblend_hf.training.finetune import FinetuneArguments, finetune
+from moleblend_hf.arguments import FinetuneArguments
+from moleblend_hf.training.finetune import finetune
+from recipes.frozen_probe import benchmark_tasks
 
-TASKS = ("bbbp", "esol", "freesolv")
-GRID = {  # name -> FinetuneArguments fields
-    "lr5e-4": dict(learning_rate=5e-4),
-    "lr5e-4_enc0.3": dict(learning_rate=5e-4, encoder_learning_rate_ratio=0.3),
-    "lr2e-4": dict(learning_rate=2e-4),
+MODEL = "moleblend-mini-qm9-moses"
+#: setting -> FinetuneArguments fields that differ from the defaults of the study ("base": 8 epochs, patience 4,
+#: batch 32, learning rate 5e-4 for head and encoder, graph-token readout, one hidden layer)
+SETTINGS = {
+    "base": dict(pooling="graph"),
+    "enc0.1": dict(pooling="graph", encoder_learning_rate_ratio=0.1),
+    "enc0.3": dict(pooling="graph", encoder_learning_rate_ratio=0.3),
+    "graph_mean": dict(pooling="graph_mean"),
+    "feat": dict(pooling="graph", molecule_features=["rdkit2d", "morgan_count"]),
+    "long16": dict(pooling="graph", epochs=16, patience=8),
+    "llrd0.7": dict(pooling="graph", layerwise_lr_decay=0.7),
+    "head2_do0.1": dict(pooling="graph", head_layers=2, config_overrides={"classifier_dropout": 0.1}),
+    "wd0.01": dict(pooling="graph", weight_decay=0.01),
+    "bs64": dict(pooling="graph", batch_size=64),
 }
-COMMON = dict(epochs=8, patience=4, batch_size=32, seed=0, modality="2d")
+BASE = dict(epochs=8, patience=4, batch_size=32, learning_rate=5e-4, encoder_learning_rate_ratio=1.0)
 
 
-def main(model: str, moleculenet: str, output: str) -> None:
-    root, out = Path(moleculenet), Path(output)
-    scores: dict[str, dict[str, float]] = {}
-    for name, settings in GRID.items():
-        for task in TASKS:
-            file, labels, metric, _ = MOLECULENET[task]
-            run = out / name / task
-            previous = run / "metrics.json"
-            result = json.loads(previous.read_text()) if previous.exists() else finetune(FinetuneArguments(
-                data=str(root / file), label_columns=labels, output_dir=str(run), split="file",
-                split_file=str(root / "splits" / f"{task}.json"), model=model, cache_dir=str(out / "cache"),
-                **COMMON, **settings))
-            scores.setdefault(name, {})[task] = result["valid"][metric]
-            print(name, task, metric, round(result["valid"][metric], 4), flush=True)
-    ranks = {name: [] for name in GRID}
-    for task in TASKS:
-        lower_is_better = MOLECULENET[task][2] in ("rmse", "mae")
-        ordered = sorted(GRID, key=lambda n: scores[n][task] if lower_is_better else -scores[n][task])
-        for rank, name in enumerate(ordered, 1):
-            ranks[name].append(rank)
-    summary = {name: {"valid": scores[name], "mean_rank": statistics.mean(ranks[name]), **GRID[name], **COMMON}
-               for name in GRID}
-    (out / "sweep.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+def run(setting: str, task: dict, out: Path) -> dict:
+    run_dir = out / setting / task["name"] / "seed0"
+    if (run_dir / "metrics.json").exists():
+        return json.loads((run_dir / "metrics.json").read_text())
+    split = out / "splits" / f"{task['name']}.json"
+    split.parent.mkdir(parents=True, exist_ok=True)
+    split.write_text(json.dumps(task["split"]))
+    column = {"molblock_column": "molblock"} if task["column"] == "molblock" else {"smiles_column": "smiles"}
+    return finetune(FinetuneArguments(
+        data=str(task["data"]), label_columns=task["labels"], output_dir=str(run_dir), **column, split="file",
+        split_file=str(split), seed=0, model=MODEL, modality=task["modality"], cache_dir=str(out / "cache"),
+        **{**BASE, **SETTINGS[setting]}))
+
+
+def mean_ranks(scores: dict[str, dict[str, float]], lower_is_better: dict[str, bool]) -> dict[str, float]:
+    """Each setting's mean validation rank against "base" over the tasks both ran (1 = better, 1.5 = tie)."""
+    ranks = {}
+    for setting, values in scores.items():
+        common = [t for t in values if t in scores["base"]]
+        per_task = []
+        for task in common:
+            sign = 1 if lower_is_better[task] else -1
+            mine, theirs = sign * values[task], sign * scores["base"][task]
+            per_task.append(1.5 if mine == theirs else (1.0 if mine < theirs else 2.0))
+        ranks[setting] = statistics.mean(per_task) if per_task else float("nan")
+    return ranks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("moleculenet"), parser.add_argument("qm9"), parser.add_argument("output")
+    parser.add_argument("settings", nargs="*", default=list(SETTINGS))
+    parser.add_argument("--tasks", nargs="*", default=["bbbp", "bace", "clintox", "hiv", "esol", "freesolv", "lipo"])
+    args = parser.parse_args()
+    out = Path(args.output)
+    tasks = [t for t in benchmark_tasks(args.moleculenet, args.qm9, out / "data") if t["name"] in args.tasks]
+    known = {f.name for f in fields(FinetuneArguments)}
+    assert all(set(v) <= known for v in SETTINGS.values())
+    runs, scores = {}, {}
+    for setting in args.settings:
+        for task in tasks:
+            result = run(setting, task, out)
+            metric = result["selection_metric"]
+            runs.setdefault(setting, {})[task["name"]] = {
+                "metric": metric, "valid": result["valid"][metric], "test": result["test"][metric],
+                "wall_time_s": result.get("wall_time_s"), "curves": result.get("curves")}
+            scores.setdefault(setting, {})[task["name"]] = result["valid"][metric]
+            print(setting, task["name"], metric, round(result["valid"][metric], 4), flush=True)
+    lower = {t["name"]: t["metric"] in ("rmse", "mae") for t in tasks}
+    summary = {"runs": runs, "mean_valid_rank_vs_base": mean_ranks(scores, lower) if "base" in scores else {}}
+    (out / "sweep.json").write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

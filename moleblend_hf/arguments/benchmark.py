@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from .common import (OUTPUT_ALIASES, REPORT_TO_HELP, JobArguments, Modality, Preset, _fraction, _positive,
-                     check_report_to, option, trainer_integrations)
+from .common import MOLECULE_FEATURE_SETS, OUTPUT_ALIASES, Modality, Pooling, Preset, _fraction, _positive, option
+from .finetune import FinetuneArguments
+
+
+def _finetune_default(name: str) -> Any:
+    """`moleblend finetune`'s default of a setting: the single source of the benchmark's recipe."""
+    return FinetuneArguments.__dataclass_fields__[name].default
+
+from .common import (MOLECULE_FEATURE_SETS, OUTPUT_ALIASES, REPORT_TO_HELP, JobArguments, Modality, Pooling, Preset,
+                     _fraction, _positive, check_report_to, option, trainer_integrations)
 
 #: task -> (file, label columns, metric reported on test, unit)
 MOLECULENET = {
@@ -19,6 +27,8 @@ MOLECULENET = {
     "lipo": ("lipo.csv", ["exp"], "rmse", "logD"),
 }
 RANDOM_FOREST = "random_forest"
+CHEMPROP = "chemprop"
+CHEMPROP = "chemprop"
 HARTREE_TO_EV = 27.211386
 #: QM9 targets given in Hartree, reported in eV (the literature's unit).
 QM9_ENERGIES = ("homo", "lumo", "gap", "zpve", "u0", "u298", "h298", "g298")
@@ -40,10 +50,19 @@ class BenchmarkArguments(JobArguments):
     qm9_modality: Literal["2d", "3d"] = option("2d", "QM9 from the 2D graph (the transfer-relevant setting) or "
                                                      "from the DFT geometry")
     seeds: list[int] = option([0, 1, 2], "fine-tuning seeds (mean ± std over them)")
+    scratch: bool = option(True, "a column trained from scratch (--preset)")
     pretrained: str | None = option(None, "pretrained model to compare with training from scratch")
     compare: list[str] = option([], "more pretrained models, each its own column (e.g. an ablation)",
                                 metavar="LABEL=PATH")
     fingerprint_baseline: bool = option(True, "a random forest on Morgan fingerprints (radius 2, 2048 bits) column")
+    chemprop_baseline: bool = option(True, "a chemprop 2 column (D-MPNN with its CLI defaults, same splits, seeds "
+                                           "and metrics; needs `pip install \"moleblend-hf[benchmarks]\"`)")
+    chemprop_epochs: int | None = option(None, "epochs of the chemprop column (default: chemprop's own default)")
+    feature_columns: list[str] = option([], "neural columns (their labels) to run once more with "
+                                            "--molecule-features, as a column LABEL+features", metavar="LABEL")
+    molecule_features: list[str] = option(["rdkit2d", "morgan_count"], "the descriptors of the +features "
+                                          "columns (see `moleblend finetune --molecule-features`)",
+                                          choices=list(MOLECULE_FEATURE_SETS))
     max_train_molecules: int | None = option(None, "a seeded subset of training splits larger than this (e.g. "
                                                    "HIV); test is never cut")
     max_valid_molecules: int | None = option(None, "likewise for validation splits")
@@ -53,15 +72,20 @@ class BenchmarkArguments(JobArguments):
     export_test_molecules: str | None = option(None, "only write the canonical SMILES of all test-split molecules "
                                                      "to this file and exit", metavar="FILE")
     preset: Preset = option("mini", "model size of the from-scratch column (the shipped checkpoint's size)")
-    epochs: int = option(8, "fine-tuning epochs (defaults: see `moleblend finetune`)")
-    batch_size: int = option(32, "molecules per batch")
-    learning_rate: float = option(5e-4, "peak learning rate")
-    encoder_learning_rate_ratio: float = option(1.0, "the encoder trains at learning rate x this",
+    # the fine-tuning recipe of every neural column: `moleblend finetune`'s defaults, its single source
+    epochs: int = option(_finetune_default("epochs"), "fine-tuning epochs (see `moleblend finetune`)")
+    batch_size: int = option(_finetune_default("batch_size"), "molecules per batch")
+    learning_rate: float = option(_finetune_default("learning_rate"), "peak learning rate")
+    encoder_learning_rate_ratio: float = option(_finetune_default("encoder_learning_rate_ratio"),
+                                                "the encoder trains at learning rate x this",
                                                 aliases=["--encoder-lr-ratio"])
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    warmup_ratio: float = option(0.06, "warmup, as a fraction of all steps")
+    layerwise_lr_decay: float = option(_finetune_default("layerwise_lr_decay"), "see `moleblend finetune`")
+    pooling: Pooling = option(_finetune_default("pooling"), "what the head reads (see `moleblend finetune`)")
+    head_layers: int = option(_finetune_default("head_layers"), "hidden layers of the property head")
+    weight_decay: float = option(_finetune_default("weight_decay"), "AdamW weight decay")
+    warmup_ratio: float = option(_finetune_default("warmup_ratio"), "warmup, as a fraction of all steps")
     classifier_dropout: float | None = option(None, "dropout of the property head")
-    patience: int = option(4, "early stopping, in epochs")
+    patience: int = option(_finetune_default("patience"), "early stopping, in epochs")
     group_by_size: bool = option(False, "training batches of molecules of similar atom counts (see `moleblend "
                                         "finetune --group-by-size`)")
     modality: Modality = option("2d", "relations for the MoleculeNet tasks (QM9: --qm9-modality)")
@@ -76,17 +100,26 @@ class BenchmarkArguments(JobArguments):
         if not self.seeds:
             raise ValueError("give at least one seed")
         self.report_to = check_report_to(self.report_to, *trainer_integrations())
-        _positive(self, "qm9_max_molecules", "max_train_molecules", "max_valid_molecules", "epochs", "batch_size",
+        _positive(self, "qm9_max_molecules", "max_train_molecules", "max_valid_molecules", "chemprop_epochs",
+                  "head_layers", "layerwise_lr_decay", "epochs", "batch_size",
                   "learning_rate", "encoder_learning_rate_ratio", "patience")
         _fraction(self, "warmup_ratio", "classifier_dropout")
         self.columns()  # checks --compare
 
     def columns(self) -> list[tuple[str, str | None]]:
         """(column label, model path or None for from-scratch) of every neural column, in table order."""
-        columns = [("scratch", None)] + ([("pretrained", self.pretrained)] if self.pretrained else [])
+        columns = ([("scratch", None)] if self.scratch else []) + (
+            [("pretrained", self.pretrained)] if self.pretrained else [])
         for item in self.compare:
             label, _, path = item.partition("=")
             if not label or not path or label in dict(columns) or label == RANDOM_FOREST:
                 raise ValueError(f"--compare takes distinct LABEL=PATH entries, got {item!r}")
             columns.append((label, path))
+        for label in self.feature_columns:
+            if label not in dict(columns):
+                raise ValueError(f"--feature-columns names {label!r}, not a neural column ({list(dict(columns))})")
+        columns += [(f"{label}+features", dict(columns)[label]) for label in self.feature_columns]
         return columns
+
+    def uses_molecule_features(self, label: str) -> bool:
+        return label.endswith("+features") and label.removesuffix("+features") in self.feature_columns

@@ -16,6 +16,9 @@ from typing import Any, Literal
 Preset = Literal["tiny", "mini", "small", "base"]
 Conformers = Literal["given", "generate", "none"]
 Modality = Literal["2d", "3d", "both"]
+Pooling = Literal["graph", "mean", "graph_mean"]
+#: the molecule feature sets of `processing.molecule_features` (tests check that the two lists agree)
+MOLECULE_FEATURE_SETS = ("rdkit2d", "morgan_count")
 FinetuneTask = Literal["auto", "regression", "classification", "multiclass"]
 SplitMethod = Literal["scaffold", "balanced_scaffold", "random", "column", "file"]
 BUNDLED_QM9 = Path(__file__).resolve().parent.parent / "data" / "qm9_small.parquet"

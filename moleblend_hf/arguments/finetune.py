@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import (OUTPUT_ALIASES, REPORT_TO_HELP, SET_HELP, FinetuneTask, JobArguments, Modality, Preset,
-                     SplitMethod, _fraction, _non_negative, _overrides, _positive, check_report_to, option,
-                     trainer_integrations)
+from .common import (MOLECULE_FEATURE_SETS, OUTPUT_ALIASES, REPORT_TO_HELP, SET_HELP, FinetuneTask, JobArguments,
+                     Modality, Pooling, Preset, SplitMethod, _fraction, _non_negative, _overrides, _positive,
+                     check_report_to, option, trainer_integrations)
 
 #: every metric `finetune --metric` may name (which ones apply depends on the problem type: training/metrics.py)
 METRIC_CHOICES = ("accuracy", "loss", "mae", "pr_auc", "r2", "rmse", "roc_auc")
@@ -64,6 +64,15 @@ class FinetuneArguments(JobArguments):
     learning_rate: float = option(5e-4, "peak learning rate of the new head")
     encoder_learning_rate_ratio: float = option(1.0, "the encoder trains at learning rate x this",
                                                 aliases=["--encoder-lr-ratio"])
+    layerwise_lr_decay: float = option(1.0, "each encoder layer below the top trains at this x the learning rate "
+                                            "of the layer above (embeddings below the first layer); 1: off")
+    pooling: Pooling = option("graph_mean", "what the head reads: the graph token, the mean of the atom states, "
+                                            "or both concatenated")
+    head_layers: int = option(1, "hidden layers of the property head")
+    molecule_features: list[str] = option([], "molecule-level descriptors concatenated with the embedding in the "
+                                              "head (standardised with training-row statistics, stored with the "
+                                              "model): rdkit2d (RDKit 2D descriptors), morgan_count (Morgan counts, "
+                                              "radius 2, 2048)", choices=list(MOLECULE_FEATURE_SETS))
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_ratio: float = option(0.06, "warmup, as a fraction of all steps")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
@@ -110,7 +119,9 @@ class FinetuneArguments(JobArguments):
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds repeats a seed: {self.seeds}")
         _positive(self, "epochs", "batch_size", "learning_rate", "encoder_learning_rate_ratio",
-                  "gradient_accumulation_steps", "patience")
+                  "gradient_accumulation_steps", "patience", "head_layers", "layerwise_lr_decay")
+        if len(set(self.molecule_features)) != len(self.molecule_features):
+            raise ValueError(f"--molecule-features repeats a name: {self.molecule_features}")
         _non_negative(self, "weight_decay", "num_workers")
         _fraction(self, "warmup_ratio")
         if self.max_steps == 0 or self.max_steps < -1:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import statistics
+import time
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
@@ -24,8 +25,9 @@ import pandas as pd
 
 from .._optional import import_optional
 from .baselines import FingerprintSettings, random_forest_baseline
-from ..arguments import (HARTREE_TO_EV, MOLECULENET, QM9_ENERGIES, QM9_UNITS, RANDOM_FOREST, BenchmarkArguments,
-                        FinetuneArguments)
+from .chemprop_baseline import chemprop_available, chemprop_baseline, chemprop_version
+from ..arguments import (CHEMPROP, HARTREE_TO_EV, MOLECULENET, QM9_ENERGIES, QM9_UNITS, RANDOM_FOREST,
+                        BenchmarkArguments, FinetuneArguments)
 from .finetune import finetune
 from .run_directory import read_run
 from ..sources.files import canonical_set
@@ -114,7 +116,7 @@ def _subsample(task: dict, args: BenchmarkArguments, work: Path) -> dict:
 
 
 def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, run_dir: Path, model: str | None,
-                        seed: int) -> FinetuneArguments:
+                        seed: int, molecule_features: list[str] | None = None) -> FinetuneArguments:
     column = {"molblock_column": "molblock"} if task["column"] == "molblock" else {"smiles_column": "smiles"}
     overrides = {} if args.classifier_dropout is None else {"classifier_dropout": args.classifier_dropout}
     return FinetuneArguments(
@@ -122,6 +124,8 @@ def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, 
         split_file=str(split_path), seed=seed, model=model, preset=args.preset, config_overrides=overrides,
         modality=task["modality"], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         encoder_learning_rate_ratio=args.encoder_learning_rate_ratio, weight_decay=args.weight_decay,
+        layerwise_lr_decay=args.layerwise_lr_decay, pooling=args.pooling, head_layers=args.head_layers,
+        molecule_features=list(molecule_features or []),
         warmup_ratio=args.warmup_ratio, patience=args.patience, group_by_size=args.group_by_size,
         cache_dir=args.cache_dir, report_to=args.report_to,
         overwrite=True)  # the benchmark owns its run directories: a run that is not reused is trained again
@@ -129,6 +133,8 @@ def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, 
 
 #: FinetuneArguments that do not change a run's result
 _NOT_COMPARED = ("config_overrides", "overwrite", "report_to", "log_level")
+#: the value a run stored before an option existed had (where it differs from today's default)
+_BEFORE_THE_OPTION = {"pooling": "graph", "head_layers": 1, "layerwise_lr_decay": 1.0, "molecule_features": []}
 
 
 def _finished(arguments: FinetuneArguments) -> dict | None:
@@ -141,7 +147,7 @@ def _finished(arguments: FinetuneArguments) -> dict | None:
         return None
     # options added to FinetuneArguments after a run was stored count as their default for it
     defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(arguments)
-                if f.default is not MISSING or f.default_factory is not MISSING}
+                if f.default is not MISSING or f.default_factory is not MISSING} | _BEFORE_THE_OPTION
     now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k not in _NOT_COMPARED}, default=str))
     then = stored.get("arguments", {})
     if all(then.get(k, json.loads(json.dumps(defaults.get(k), default=str))) == v for k, v in now.items()):
@@ -169,22 +175,52 @@ def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
     stored = run_dir / "metrics.json"
     if stored.exists() and json.loads(stored.read_text()).get("key") == key:
         return json.loads(stored.read_text())
+    start = time.perf_counter()
     result = {**_fit_random_forest(task, seed), "key": key}
+    result["wall_time_s"] = time.perf_counter() - start
     run_dir.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(result, indent=2))
     return result
 
 
-def _fit_random_forest(task: dict, seed: int) -> dict:
+def _task_table(task: dict) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """The task's rows, labels [n, tasks] float and problem type, for the baselines."""
     reader = pd.read_parquet if str(task["data"]).endswith(".parquet") else pd.read_csv
     frame = reader(task["data"])
     labels = frame[task["labels"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     problem = "regression" if task["metric"] in ("rmse", "mae") else "multi_label_classification"
+    return frame, labels, problem
+
+
+def _fit_random_forest(task: dict, seed: int) -> dict:
+    frame, labels, problem = _task_table(task)
     return random_forest_baseline(frame[task["column"]].tolist(), labels, task["split"], problem, seed)
+
+
+def _chemprop(task: dict, seed: int, run_dir: Path, epochs: int | None) -> dict:
+    """chemprop 2's metrics on the task's SMILES (chemprop reads no conformers: QM9 runs from the 2D graph whatever
+    --qm9-modality says); stored in `run_dir/metrics.json`, reused by a rerun on the same data, split, seed and
+    chemprop version."""
+    data = Path(task["data"])
+    key = {"data": str(data), "bytes": data.stat().st_size, "split": hashlib.sha256(
+        json.dumps(task["split"], sort_keys=True).encode()).hexdigest(), "seed": seed, "labels": task["labels"],
+        "chemprop": chemprop_version(), "epochs": epochs}
+    stored = run_dir / "metrics.json"
+    if stored.exists() and json.loads(stored.read_text()).get("key") == key:
+        return json.loads(stored.read_text())
+    frame, labels, problem = _task_table(task)
+    extra = ("--epochs", str(epochs)) if epochs else ()
+    result = {**chemprop_baseline(frame["smiles"].tolist(), labels, task["split"], problem, seed, run_dir / "work",
+                                  extra), "key": key}
+    stored.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def run_benchmark(args: BenchmarkArguments) -> dict:
     import_optional("matplotlib", "benchmarks", "the benchmark's figure")  # before hours of training, not after
+    if args.chemprop_baseline and not args.summarize_only and not chemprop_available():
+        raise ValueError('the chemprop column needs chemprop: pip install "moleblend-hf[benchmarks]" (or pass '
+                         '--no-chemprop-baseline)')
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     columns = args.columns()
@@ -211,23 +247,39 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         split_path = output / "splits" / f"{task['name']}.json"
         split_path.parent.mkdir(exist_ok=True)
         split_path.write_text(json.dumps(task["split"]))
-        record = {"task": task["name"], "metric": task["metric"], "unit": task["unit"]}
-        for seed in args.seeds:
-            forest_dir = output / "runs" / task["name"] / RANDOM_FOREST / f"seed{seed}"
-            if args.fingerprint_baseline:  # cheap: computed (or reused) even with summarize_only
-                result = _random_forest(task, seed, forest_dir)
-                runs.append({**record, "init": RANDOM_FOREST, "seed": seed, "test": result["test"][task["metric"]],
-                             "valid": result["valid"][task["metric"]]})
-            for init, model in columns:
-                run_dir = output / "runs" / task["name"] / init / f"seed{seed}"
-                arguments = _finetune_arguments(args, task, split_path, run_dir, model, seed)
-                result = _finished(arguments) if args.summarize_only else _finetune_or_reuse(arguments)
-                if result is None:
-                    continue
-                runs.append({**record, "init": init, "seed": seed, "test": result["test"].get(task["metric"]),
-                             "valid": result["valid"].get(task["metric"])})
-            _write_results(output, runs, overlap, args, tasks, pretraining)  # after every seed: readable
+    # seed by seed over all tasks: an interrupted benchmark leaves complete tables for its first seeds
+    for seed in args.seeds:
+        for task in tasks:
+            runs += _task_runs(args, task, seed, output / "splits" / f"{task['name']}.json", output, columns)
+            _write_results(output, runs, overlap, args, tasks, pretraining)  # after every run: a partial table is readable
     return _write_results(output, runs, overlap, args, tasks, pretraining)
+
+
+def _task_runs(args: BenchmarkArguments, task: dict, seed: int, split_path: Path, output: Path,
+               columns: list[tuple[str, str | None]]) -> list[dict]:
+    """The runs of one task and seed: the forest, chemprop, then every neural column (each reused when finished)."""
+    record = {"task": task["name"], "metric": task["metric"], "unit": task["unit"], "seed": seed}
+    runs = []
+    forest_dir = output / "runs" / task["name"] / RANDOM_FOREST / f"seed{seed}"
+    if args.fingerprint_baseline:  # cheap: computed (or reused) even with summarize_only
+        result = _random_forest(task, seed, forest_dir)
+        runs.append({**record, "init": RANDOM_FOREST, "test": result["test"][task["metric"]],
+                     "valid": result["valid"][task["metric"]], "wall_time_s": result.get("wall_time_s")})
+    chemprop_dir = output / "runs" / task["name"] / CHEMPROP / f"seed{seed}"
+    if args.chemprop_baseline and (not args.summarize_only or (chemprop_dir / "metrics.json").exists()):
+        result = _chemprop(task, seed, chemprop_dir, args.chemprop_epochs)
+        runs.append({**record, "init": CHEMPROP, "test": result["test"][task["metric"]],
+                     "valid": result["valid"][task["metric"]], "wall_time_s": result.get("wall_time_s")})
+    for init, model in columns:
+        run_dir = output / "runs" / task["name"] / init / f"seed{seed}"
+        features = args.molecule_features if args.uses_molecule_features(init) else None
+        arguments = _finetune_arguments(args, task, split_path, run_dir, model, seed, features)
+        result = _finished(arguments) if args.summarize_only else _finetune_or_reuse(arguments)
+        if result is None:
+            continue
+        runs.append({**record, "init": init, "test": result["test"].get(task["metric"]),
+                     "valid": result["valid"].get(task["metric"]), "wall_time_s": result.get("wall_time_s")})
+    return runs
 
 
 def pretraining_exclusion(model: str | None, tests: dict[str, set[str]]) -> dict | None:
@@ -263,7 +315,8 @@ def _write_results(output: Path, runs: list[dict], overlap: dict, args: Benchmar
 
 
 def column_order(args: BenchmarkArguments) -> list[str]:
-    return [label for label, _ in args.columns()] + ([RANDOM_FOREST] if args.fingerprint_baseline else [])
+    return [label for label, _ in args.columns()] + ([CHEMPROP] if args.chemprop_baseline else []) + (
+        [RANDOM_FOREST] if args.fingerprint_baseline else [])
 
 
 def _summarize(runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict]) -> dict:
@@ -279,13 +332,19 @@ def _summarize(runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks:
                          else 0.0, "n": len(values)} if values else None
         row["test_overlap_with_pretraining"] = overlap.get(task)
     ranks = mean_ranks(table, names)
+    wall = {name: [r["wall_time_s"] for r in runs if r["init"] == name and r.get("wall_time_s") is not None]
+            for name in names}
+    wall_time = {name: statistics.median(times) if times else None for name, times in wall.items()}
     budget = {k: getattr(args, k) for k in ("preset", "epochs", "batch_size", "learning_rate",
-                                            "encoder_learning_rate_ratio", "weight_decay", "warmup_ratio",
+                                            "encoder_learning_rate_ratio", "layerwise_lr_decay", "pooling",
+                                            "head_layers", "molecule_features", "feature_columns",
+                                            "weight_decay", "warmup_ratio",
                                             "classifier_dropout", "patience", "seeds", "modality", "qm9_modality",
                                             "pretrained", "compare", "qm9_max_molecules", "max_train_molecules",
                                             "max_valid_molecules")}
     subsampled = {t["name"]: t["subsampled"] for t in tasks if "subsampled" in t}
-    return {"table": table, "columns": names, "mean_rank": ranks, "budget": budget, "subsampled": subsampled}
+    return {"table": table, "columns": names, "mean_rank": ranks, "median_wall_time_s": wall_time, "budget": budget,
+            "subsampled": subsampled}
 
 
 def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
@@ -304,7 +363,8 @@ def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
     return {name: statistics.mean(r) if r else float("nan") for name, r in ranks.items()}
 
 
-HEADERS = {"scratch": "from scratch", "pretrained": "pretrained", RANDOM_FOREST: "random forest (Morgan r=2, 2048)"}
+HEADERS = {"scratch": "from scratch", "pretrained": "pretrained", CHEMPROP: "chemprop 2 (defaults)",
+           RANDOM_FOREST: "random forest (Morgan r=2, 2048)"}
 
 
 def _not_excluded(summary: dict, task: str) -> str:
@@ -344,13 +404,16 @@ def _markdown(summary: dict) -> str:
         lines.append(f"| {task} | {row['metric']}{unit} | " + " | ".join(cells) + f" | {_not_excluded(summary, task)} |")
     lines.append("| **mean rank** (1 = best) | | " + " | ".join(f"{summary['mean_rank'][n]:.2f}" for n in names)
                  + " | |")
+    wall = summary.get("median_wall_time_s", {})
+    lines.append("| median wall time per run (s) | | " + " | ".join(
+        f"{wall[n]:.0f}" if wall.get(n) is not None else "—" for n in names) + " | |")
     lines += ["", *_exclusion_notes(summary), f"Budget: `{json.dumps(summary['budget'], default=str)}`", ""]
     if summary["subsampled"]:
         lines += [f"Subsampled (seeded, rows kept of each split): `{json.dumps(summary['subsampled'])}`", ""]
     return "\n".join(lines)
 
 
-COLORS = ["#999999", "#3b7dd8", "#8fb8ef", "#d8893b", "#5aa05a"]
+COLORS = ["#999999", "#3b7dd8", "#8fb8ef", "#d8893b", "#5aa05a", "#b05ab0"]
 
 
 def _plot(summary: dict, path: Path) -> None:

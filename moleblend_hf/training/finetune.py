@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,7 @@ def finetune(args: FinetuneArguments, datasets: dict[str, Any] | None = None) ->
 def _finetune_run(args: FinetuneArguments) -> tuple[dict, dict[str, tuple]]:
     """One model; returns what metrics.json holds and, per split (valid, test), its rows, labels and the model's
     raw outputs (logits, or values for regression), from which an ensemble fits its calibration."""
+    start = time.perf_counter()
     prepared = _prepare(args)
     with open_run(args.output_dir, "finetune", asdict(args), overwrite=args.overwrite, inputs=_inputs(args),
                   resume_hint="") as run:
@@ -225,6 +227,9 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         built = build_model(run_args, problem_type, num_labels=num_labels, label_names=names)
         if problem_type == "regression":
             built.set_label_statistics(torch.as_tensor(datasets["train"].labels))
+        if built.config.molecule_feature_size:  # standardised with the training rows' statistics only
+            built.set_molecule_feature_statistics(torch.as_tensor(np.stack(
+                [np.asarray(f["molecule_features"], dtype=np.float32) for f in datasets["train"].features])))
         return built
 
     common = dict(train_dataset=datasets["train"], eval_dataset=datasets["valid"], group_by_size=args.group_by_size,
@@ -257,6 +262,7 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         "curves": curves.to_dict(orient="list"),
         "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
         "config_overrides": args.config_overrides,
+        "wall_time_s": time.perf_counter() - start,  # featurization, training and evaluation; not the saving
     }
     result.setdefault("test", {})
     if args.search_trials:

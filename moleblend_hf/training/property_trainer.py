@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from transformers import Trainer, TrainingArguments
 from ..arguments import FinetuneArguments
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
 from ..processing import MoleBlendProcessor, MoleculeError
+from ..processing.molecule_features import molecule_feature_size, rdkit2d_names
 from ..publishing.checkpoints import load_model
 from .metrics import compute_metrics
 
@@ -111,7 +113,12 @@ def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
                 label_names: dict[int, str] | None = None) -> MoleBlendForPropertyPrediction:
     relations = {"use_2d_relations": args.modality in ("2d", "both"),
                  "use_3d_relations": args.modality in ("3d", "both")}
-    overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type}
+    overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type,
+                 "classifier_pooling": args.pooling, "classifier_num_layers": args.head_layers}
+    if args.molecule_features:
+        names = rdkit2d_names() if "rdkit2d" in args.molecule_features else None
+        overrides |= {"molecule_features": list(args.molecule_features), "descriptor_names": names,
+                      "molecule_feature_size": molecule_feature_size(args.molecule_features, names)}
     if label_names:
         overrides |= {"id2label": label_names, "label2id": {name: i for i, name in label_names.items()}}
     torch.manual_seed(args.seed)  # the new head's initialisation depends on the seed only, not on earlier runs
@@ -122,21 +129,27 @@ def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
 
 def build_optimizer(model: MoleBlendForPropertyPrediction, args: FinetuneArguments) -> torch.optim.Optimizer:
     """AdamW with the encoder at `learning_rate x encoder_learning_rate_ratio` and the new head at
-    `learning_rate`; no weight decay on biases, norms and embeddings (the Trainer's default grouping). The
-    Trainer builds its warmup + linear decay schedule on top of these groups."""
+    `learning_rate`; with `layerwise_lr_decay` d < 1, encoder layer l of L at that rate x d^(L-1-l) and the
+    embeddings at x d^L (lower layers hold the more general pretrained features); no weight decay on biases, norms
+    and embeddings (the Trainer's default grouping). The Trainer builds its warmup + linear decay schedule on top
+    of these groups."""
     if args.encoder_learning_rate_ratio <= 0:
         raise ValueError(f"encoder_learning_rate_ratio must be > 0, got {args.encoder_learning_rate_ratio}")
-    groups: dict[tuple[bool, bool], list] = {}
+    layers = model.config.num_hidden_layers
+    groups: dict[tuple[float, bool], list] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        encoder = name.startswith("moleblend.")
+        scale = 1.0
+        if name.startswith("moleblend."):
+            layer = re.match(r"moleblend\.layers\.(\d+)\.", name)
+            depth = int(layer.group(1)) if layer else -1
+            scale = args.encoder_learning_rate_ratio * args.layerwise_lr_decay ** (layers - 1 - depth)
         decay = parameter.ndim >= 2 and "norm" not in name and "embedding" not in name
-        groups.setdefault((encoder, decay), []).append(parameter)
+        groups.setdefault((scale, decay), []).append(parameter)
     return torch.optim.AdamW([
-        {"params": params, "weight_decay": args.weight_decay if decay else 0.0,
-         "lr": args.learning_rate * (args.encoder_learning_rate_ratio if encoder else 1.0)}
-        for (encoder, decay), params in groups.items()], lr=args.learning_rate)
+        {"params": params, "weight_decay": args.weight_decay if decay else 0.0, "lr": args.learning_rate * scale}
+        for (scale, decay), params in groups.items()], lr=args.learning_rate)
 
 
 def training_arguments(args: FinetuneArguments, output_dir: str, metric: str, greater_is_better: bool,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from moleblend_hf.cli import main
 from moleblend_hf.sources.splits import scaffold_split
@@ -27,7 +28,7 @@ def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_pat
     corpus.write_text("\n".join(moses + [esol.smiles[split["test"][0]], esol.smiles[split["test"][1]]]) + "\n")
 
     test_file, out = tmp_path / "test_molecules.smi", tmp_path / "bench"
-    common = ["--moleculenet-dir", str(moleculenet), *BENCH, "--output", str(out)]
+    common = ["--moleculenet-dir", str(moleculenet), *BENCH, "--output", str(out), "--no-chemprop-baseline"]
     assert main(["benchmark", *common, "--export-test-molecules", str(test_file)]) == 0
     assert len(canonical_set([corpus]) & canonical_set([test_file])) == 2
 
@@ -119,3 +120,30 @@ def test_group_by_size_reaches_the_runs_and_older_runs_count_as_shuffled(tmp_pat
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"config_overrides": {}, "arguments": stored},
                                                               default=str))
     assert _finished(runs[False]) is not None and _finished(runs[True]) is None
+
+
+def test_the_chemprop_and_feature_columns_run_on_the_same_split_with_wall_times(tmp_path):
+    """chemprop 2 and a `+features` column beside the others on a tiny table: same rows, the shared metric, a wall
+    time per run, and the table's order."""
+    pytest.importorskip("chemprop", reason="chemprop is not installed (pip install 'moleblend-hf[benchmarks]')")
+    esol = pd.read_csv(DATA / "esol.csv").head(60)
+    moleculenet = tmp_path / "moleculenet"
+    moleculenet.mkdir()
+    esol.to_csv(moleculenet / "esol.csv", index=False)
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--moleculenet-dir", str(moleculenet), "--tasks", "esol", "--output", str(out),
+                 "--seeds", "0", "--epochs", "1", "--chemprop-epochs", "3", "--feature-columns", "scratch",
+                 "--molecule-features", "rdkit2d", "--no-fingerprint-baseline"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["columns"] == ["scratch", "scratch+features", "chemprop"]
+    row = results["table"]["esol"]
+    assert row["chemprop"]["n"] == 1 and 0 < row["chemprop"]["mean"] < 10
+    stored = json.loads((out / "runs" / "esol" / "chemprop" / "seed0" / "metrics.json").read_text())
+    split = scaffold_split(esol.smiles.tolist())
+    chemprop_rows = pd.read_csv(out / "runs" / "esol" / "chemprop" / "seed0" / "work" / "data.csv")
+    assert (chemprop_rows["split"] == "test").sum() == len(split["test"])  # the same test rows as every column
+    assert stored["test"]["rmse"] == row["chemprop"]["mean"] and stored["wall_time_s"] > 0
+    features_run = json.loads((out / "runs" / "esol" / "scratch+features" / "seed0" / "metrics.json").read_text())
+    assert features_run["arguments"]["molecule_features"] == ["rdkit2d"]
+    assert all(results["median_wall_time_s"][c] > 0 for c in results["columns"])
+    assert "chemprop 2" in (out / "results.md").read_text() and "wall time" in (out / "results.md").read_text()

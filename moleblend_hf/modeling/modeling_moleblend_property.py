@@ -117,7 +117,9 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         encoder checkpoint: transformers then initialises the head at random), see `has_trained_head`."""
         output_loading_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        if any(key.startswith("head.") for key in info["missing_keys"]):
+        # the output layer's weights, not any head key: the descriptor statistics (buffers) are absent from models
+        # fine-tuned before they existed
+        if "head.out.weight" in info["missing_keys"]:
             model.__dict__["_random_head"] = model.head.out.weight.detach().to("cpu", copy=True)
         return (model, info) if output_loading_info else model
 

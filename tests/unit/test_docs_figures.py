@@ -152,6 +152,9 @@ COMPILED = "encoder_speed_cuda_bf16_compiled.json"
 PROFILE = "gpu_encoder_profile_h100.log"
 STEP_PROFILE = "gpu_step_profile_h200.log"
 SWEEP = PAYOFF + "finetune_sweep.json"
+RECIPE = "finetune_recipe/"
+RECIPE_ROWS = {"base": "base", "encoder at 0.1×": "enc0.1", "encoder at 0.3×": "enc0.3",
+               "graph token + atom mean": "graph_mean", "+ RDKit 2D + Morgan counts": "feat"}
 GPU_VARIANTS = {"official": "official", "ours (SDPA)": "ours", "ours, CUDA graphs": "ours_cuda_graphs",
                 "official, CUDA graphs": "official_cuda_graphs"}
 
@@ -279,6 +282,26 @@ TABLES: dict[str, dict] = {
                          ("2e-4", "lr2e-4"))
         for header, task in (("BBBP ROC-AUC", "bbbp"), ("ESOL RMSE", "esol"), ("FreeSolv RMSE", "freesolv"),
                              ("mean rank", None))},
+    "Frozen embeddings against fine-tuning": {
+        (task, header): [J(RECIPE + "probe.json", task, pooling, part) if pooling else
+                         J(RECIPE + "sweep.json", "runs", "base", task, "valid")]
+        for task in ("bbbp", "bace", "clintox", "hiv", "esol", "freesolv", "lipo", "qm9_gap", "qm9_homo",
+                     "qm9_lumo")
+        for header, pooling, part in (("frozen, graph token (valid)", "graph", "valid"),
+                                      ("frozen, graph token + atom mean (valid)", "both", "valid"),
+                                      ("frozen, graph token + atom mean (test)", "both", "test"),
+                                      ("fine-tuned, base (valid)", None, None))
+        if pooling or task in _read(RECIPE + "sweep.json")["runs"]["base"]},
+    "Fine-tuning recipe study": {
+        (row, header): [J(RECIPE + "sweep.json", "runs", key, task, "valid") if task else
+                        J(RECIPE + "sweep.json", "mean_valid_rank_vs_base", key)]
+        for row, key in RECIPE_ROWS.items()
+        for header, task in (("BBBP", "bbbp"), ("BACE", "bace"), ("ClinTox", "clintox"), ("HIV", "hiv"),
+                             ("ESOL", "esol"), ("FreeSolv", "freesolv"), ("Lipo", "lipo"),
+                             ("mean rank vs base", None))
+        # cells shown as "—" (not run) have no figure
+        if (task in _read(RECIPE + "sweep.json")["runs"][key] if task
+            else key in _read(RECIPE + "sweep.json")["mean_valid_rank_vs_base"])},
 }
 # Columns of row labels (not figures) per table; every other column's numbers are figures.
 LABEL_COLUMNS = {"Downstream results": 2}

@@ -38,8 +38,10 @@ class MoleBlendPropertyHead(nn.Module):
         width = config.hidden_size * (2 if self.pooling == "graph_mean" else 1)
         # molecule-level descriptors (processor key `molecule_features`), standardised with training statistics
         self.molecule_feature_size = int(getattr(config, "molecule_feature_size", 0) or 0)
-        self.register_buffer("feature_mean", torch.zeros(self.molecule_feature_size))
-        self.register_buffer("feature_std", torch.ones(self.molecule_feature_size))
+        # saved only when there are features: models without them keep exactly their old weight files
+        saved = self.molecule_feature_size > 0
+        self.register_buffer("feature_mean", torch.zeros(self.molecule_feature_size), persistent=saved)
+        self.register_buffer("feature_std", torch.ones(self.molecule_feature_size), persistent=saved)
         width += self.molecule_feature_size
         self.dense = nn.Linear(width, config.hidden_size)
         self.deeper = nn.ModuleList([nn.Linear(config.hidden_size, config.hidden_size) for _ in range(depth - 1)])

@@ -106,3 +106,38 @@ def test_a_model_without_features_is_unchanged():
         pooled = model.moleblend(**batch).pooler_output
         reference = model.head.out(model.head.activation(model.head.dense(pooled)))
         torch.testing.assert_close(model(**batch).logits, reference)
+
+
+def test_remote_code_computes_the_same_features_and_outputs(finetuned, tmp_path):
+    """The generated remote code (package hidden) featurizes with the stored descriptor list and gives the
+    package's outputs."""
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+
+    from moleblend_hf.publishing.remote_code import write_remote_code
+
+    out, _ = finetuned
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("checkpoint-*"))
+    write_remote_code(copy)
+    model = MoleBlendForPropertyPrediction.from_pretrained(out).eval()
+    with torch.no_grad():
+        expected = model(**MoleBlendProcessor.from_pretrained(out)(SMILES)).logits[:, 0].tolist()
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["moleblend_hf"] = None  # any import of the package now fails
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoProcessor
+        model = AutoModelForSequenceClassification.from_pretrained({str(copy)!r}, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained({str(copy)!r}, trust_remote_code=True)
+        assert "transformers_modules" in type(model).__module__
+        with torch.no_grad():
+            print("VALUES", model(**processor({SMILES!r})).logits[:, 0].tolist())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300, stdin=subprocess.DEVNULL)
+    line = [x for x in result.stdout.splitlines() if x.startswith("VALUES")]
+    assert line, result.stderr[-3000:]
+    np.testing.assert_allclose(json.loads(line[0].split(" ", 1)[1]), expected, rtol=1e-5, atol=1e-5)

@@ -117,6 +117,11 @@ class MoleBlendConfig(PreTrainedConfig):
         path_loss_weight: float | int = 0.1,
         denoise_loss_weight: float | int = 6.0,
         bond_feature_dims: list[int] | tuple[int, ...] = (5, 6, 2),
+        classifier_pooling: str = "graph",
+        classifier_num_layers: int = 1,
+        molecule_features: list[str] | tuple[str, ...] = (),
+        molecule_feature_size: int = 0,
+        descriptor_names: list[str] | None = None,
         **kwargs,
     ):
         _check_ranges(locals())
@@ -187,6 +192,20 @@ class MoleBlendConfig(PreTrainedConfig):
         self.path_loss_weight = path_loss_weight
         self.denoise_loss_weight = denoise_loss_weight
         self.bond_feature_dims = [int(d) for d in bond_feature_dims]
+        if classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {classifier_pooling!r}")
+        if isinstance(classifier_num_layers, bool) or not isinstance(classifier_num_layers, int) \
+                or classifier_num_layers < 1:
+            raise ValueError(f"classifier_num_layers must be a positive integer, got {classifier_num_layers!r}")
+        if isinstance(molecule_feature_size, bool) or not isinstance(molecule_feature_size, int) \
+                or molecule_feature_size < 0 or bool(molecule_feature_size) != bool(molecule_features):
+            raise ValueError(f"molecule_feature_size ({molecule_feature_size!r}) must be a positive integer exactly "
+                             f"when molecule_features ({list(molecule_features)}) are given")
+        self.classifier_pooling = classifier_pooling
+        self.classifier_num_layers = classifier_num_layers
+        self.molecule_features = list(molecule_features)
+        self.molecule_feature_size = molecule_feature_size
+        self.descriptor_names = list(descriptor_names) if descriptor_names is not None else None
         super().__init__(**kwargs)
 
     @classmethod
@@ -237,7 +256,7 @@ def _check_ranges(arguments: dict[str, Any]) -> None:
 
 
 #: fields of the property head, set only on fine-tuned models (type-checked like the others when given)
-_HEAD_FIELDS: dict[str, Any] = {"num_labels": 1, "label_mean": None, "label_std": None}
+_HEAD_FIELDS: dict[str, Any] = {"num_labels": 1, "label_mean": None, "label_std": None, "classifier_dropout": None}
 _POSITIVE_INTEGERS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                       "num_atom_features", "atom_feature_vocab_size", "num_bond_features", "bond_feature_vocab_size",
                       "num_degrees", "num_spatial", "unreachable_distance", "max_path_hops", "num_gaussian_kernels",
@@ -245,6 +264,7 @@ _POSITIVE_INTEGERS = ("hidden_size", "num_hidden_layers", "num_attention_heads",
                       "relative_position_hidden_size")
 _PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "activation_dropout", "drop_path_rate",
                   "denoise_attention_dropout")
+CLASSIFIER_POOLINGS = ("graph", "mean", "graph_mean")
 BLEND_MASK_MODES = ("per_molecule_symmetric", "per_molecule", "shared_batch")
 
 PRESETS: dict[str, dict] = {

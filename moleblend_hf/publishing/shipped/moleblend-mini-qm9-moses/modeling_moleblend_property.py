@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import can_return_tuple, logging
@@ -20,19 +21,62 @@ logger = logging.get_logger(__name__)
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
+POOLINGS = ("graph", "mean", "graph_mean")
+
+
 class MoleBlendPropertyHead(nn.Module):
-    """Graph-token readout -> dense -> activation -> dropout -> out (as in the official fine-tuning head)."""
+    """Readout -> (dense -> activation -> dropout) x depth -> out.
+
+    `config.classifier_pooling`: `"graph"` (the graph token, as the official head), `"mean"` (mean of the atom
+    states) or `"graph_mean"` (both, concatenated). `config.classifier_num_layers`: hidden layers (1 = official)."""
 
     def __init__(self, config: MoleBlendConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.pooling = getattr(config, "classifier_pooling", None) or "graph"
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"config.classifier_pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        depth = getattr(config, "classifier_num_layers", None) or 1
+        width = config.hidden_size * (2 if self.pooling == "graph_mean" else 1)
+        # molecule-level descriptors (processor key `molecule_features`), standardised with training statistics
+        self.molecule_feature_size = int(getattr(config, "molecule_feature_size", 0) or 0)
+        # saved only when there are features: models without them keep exactly their old weight files
+        saved = self.molecule_feature_size > 0
+        self.register_buffer("feature_mean", torch.zeros(self.molecule_feature_size), persistent=saved)
+        self.register_buffer("feature_std", torch.ones(self.molecule_feature_size), persistent=saved)
+        width += self.molecule_feature_size
+        self.dense = nn.Linear(width, config.hidden_size)
+        self.deeper = nn.ModuleList([nn.Linear(config.hidden_size, config.hidden_size) for _ in range(depth - 1)])
         self.activation = ACT2FN[config.hidden_act]
         dropout = getattr(config, "classifier_dropout", None)
         self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
         self.out = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, graph_token: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(self.activation(self.dense(graph_token))))
+    def pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, N + 1, D] states (graph token first), [B, N] mask -> [B, D] or [B, 2D]."""
+        graph = last_hidden_state[:, 0]
+        if self.pooling == "graph":
+            return graph
+        mask = attention_mask.to(last_hidden_state.dtype).unsqueeze(-1)
+        mean = (last_hidden_state[:, 1:] * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return mean if self.pooling == "mean" else torch.cat([graph, mean], dim=-1)
+
+    def scale_features(self, molecule_features: torch.Tensor) -> torch.Tensor:
+        """[B, F] raw features -> standardised, missing (NaN) values at the training mean, clipped to +-10."""
+        scaled = (molecule_features.float() - self.feature_mean) / self.feature_std
+        return torch.nan_to_num(scaled, nan=0.0).clamp(-10.0, 10.0)
+
+    def forward(self, pooled: torch.Tensor, molecule_features: torch.Tensor | None = None) -> torch.Tensor:
+        if self.molecule_feature_size:
+            if molecule_features is None or molecule_features.shape[-1] != self.molecule_feature_size:
+                got = None if molecule_features is None else tuple(molecule_features.shape)
+                raise ValueError(f"this model reads {self.molecule_feature_size} molecule features per molecule "
+                                 f"(`molecule_features` from its processor), got {got}: build the processor with "
+                                 f"MoleBlendProcessor.from_pretrained(model_dir) or from_config(model.config)")
+            pooled = torch.cat([pooled, self.scale_features(molecule_features).to(pooled.dtype)], dim=-1)
+        hidden = self.dropout(self.activation(self.dense(pooled)))
+        for layer in self.deeper:
+            hidden = self.dropout(self.activation(layer(hidden)))
+        return self.out(hidden)
 
 
 class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
@@ -76,7 +120,9 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         encoder checkpoint: transformers then initialises the head at random), see `has_trained_head`."""
         output_loading_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        if any(key.startswith("head.") for key in info["missing_keys"]):
+        # the output layer's weights, not any head key: the descriptor statistics (buffers) are absent from models
+        # fine-tuned before they existed
+        if "head.out.weight" in info["missing_keys"]:
             model.__dict__["_random_head"] = model.head.out.weight.detach().to("cpu", copy=True)
         return (model, info) if output_loading_info else model
 
@@ -100,6 +146,26 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         std = var.sqrt()
         self.config.label_mean = mean.tolist()
         self.config.label_std = torch.where(std > 0, std, torch.ones_like(std)).tolist()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, MoleBlendPropertyHead):  # buffers missing from a pretraining checkpoint
+            init.zeros_(module.feature_mean)
+            init.ones_(module.feature_std)
+
+    def set_molecule_feature_statistics(self, features: torch.Tensor) -> None:
+        """Store the per-feature mean and std of raw training-row features [num_rows, F] (NaN ignored; constant
+        features get std 1), used to standardise `molecule_features` in every forward and saved with the weights."""
+        features = torch.as_tensor(features, dtype=torch.float64)
+        present = ~torch.isnan(features)
+        counts = present.sum(0).clamp(min=1)
+        mean = torch.where(present, features, 0).sum(0) / counts
+        var = torch.where(present, (features - mean) ** 2, 0).sum(0) / (counts - 1).clamp(min=1)
+        std = var.sqrt()
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        with torch.no_grad():
+            self.head.feature_mean.copy_(mean.float())
+            self.head.feature_std.copy_(std.float())
 
     def _label_statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """`config.label_mean`, `config.label_std` as float32 [num_labels] tensors on `device`, made once per value
@@ -127,6 +193,7 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         path_bonds: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
         has_3d: torch.Tensor | None = None,
+        molecule_features: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
@@ -143,7 +210,7 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         """
         encoded = self.moleblend(atom_features, attention_mask, degree, shortest_path, path_bonds, positions, has_3d,
                                  **kwargs)
-        raw = self.head(encoded.pooler_output)
+        raw = self.head(self.head.pool(encoded.last_hidden_state, attention_mask), molecule_features)
         config = self.config
         logits = raw
         if config.problem_type == "regression":

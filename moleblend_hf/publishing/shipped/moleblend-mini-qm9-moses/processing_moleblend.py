@@ -41,6 +41,7 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from .conformers import ConformerError, check_positions, generate_positions, given_positions
+from .molecule_features import check_feature_sets, compute_molecule_features, rdkit2d_names
 from .featurization import ATOMIC_NUMBERS, NUM_ATOM_FEATURES, NUM_BOND_FEATURES, atom_features, bond_features
 from .graph import (
     UNREACHABLE,
@@ -152,6 +153,8 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         mmff_max_iters: int = 2000,
         path_tie_break: str = "canonical",
         max_text_length: int | None = None,
+        molecule_features: list[str] | tuple[str, ...] | None = None,
+        descriptor_names: list[str] | None = None,
         **kwargs,
     ):
         if path_tie_break not in PATH_TIE_BREAKS:
@@ -177,13 +180,19 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         self.path_tie_break = path_tie_break
         self.max_text_length = max_text_length or TEXT_CHARACTERS_PER_ATOM * max_atoms
         self.unreachable_distance = UNREACHABLE
+        self.molecule_features = list(molecule_features or [])
+        check_feature_sets(self.molecule_features)
+        self.descriptor_names = list(descriptor_names) if descriptor_names is not None else (
+            rdkit2d_names() if "rdkit2d" in self.molecule_features else None)
         super().__init__(**kwargs)
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> "MoleBlendProcessor":
         """The processor a model with `config` (a `MoleBlendConfig`) expects: its atom limit and path length; other
         settings (`conformers`, `seed`, ...) from `kwargs`."""
-        return cls(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops, **kwargs)
+        features = getattr(config, "molecule_features", None) or None
+        return cls(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops, molecule_features=features,
+                   descriptor_names=getattr(config, "descriptor_names", None) if features else None, **kwargs)
 
     # ----------------------------------------------------------------------------------------- one molecule
     def featurize(self, molecule: Any, index: int | None = None) -> dict[str, Any]:
@@ -229,6 +238,8 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             "has_3d": positions is not None,
             "num_atoms": n,
             "conformer_source": source,
+            **({"molecule_features": compute_molecule_features(mol, self.molecule_features, self.descriptor_names)}
+               if self.molecule_features else {}),
         }
 
     def _to_mol(self, molecule: Any) -> tuple[Chem.Mol, np.ndarray | None]:
@@ -378,6 +389,13 @@ class MoleBlendProcessor(FeatureExtractionMixin):
                 out["path_bonds"][row, :size, :size] = path.reshape(size, size, -1, NUM_BOND_FEATURES)[:, :, :hops]
             out["positions"][row, :size] = np.asarray(f["positions"], dtype=np.float32).reshape(size, 3)
             out["has_3d"][row] = bool(f["has_3d"])
+        if self.molecule_features:
+            missing = [row for row, f in enumerate(features) if "molecule_features" not in f]
+            if missing:
+                raise ValueError(f"this processor adds molecule features ({self.molecule_features}) but row "
+                                 f"{missing[0]} has none: featurize the molecules with this processor")
+            out["molecule_features"] = np.stack([np.asarray(f["molecule_features"], dtype=np.float32)
+                                                 for f in features])
         for name in label_names:
             if name in features[0]:
                 out[name] = np.asarray([f[name] for f in features])

@@ -198,6 +198,7 @@ def _finetune_run(args: FinetuneArguments) -> tuple[dict, dict[str, tuple]]:
     raw outputs (logits, or values for regression), from which an ensemble fits its calibration."""
     start = time.perf_counter()
     prepared = _prepare(args)
+    prepared["started"] = start  # the run's wall time counts reading and splitting the data too
     with open_run(args.output_dir, "finetune", asdict(args), overwrite=args.overwrite, inputs=_inputs(args),
                   resume_hint="") as run:
         run.record(*RUN_FILES)  # those never written leave the manifest when the run finishes
@@ -262,7 +263,7 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         "curves": curves.to_dict(orient="list"),
         "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
         "config_overrides": args.config_overrides,
-        "wall_time_s": time.perf_counter() - start,  # featurization, training and evaluation; not the saving
+        "wall_time_s": time.perf_counter() - prepared["started"],  # featurization, training and evaluation; not the saving
     }
     result.setdefault("test", {})
     if args.search_trials:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from moleblend_hf.training.benchmark_tables import _markdown, pretraining_exclusion
+from moleblend_hf.training.run_directory import MARKER_FILE, MARKER_FORMAT, MARKER_VERSION
 
 TESTS = {"esol": {"CCO", "c1ccccc1"}, "bbbp": {"CCN"}}
 
@@ -15,6 +16,9 @@ def _run_directory(path, exclude, summaries=({"molecules_seen": 10, "skipped": {
     path.mkdir()
     (path / "run.json").write_text(json.dumps({"run_id": "r", "job": job, "started": "now",
                                                "settings": {"exclude": [str(f) for f in exclude]}}))
+    # the marker every moleblend job writes (a run.json alone is not a run)
+    (path / MARKER_FILE).write_text(json.dumps({"format": MARKER_FORMAT, "version": MARKER_VERSION, "run_id": "r",
+                                                "job": job, "finished": True, "written": ["run.json"]}))
     for rank, summary in enumerate(summaries):
         (path / f"summary_rank{rank}.json").write_text(json.dumps(summary))
     return path

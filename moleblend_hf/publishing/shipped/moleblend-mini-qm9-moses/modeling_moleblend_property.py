@@ -138,14 +138,9 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
 
     def set_label_statistics(self, labels: torch.Tensor) -> None:
         """Store per-target mean and std of regression labels [num_rows, num_labels] (NaN ignored) in the config."""
-        labels = torch.as_tensor(labels, dtype=torch.float64).reshape(-1, self.config.num_labels)
-        present = ~torch.isnan(labels)
-        counts = present.sum(0).clamp(min=1)
-        mean = torch.where(present, labels, 0).sum(0) / counts
-        var = torch.where(present, (labels - mean) ** 2, 0).sum(0) / (counts - 1).clamp(min=1)
-        std = var.sqrt()
+        mean, std = _column_statistics(labels, self.config.num_labels, smallest_std=0.0)
         self.config.label_mean = mean.tolist()
-        self.config.label_std = torch.where(std > 0, std, torch.ones_like(std)).tolist()
+        self.config.label_std = std.tolist()
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -156,13 +151,7 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
     def set_molecule_feature_statistics(self, features: torch.Tensor) -> None:
         """Store the per-feature mean and std of raw training-row features [num_rows, F] (NaN ignored; constant
         features get std 1), used to standardise `molecule_features` in every forward and saved with the weights."""
-        features = torch.as_tensor(features, dtype=torch.float64)
-        present = ~torch.isnan(features)
-        counts = present.sum(0).clamp(min=1)
-        mean = torch.where(present, features, 0).sum(0) / counts
-        var = torch.where(present, (features - mean) ** 2, 0).sum(0) / (counts - 1).clamp(min=1)
-        std = var.sqrt()
-        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        mean, std = _column_statistics(features, self.head.molecule_feature_size, smallest_std=1e-6)
         with torch.no_grad():
             self.head.feature_mean.copy_(mean.float())
             self.head.feature_std.copy_(std.float())
@@ -245,6 +234,17 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
                                                            reduction="none")
         # mean over present labels only; a batch without any label contributes 0 (still in the graph)
         return (per_entry * present).sum() / present.sum().clamp(min=1)
+
+
+def _column_statistics(values: torch.Tensor, columns: int, smallest_std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and sample std of [rows, columns] values, NaN ignored (float64); a std not above
+    `smallest_std` (a constant column) becomes 1."""
+    values = torch.as_tensor(values, dtype=torch.float64).reshape(-1, columns)
+    present = ~torch.isnan(values)
+    counts = present.sum(0).clamp(min=1)
+    mean = torch.where(present, values, 0).sum(0) / counts
+    std = (torch.where(present, (values - mean) ** 2, 0).sum(0) / (counts - 1).clamp(min=1)).sqrt()
+    return mean, torch.where(std > smallest_std, std, torch.ones_like(std))
 
 
 __all__ = ["MoleBlendForPropertyPrediction", "MoleBlendPropertyHead"]

@@ -8,6 +8,7 @@ The processor computes raw values here; the model standardises them with statist
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,13 +42,20 @@ def check_feature_sets(sets: Sequence[str]) -> None:
         raise ValueError(f"molecule features must be distinct names among {MOLECULE_FEATURE_SETS}, got {list(sets)}")
 
 
-def _descriptor_functions(names: Sequence[str]) -> list:
+@functools.cache
+def _descriptor_functions(names: tuple[str, ...]) -> list:
+    """RDKit's functions of `names`, looked up once per name list (featurization calls this per molecule)."""
     available = dict(Descriptors.descList)
     missing = [n for n in names if n not in available]
     if missing:
         raise ValueError(f"this RDKit lacks the descriptors {missing[:5]} (of {len(missing)}) that the model was "
                          f"trained with: install the RDKit version it was made with")
     return [available[n] for n in names]
+
+
+@functools.cache
+def _morgan_generator():
+    return rdFingerprintGenerator.GetMorganGenerator(radius=MORGAN_RADIUS, fpSize=MORGAN_SIZE)
 
 
 def compute_molecule_features(mol: Chem.Mol, sets: Sequence[str], descriptor_names: Sequence[str]) -> np.ndarray:
@@ -61,7 +69,7 @@ def compute_molecule_features(mol: Chem.Mol, sets: Sequence[str], descriptor_nam
     for name in sets:
         if name == "rdkit2d":
             values = np.full(len(descriptor_names), np.nan)
-            for i, function in enumerate(_descriptor_functions(descriptor_names)):
+            for i, function in enumerate(_descriptor_functions(tuple(descriptor_names))):
                 try:
                     values[i] = float(function(heavy))
                 except Exception:  # noqa: BLE001 - RDKit descriptors raise many types on unusual molecules
@@ -70,8 +78,7 @@ def compute_molecule_features(mol: Chem.Mol, sets: Sequence[str], descriptor_nam
                 values = np.where(np.isfinite(values), np.sign(values) * np.log1p(np.abs(values)), np.nan)
             parts.append(values)
         elif name == "morgan_count":
-            generator = rdFingerprintGenerator.GetMorganGenerator(radius=MORGAN_RADIUS, fpSize=MORGAN_SIZE)
-            parts.append(generator.GetCountFingerprintAsNumPy(heavy).astype(np.float64))
+            parts.append(_morgan_generator().GetCountFingerprintAsNumPy(heavy).astype(np.float64))
         else:
             check_feature_sets([name])
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)

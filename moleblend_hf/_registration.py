@@ -59,7 +59,10 @@ REGISTRATIONS: list[tuple[str, Callable[[], None]]] = [
     ("transformers.pipelines", _register_pipelines),
 ]
 #: modules whose loading may make a registration possible
-_WATCHED = {name for name, _ in REGISTRATIONS} | {"transformers.modeling_utils", "moleblend_hf.inference.pipelines"}
+# the model code (`moleblend_hf.modeling`) is watched too: registrations that waited for it to finish loading run
+# right after it, so the model code itself never imports this module
+_WATCHED = {name for name, _ in REGISTRATIONS} | {"transformers.modeling_utils", "moleblend_hf.modeling",
+                                                   "moleblend_hf.inference.pipelines"}
 _done: set[int] = set()
 
 
@@ -70,8 +73,8 @@ def _initializing(name: str) -> bool:
 
 def sync(just_loaded: str | None = None) -> None:
     """Run every registration whose transformers module is loaded, unless a module the model code imports is
-    still loading (then a later module load, or the end of `moleblend_hf.modeling`, runs it). `just_loaded` has
-    finished executing though the import system still flags it as loading."""
+    still loading (then a later load of a watched module, e.g. the end of `moleblend_hf.modeling`, runs it).
+    `just_loaded` has finished executing though the import system still flags it as loading."""
     # the model code imports from all over transformers: register only when no module of it (or of ours) is mid-import
     if any(_initializing(name) for name in list(sys.modules) if name != just_loaded and
            name.startswith(("transformers.", "moleblend_hf.modeling", "moleblend_hf.inference.pipelines"))):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from ..sources.remote import HUB_PREFIX, HubSource
 from .common import (BUNDLED_QM9, OUTPUT_ALIASES, SET_HELP, Conformers, JobArguments, Preset, _fraction,
                      _non_negative, _overrides, _positive, accelerate_trackers, check_report_to, option)
 
@@ -76,8 +77,6 @@ class PretrainArguments(JobArguments):
 
     def __post_init__(self) -> None:
         if self.dataset:
-            from ..sources.remote import HUB_PREFIX, HubSource
-
             source = HubSource.parse(HUB_PREFIX + self.dataset)
             self.inputs = [*self.inputs, str(replace(source, config=self.dataset_config, split=self.dataset_split))]
         elif self.dataset_config or self.dataset_split != "train":

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..modeling import MoleBlendConfig, MoleBlendModel
 from ..processing import MoleBlendProcessor, MoleculeError
-from ..arguments import EmbedArguments
+from ..arguments import BUNDLED_QM9, EmbedArguments
 from ..sources.files import MoleculeRecord, read_table
 from .speed import apply_inference_options, atom_padding_multiple, inference_autocast
 
@@ -180,7 +180,6 @@ def embed(args: EmbedArguments) -> EmbedSummary:
     time, model, chunk size, per-atom, processor settings). A rerun with the same settings resumes at the first
     missing part; different settings are refused (`--overwrite` replaces the embeddings), and a non-empty
     directory that is not an embed output is never written into."""
-    from ..sources.files import BUNDLED_QM9
     from ..training.run_directory import open_run, read_run
 
     source = Path(args.input or BUNDLED_QM9)

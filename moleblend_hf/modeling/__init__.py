@@ -12,14 +12,6 @@ MoleBlendForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 MoleBlendForPropertyPrediction.register_for_auto_class("AutoModelForSequenceClassification")
 
 
-def _register_with_transformers() -> None:
-    from .._registration import sync
-
-    sync()  # registrations that waited for this package to finish loading
-
-
 __all__ = ["PRESETS", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction",
            "MoleBlendForPreTrainingOutput", "MoleBlendModel", "MoleBlendPreTrainedModel", "MoleBlendRelations",
            "sum_relations"]
-
-_register_with_transformers()

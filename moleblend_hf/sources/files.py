@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,32 +14,15 @@ import pyarrow.parquet as pq
 from rdkit import Chem, RDLogger
 
 from .._optional import import_optional
+#: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md); defined
+#: where the job defaults need it, without pandas
+from ..arguments import BUNDLED_QM9
 from ..processing import read_sdf_records
+# the row type and the column detection live in records.py (shared with remote.py); importable from here as before
+from .records import MOLBLOCK_COLUMNS, SMILES_COLUMNS, MoleculeRecord, pick_column, table_columns
 from .remote import DATASET_PREFIX, HUB_PREFIX, is_remote, read_remote, read_remote_table, remote_shard_count
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
-#: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md).
-from ..arguments import BUNDLED_QM9  # noqa: E402  (defined where the job defaults need it, without pandas)
-
-SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles", "mol")
-MOLBLOCK_COLUMNS = ("molblock", "mol_block", "molblocks")
-
-
-@dataclass(frozen=True)
-class MoleculeRecord:
-    """One input row: its 0-based position in the file, the molecule (SMILES or molblock) and an identifier."""
-
-    row: int
-    molecule: str | None
-    identifier: str
-
-
-def pick_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], path: Path) -> str | None:
-    if wanted is not None:
-        if wanted not in frame.columns:
-            raise ValueError(f"{path}: column {wanted!r} not found; columns are {list(frame.columns)}")
-        return wanted
-    return next((c for c in candidates if c in frame.columns), None)
 
 
 def shard_count(source: str | Path) -> int:
@@ -128,14 +111,14 @@ def _read_text(path: Path, suffixes: str, smiles_column, molblock_column, id_col
     if not suffixes.endswith(".csv"):
         raise ValueError(f"{path}: unsupported input; use .smi, .csv, .parquet, .sdf, .sdf.gz, .mol or a "
                          "datasets directory (save_to_disk)")
-    column, id_name = _columns(pd.read_csv(path, nrows=0), smiles_column, molblock_column, id_column, path)
+    column, id_name = table_columns(pd.read_csv(path, nrows=0), smiles_column, molblock_column, id_column, path)
     yield from _records(pd.read_csv(path, chunksize=65536), column, id_name, 0)
 
 
 def _read_parquet(path: Path, smiles_column, molblock_column, id_column, start: int) -> Iterator[MoleculeRecord]:
     """Row groups wholly before `start` are never read (their sizes are in the file's footer)."""
     parquet = pq.ParquetFile(path)
-    column, id_name = _columns(parquet.schema_arrow.empty_table().to_pandas(), smiles_column, molblock_column,
+    column, id_name = table_columns(parquet.schema_arrow.empty_table().to_pandas(), smiles_column, molblock_column,
                                id_column, path)
     group, first = 0, 0
     while group < parquet.num_row_groups and first + parquet.metadata.row_group(group).num_rows <= start:
@@ -157,17 +140,6 @@ def _records(chunks: Iterator[pd.DataFrame], column: str, id_name: str | None, r
             row += 1
 
 
-def _columns(frame: pd.DataFrame, smiles_column, molblock_column, id_column, path) -> tuple[str, str | None]:
-    column = pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, path) if smiles_column is None else None
-    column = column or pick_column(frame, smiles_column, SMILES_COLUMNS, path)
-    if column is None:
-        raise ValueError(f"{path}: no SMILES or molblock column found (looked for "
-                         f"{SMILES_COLUMNS + MOLBLOCK_COLUMNS}); pass --smiles-column or --molblock-column")
-    if id_column is not None and id_column not in frame.columns:
-        raise ValueError(f"{path}: id column {id_column!r} not found")
-    return column, id_column or ("id" if "id" in frame.columns else None)
-
-
 def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column,
                         start: int = 0) -> Iterator[MoleculeRecord]:
     from datasets import load_from_disk
@@ -177,7 +149,7 @@ def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column,
         if "train" not in dataset:
             raise ValueError(f"{path}: a DatasetDict without a 'train' split; point at one split's directory")
         dataset = dataset["train"]
-    column, id_name = _columns(pd.DataFrame(columns=dataset.column_names), smiles_column, molblock_column,
+    column, id_name = table_columns(pd.DataFrame(columns=dataset.column_names), smiles_column, molblock_column,
                                id_column, path)
     rows = dataset.select_columns([c for c in (column, id_name) if c]).skip(start)  # memory-mapped: no reading
     for row, example in enumerate(rows.to_iterable_dataset(), start):

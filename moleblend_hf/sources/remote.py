@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
 from .._optional import import_optional
+from .records import MoleculeRecord, table_columns
 
 logger = logging.getLogger(__name__)
 
@@ -284,10 +285,8 @@ def read_remote_table(source: str) -> Any:
 def read_remote(url: str, smiles_column: str | None, molblock_column: str | None, id_column: str | None,
                 shard: int = 0, start: int = 0) -> Iterator:
     """The molecules of a URL, a Hub dataset or a registered dataset in row order, as `MoleculeRecord`s (see
-    `data.read_table`): those of shard `shard` (see `remote_shard_count`) from row `start` on."""
+    `files.read_table`): those of shard `shard` (see `remote_shard_count`) from row `start` on."""
     import pandas as pd
-
-    from .files import MoleculeRecord, _columns
 
     builder = _builder(url)
     # in memory: no network to retry (and an unregistered name is named at once)
@@ -296,7 +295,7 @@ def read_remote(url: str, smiles_column: str | None, molblock_column: str | None
     column, id_name = FIXED_COLUMNS.get(builder, (None, None))
     for row, example in enumerate(examples, start):
         if column is None:
-            column, id_name = _columns(pd.DataFrame(columns=list(example)), smiles_column, molblock_column,
+            column, id_name = table_columns(pd.DataFrame(columns=list(example)), smiles_column, molblock_column,
                                        id_column, url)
         value, identifier = example[column], example[id_name] if id_name else None
         yield MoleculeRecord(row, value if isinstance(value, str) else None,

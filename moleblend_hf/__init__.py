@@ -22,15 +22,17 @@ _EXPORTS = {
     "MoleBlendModel": "modeling", "MoleBlendPreTrainedModel": "modeling",
     "AtomsWithCoordinates": "processing", "MoleBlendCollator": "processing", "MoleBlendProcessor": "processing",
     "MoleculeError": "processing", "SkippedMolecule": "processing",
-    "DEFAULT_PRETRAINED": "checkpoints", "pipeline": "checkpoints", "resolve_model": "checkpoints",
+    "DEFAULT_PRETRAINED": "publishing.checkpoints", "pipeline": "inference.pipeline",
+    "resolve_model": "publishing.checkpoints",
 }
 
 if TYPE_CHECKING:
-    from .publishing.checkpoints import DEFAULT_PRETRAINED, pipeline, resolve_model
+    from .inference.pipeline import pipeline
     from .modeling import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendForPropertyPrediction, MoleBlendModel,
                            MoleBlendPreTrainedModel)
     from .processing import (AtomsWithCoordinates, MoleBlendCollator, MoleBlendProcessor, MoleculeError,
                              SkippedMolecule)
+    from .publishing.checkpoints import DEFAULT_PRETRAINED, resolve_model
 
 
 def __getattr__(name: str) -> Any:

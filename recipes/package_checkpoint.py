@@ -14,7 +14,7 @@ from pathlib import Path
 from moleblend_hf import MoleBlendForPreTraining, MoleBlendProcessor
 from moleblend_hf.publishing.remote_code import write_remote_code
 from moleblend_hf.publishing.checkpoints import DEFAULT_PRETRAINED, SHIPPED
-from moleblend_hf.publishing.push import write_model_card
+from moleblend_hf.publishing.card import write_model_card
 
 COMMAND = """moleblend corpus moses_200k.smi --output moses_conformers.parquet --max-molecules 24000 \\
     --exclude test_molecules.smi --num-workers 2

@@ -22,7 +22,7 @@ def main(argv: Sequence[str]) -> int:
 
         from ..publishing.conversion import ConversionError, convert_checkpoint
         from ..modeling import MoleBlendConfig
-        from ..publishing.push import write_model_card
+        from ..publishing.card import write_model_card
 
         MoleBlendConfig.check_overrides(arguments.config_overrides)
         try:

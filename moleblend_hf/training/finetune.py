@@ -337,7 +337,7 @@ def _write_figures(output: Path, curves: pd.DataFrame, metric: str, problem_type
 def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBlendProcessor,
                 run: RunDirectory) -> None:
     """Model, processor and card as one whole (`save_model_atomically`)."""
-    from ..publishing.push import write_model_card
+    from ..publishing.card import write_model_card
     base_model = args.model if args.model and resolve_model(args.model) == args.model and \
         not Path(args.model).exists() else None  # Hub ids only
 

@@ -526,7 +526,7 @@ class Pretrainer:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             model = accelerator.unwrap_model(self.model)
-            from ..publishing.push import write_model_card
+            from ..publishing.card import write_model_card
 
             def write(directory: Path) -> None:
                 model.save_pretrained(directory)

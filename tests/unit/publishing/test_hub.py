@@ -31,7 +31,8 @@ from moleblend_hf import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendFor
                           MoleBlendProcessor)
 from moleblend_hf.cli import main as cli_main
 from moleblend_hf.publishing.conversion import convert_state_dict
-from moleblend_hf.publishing.push import HubPushError, directory_metrics, load_metrics, push_to_hub
+from moleblend_hf.publishing.card import directory_metrics, load_metrics
+from moleblend_hf.publishing.push import HubPushError, push_to_hub
 
 from tests.fakes.hub_server import VALID_TOKEN, HubServer
 from tests.parity.official_reference import OfficialMolnetEncoder, randomize_

@@ -16,17 +16,16 @@ The output directory has an identity (`run.json`, see `run_directory.py`): a use
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import shutil
-import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from accelerate import Accelerator
@@ -44,14 +43,13 @@ from ..sources.fingerprints import fingerprint_sources, source_changes
 from ..sources.remote import HUB_PREFIX, HubSource, pin_revision
 from .plots import write_pretraining_curves
 from .run_directory import Run, RunDirectory, open_run, read_run, save_model_atomically
-from .training_state import CheckpointError, CheckpointWriteError, load_training_state, save_training_state, \
-    verify_checksums, \
-    write_checksums
+from .train_log import LOSS_NAMES, TrainLog
+from .training_state import (STATE_FILE, CheckpointError, CheckpointWriteError, load_training_state,
+                             run_checkpoints, save_training_state, verify_checksums, weights_checksum,
+                             write_checksums)
 from ..sources.streaming import Position, PretrainingStream, StreamSettings, next_position
 
 logger = logging.getLogger(__name__)
-LOSS_NAMES = ("loss", "relative_position_loss", "spd_loss", "path_loss", "denoise_loss")
-STATE_FILE = "trainer_state.json"
 
 
 def cosine_schedule(step: int, warmup: int, total: int, floor: float) -> float:
@@ -66,29 +64,6 @@ def cosine_schedule(step: int, warmup: int, total: int, floor: float) -> float:
 RESUMABLE_CHANGES = ("resume", "overwrite", "allow_changed_settings", "stop_after_steps", "progress", "push_to_hub",
                      "report_to", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "cpu",
                      "gradient_checkpointing", "log_level")
-
-
-def run_checkpoints(output_dir: Path, run_id: str | None = None) -> list[Path]:
-    """The complete checkpoints in `output_dir` (of run `run_id` only, when given), oldest first."""
-    found = []
-    for path in output_dir.glob("checkpoint-*"):
-        state = path / STATE_FILE
-        if state.exists() and (run_id is None or json.loads(state.read_text()).get("run_id") == run_id):
-            found.append(path)
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def latest_checkpoint(output_dir: Path, run_id: str | None = None) -> Path | None:
-    found = run_checkpoints(output_dir, run_id)
-    return found[-1] if found else None
-
-
-def weights_checksum(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 class Pretrainer:
@@ -354,13 +329,7 @@ class Pretrainer:
     def _train(self) -> dict:
         args, accelerator = self.args, self.accelerator
         if args.resume:
-            path = self._checkpoint_to_resume()
-            self.load_checkpoint(path)
-            if accelerator.is_main_process:  # the resume and any changed settings, now that they are accepted
-                self.run.save(self.output_dir)
-            if args.allow_changed_settings:
-                self._apply_optimizer_settings()
-            logger.info("resumed from %s at step %d", path, self.step)
+            self._resume()
         accelerator.init_trackers("moleblend-pretrain", config={k: str(v) for k, v in asdict(args).items()})
         rank = accelerator.process_index
         log_path = self.output_dir / ("train_log.jsonl" if rank == 0 else f"train_log_rank{rank}.jsonl")
@@ -370,84 +339,96 @@ class Pretrainer:
         batches = iter(self._loader())
         bar = tqdm(total=args.max_steps, initial=self.step, desc="pretraining", unit="step",
                    disable=not (args.progress and accelerator.is_main_process))
-        window: list[dict] = []  # the logged steps since the last progress report
-        pending: list[tuple[dict, torch.Tensor]] = []  # steps whose losses still sit on the device
-        started, molecules_since = time.perf_counter(), 0
-        non_blocking = accelerator.device.type == "cuda"  # the DataLoader pins memory there
-
-        def write_pending(log, rate: bool = False) -> None:
-            """Losses of the pending steps to the host in one transfer (no host sync per step), then to the log;
-            with `rate`, the last record gets the molecules/s since the last report (timed after that transfer,
-            which waits for the device)."""
-            if not pending:
-                return
-            values = torch.stack([losses for _, losses in pending]).tolist()
-            if rate:
-                elapsed = time.perf_counter() - started
-                pending[-1][0]["molecules_per_s"] = round(molecules_since * accelerator.num_processes /
-                                                          max(elapsed, 1e-9), 1)
-            for (record, _), step_values in zip(pending, values):
-                record.update({k: round(v, 6) for k, v in zip(LOSS_NAMES, step_values)})
-                log.write(json.dumps(record) + "\n")
-                window.append(record)
-            pending.clear()
-
+        train_log = TrainLog(accelerator.num_processes)
         self.model.train()
         with open(log_path, "a") as log, open(ids_path, "a") if args.log_molecule_ids else _Null() as ids_log:
             self._logs = {log_path.name: log, ids_path.name: ids_log}
             while self.step < stop_at:
-                losses = None
-                for _ in range(args.gradient_accumulation_steps):
-                    batch, meta = next(batches)
-                    self.positions[meta["worker"]] = next_position(meta)
-                    self.next_worker = (meta["worker"] + 1) % max(1, args.num_workers)
-                    self.skipped.update(meta["skipped"])
-                    self.molecules_seen += meta["molecules"]
-                    molecules_since += meta["molecules"]
-                    if args.log_molecule_ids:
-                        ids_log.write("\n".join(meta["ids"]) + "\n")
-                    batch = {k: v.to(accelerator.device, non_blocking=non_blocking) for k, v in batch.items()}
-                    with accelerator.accumulate(self.model):
-                        out = self.model(**batch)
-                        accelerator.backward(out.loss)
-                        if accelerator.sync_gradients and args.max_grad_norm:
-                            accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-                        self.optimizer.step()
-                        if accelerator.sync_gradients:
-                            self.scheduler.step()
-                        self.optimizer.zero_grad()
-                    step_losses = torch.stack([out[name].detach().float() for name in LOSS_NAMES])
-                    step_losses = step_losses / args.gradient_accumulation_steps
-                    losses = step_losses if losses is None else losses + step_losses
-                self.step += 1
-                pending.append(({"step": self.step, "lr": self.scheduler.get_last_lr()[0],
-                                 "molecules_seen": self.molecules_seen, "skipped": sum(self.skipped.values())},
-                                losses))
-                report = self.step % args.logging_steps == 0 or self.step == stop_at
-                if report or self.step % args.save_steps == 0:
-                    write_pending(log, rate=report)
-                if report:
-                    mean = {k: sum(w[k] for w in window) / len(window) for k in LOSS_NAMES}
-                    rate = window[-1]["molecules_per_s"]
-                    accelerator.log({**{f"train/{k}": v for k, v in mean.items()}, "train/molecules_per_s": rate,
-                                     "train/lr": window[-1]["lr"]}, step=self.step)
-                    bar.set_postfix(loss=f"{mean['loss']:.3f}", spd=f"{mean['spd_loss']:.3f}",
-                                    path=f"{mean['path_loss']:.3f}", pos=f"{mean['relative_position_loss']:.3f}",
-                                    noise=f"{mean['denoise_loss']:.3f}", mol_s=f"{rate:.0f}",
-                                    skipped=sum(self.skipped.values()))
-                    log.flush()
-                    window.clear()
-                    started, molecules_since = time.perf_counter(), 0
-                bar.update(1)
-                if args.eval_steps and self.step % args.eval_steps == 0 or self.step == args.max_steps:
-                    self._log_evaluation()
-                if self.step % args.save_steps == 0 or self.step == stop_at:
-                    self.save_checkpoint()
+                losses = self._optimizer_step(batches, ids_log, train_log)
+                self._after_step(losses, log, train_log, bar, stop_at)
         bar.close()
+        return self._finish()
+
+    def _resume(self) -> None:
+        """Load the checkpoint `--resume` names, once the run's settings are accepted."""
+        path = self._checkpoint_to_resume()
+        self.load_checkpoint(path)
+        if self.accelerator.is_main_process:  # the resume and any changed settings, now that they are accepted
+            self.run.save(self.output_dir)
+        if self.args.allow_changed_settings:
+            self._apply_optimizer_settings()
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    def _next_batch(self, batches: Iterator, ids_log: IO[str], train_log: TrainLog) -> dict[str, torch.Tensor]:
+        """The next batch, its data position and counts recorded (so that a checkpoint resumes after it)."""
+        batch, meta = next(batches)
+        self.positions[meta["worker"]] = next_position(meta)
+        self.next_worker = (meta["worker"] + 1) % max(1, self.args.num_workers)
+        self.skipped.update(meta["skipped"])
+        self.molecules_seen += meta["molecules"]
+        train_log.count(meta["molecules"])
+        if self.args.log_molecule_ids:
+            ids_log.write("\n".join(meta["ids"]) + "\n")
+        non_blocking = self.accelerator.device.type == "cuda"  # the DataLoader pins memory there
+        return {k: v.to(self.accelerator.device, non_blocking=non_blocking) for k, v in batch.items()}
+
+    def _optimizer_step(self, batches: Iterator, ids_log: IO[str], train_log: TrainLog) -> torch.Tensor:
+        """One optimizer step over `gradient_accumulation_steps` batches; their mean losses, still on the device."""
+        args, accelerator = self.args, self.accelerator
+        losses = None
+        for _ in range(args.gradient_accumulation_steps):
+            batch = self._next_batch(batches, ids_log, train_log)
+            with accelerator.accumulate(self.model):
+                out = self.model(**batch)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                self.optimizer.step()
+                if accelerator.sync_gradients:
+                    self.scheduler.step()
+                self.optimizer.zero_grad()
+            step_losses = torch.stack([out[name].detach().float() for name in LOSS_NAMES])
+            step_losses = step_losses / args.gradient_accumulation_steps
+            losses = step_losses if losses is None else losses + step_losses
+        return losses
+
+    def _after_step(self, losses: torch.Tensor, log: IO[str], train_log: TrainLog, bar: tqdm, stop_at: int) -> None:
+        """Count the step, then log, report, evaluate and checkpoint as their intervals say."""
+        args = self.args
+        self.step += 1
+        train_log.add({"step": self.step, "lr": self.scheduler.get_last_lr()[0],
+                       "molecules_seen": self.molecules_seen, "skipped": sum(self.skipped.values())}, losses)
+        report = self.step % args.logging_steps == 0 or self.step == stop_at
+        if report or self.step % args.save_steps == 0:
+            train_log.write_pending(log, rate=report)
+        if report:
+            self._report(train_log, bar)
+            log.flush()
+            train_log.restart()
+        bar.update(1)
+        if args.eval_steps and self.step % args.eval_steps == 0 or self.step == args.max_steps:
+            self._log_evaluation()
+        if self.step % args.save_steps == 0 or self.step == stop_at:
+            self.save_checkpoint()
+
+    def _report(self, train_log: TrainLog, bar: tqdm) -> None:
+        """The window's mean losses and rate to the trackers and the progress bar."""
+        mean = train_log.means()
+        rate = train_log.window[-1]["molecules_per_s"]
+        self.accelerator.log({**{f"train/{k}": v for k, v in mean.items()}, "train/molecules_per_s": rate,
+                              "train/lr": train_log.window[-1]["lr"]}, step=self.step)
+        bar.set_postfix(loss=f"{mean['loss']:.3f}", spd=f"{mean['spd_loss']:.3f}", path=f"{mean['path_loss']:.3f}",
+                        pos=f"{mean['relative_position_loss']:.3f}", noise=f"{mean['denoise_loss']:.3f}",
+                        mol_s=f"{rate:.0f}", skipped=sum(self.skipped.values()))
+
+    def _finish(self) -> dict:
+        """This rank's summary (written beside the logs); once every step is done, the final model, then the summary
+        and the run marked finished."""
+        args, accelerator = self.args, self.accelerator
         summary = {"step": self.step, "max_steps": args.max_steps, "molecules_seen": self.molecules_seen,
                    "skipped": dict(self.skipped), "finished": False,
                    "weights_sha256": weights_checksum(accelerator.unwrap_model(self.model))}
-        summary_path = self.output_dir / f"summary_rank{rank}.json"
+        summary_path = self.output_dir / f"summary_rank{accelerator.process_index}.json"
         summary_path.write_text(json.dumps(summary, indent=2))
         if self.step >= args.max_steps:  # finished only once the final model is in place
             self.save_final()

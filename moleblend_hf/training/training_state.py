@@ -30,6 +30,8 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 CHECKSUM_FILE = "checksums.json"
+#: the job's own state in a checkpoint directory (step, data positions, run id); its presence marks it complete
+STATE_FILE = "trainer_state.json"
 MODEL_FILE = "model.safetensors"
 
 
@@ -166,3 +168,23 @@ def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torc
     if scaler is not None and (directory / "scaler.json").exists():
         scaler.load_state_dict(json.loads((directory / "scaler.json").read_text()))
     _load_rng(directory, rank)
+
+
+def run_checkpoints(output_dir: Path, run_id: str | None = None) -> list[Path]:
+    """The complete checkpoints in `output_dir` (of run `run_id` only, when given), oldest first."""
+    found = []
+    for path in output_dir.glob("checkpoint-*"):
+        state = path / STATE_FILE
+        if state.exists() and (run_id is None or json.loads(state.read_text()).get("run_id") == run_id):
+            found.append(path)
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def weights_checksum(model: torch.nn.Module) -> str:
+    """sha256 of the weights in name order: a run summary's fingerprint of the model (a resumed run must match
+    an uninterrupted one)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -123,89 +123,42 @@ class MoleBlendConfig(PreTrainedConfig):
         descriptor_names: list[str] | None = None,
         **kwargs,
     ):
-        _check_ranges(locals())
-        if hidden_size % num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads ({num_attention_heads})"
-            )
-        if not (use_2d_relations or use_3d_relations):
+        values = {name: value for name, value in locals().items() if name not in ("self", "kwargs", "__class__")}
+        _check_ranges(values)
+        self._check_consistency(values)
+        # fields in signature order; sequences normalized so a saved config round-trips to an equal one
+        for name, value in values.items():
+            setattr(self, name, _NORMALIZE.get(name, _same)(value))
+        super().__init__(**kwargs)
+
+    @staticmethod
+    def _check_consistency(values: dict[str, Any]) -> None:
+        """The fields that constrain each other, and the choices among names (after `_check_ranges`)."""
+        if values["hidden_size"] % values["num_attention_heads"] != 0:
+            raise ValueError(f"hidden_size ({values['hidden_size']}) must be a multiple of num_attention_heads "
+                             f"({values['num_attention_heads']})")
+        if not (values["use_2d_relations"] or values["use_3d_relations"]):
             raise ValueError("At least one of use_2d_relations and use_3d_relations must be True")
-        if unreachable_distance + 1 >= num_spatial:
-            raise ValueError(
-                f"num_spatial ({num_spatial}) must exceed unreachable_distance + 1 ({unreachable_distance + 1})"
-            )
-        if max_path_hops < 1:
-            raise ValueError(f"max_path_hops must be >= 1, got {max_path_hops}")
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
-        self.hidden_act = hidden_act
-        self.hidden_dropout_prob = hidden_dropout_prob
-        self.attention_probs_dropout_prob = attention_probs_dropout_prob
-        self.activation_dropout = activation_dropout
-        self.drop_path_rate = drop_path_rate
-        if drop_path_granularity not in ("molecule", "position"):
-            raise ValueError(f"drop_path_granularity must be 'molecule' or 'position', got {drop_path_granularity!r}")
-        self.drop_path_granularity = drop_path_granularity
-        self.layer_norm_eps = layer_norm_eps
-        self.initializer_range = initializer_range
-        self.num_atom_features = num_atom_features
-        self.atom_feature_vocab_size = atom_feature_vocab_size
-        self.num_bond_features = num_bond_features
-        self.bond_feature_vocab_size = bond_feature_vocab_size
-        self.num_degrees = num_degrees
-        self.num_spatial = num_spatial
-        self.unreachable_distance = unreachable_distance
-        self.max_path_hops = max_path_hops
-        self.num_gaussian_kernels = num_gaussian_kernels
-        self.num_atom_types = num_atom_types
-        self.atom_3d_feature_scale = atom_3d_feature_scale
-        self.max_atoms = max_atoms
-        self.use_2d_relations = use_2d_relations
-        self.use_3d_relations = use_3d_relations
-        if blend_mask_mode not in BLEND_MASK_MODES:
-            raise ValueError(f"blend_mask_mode must be one of {BLEND_MASK_MODES}, got {blend_mask_mode!r}")
-        if pair_head_implementation not in ("bilinear", "outer_product"):
+        if values["unreachable_distance"] + 1 >= values["num_spatial"]:
+            raise ValueError(f"num_spatial ({values['num_spatial']}) must exceed unreachable_distance + 1 "
+                             f"({values['unreachable_distance'] + 1})")
+        if values["max_path_hops"] < 1:
+            raise ValueError(f"max_path_hops must be >= 1, got {values['max_path_hops']}")
+        if values["drop_path_granularity"] not in ("molecule", "position"):
+            raise ValueError(f"drop_path_granularity must be 'molecule' or 'position', got "
+                             f"{values['drop_path_granularity']!r}")
+        if values["blend_mask_mode"] not in BLEND_MASK_MODES:
+            raise ValueError(f"blend_mask_mode must be one of {BLEND_MASK_MODES}, got {values['blend_mask_mode']!r}")
+        if values["pair_head_implementation"] not in ("bilinear", "outer_product"):
             raise ValueError(f"pair_head_implementation must be 'bilinear' or 'outer_product', "
-                             f"got {pair_head_implementation!r}")
-        for name, probabilities, size in (("blend_probabilities", blend_probabilities, 3),
-                                          ("atom_blend_probabilities", atom_blend_probabilities, 2)):
+                             f"got {values['pair_head_implementation']!r}")
+        for name, size in (("blend_probabilities", 3), ("atom_blend_probabilities", 2)):
+            probabilities = values[name]
             if len(probabilities) != size or min(probabilities) < 0 or abs(sum(probabilities) - 1) > 1e-6:
                 raise ValueError(f"{name} must be {size} non-negative numbers summing to 1, got {probabilities}")
-        if spd_num_classes < 2:
-            raise ValueError(f"spd_num_classes must be >= 2, got {spd_num_classes}")
-        self.noise_std = noise_std
-        self.blend_probabilities = [float(p) for p in blend_probabilities]
-        self.blend_relations = bool(blend_relations)
-        self.blend_mask_mode = blend_mask_mode
-        self.atom_blend_probabilities = [float(p) for p in atom_blend_probabilities]
-        self.pair_head_rank = pair_head_rank
-        self.pair_head_implementation = pair_head_implementation
-        self.spd_num_classes = spd_num_classes
-        self.relative_position_hidden_size = relative_position_hidden_size
-        self.denoise_per_axis_projection = denoise_per_axis_projection
-        self.denoise_attention_dropout = denoise_attention_dropout
-        self.relative_position_loss_weight = relative_position_loss_weight
-        self.spd_loss_weight = spd_loss_weight
-        self.path_loss_weight = path_loss_weight
-        self.denoise_loss_weight = denoise_loss_weight
-        self.bond_feature_dims = [int(d) for d in bond_feature_dims]
-        if classifier_pooling not in CLASSIFIER_POOLINGS:
-            raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {classifier_pooling!r}")
-        if isinstance(classifier_num_layers, bool) or not isinstance(classifier_num_layers, int) \
-                or classifier_num_layers < 1:
-            raise ValueError(f"classifier_num_layers must be a positive integer, got {classifier_num_layers!r}")
-        if isinstance(molecule_feature_size, bool) or not isinstance(molecule_feature_size, int) \
-                or molecule_feature_size < 0 or bool(molecule_feature_size) != bool(molecule_features):
-            raise ValueError(f"molecule_feature_size ({molecule_feature_size!r}) must be a positive integer exactly "
-                             f"when molecule_features ({list(molecule_features)}) are given")
-        self.classifier_pooling = classifier_pooling
-        self.classifier_num_layers = classifier_num_layers
-        self.molecule_features = list(molecule_features)
-        self.molecule_feature_size = molecule_feature_size
-        self.descriptor_names = list(descriptor_names) if descriptor_names is not None else None
-        super().__init__(**kwargs)
+        if values["spd_num_classes"] < 2:
+            raise ValueError(f"spd_num_classes must be >= 2, got {values['spd_num_classes']}")
+        _check_head(values)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "MoleBlendConfig":
@@ -236,6 +189,36 @@ class MoleBlendConfig(PreTrainedConfig):
                     type(expected), f"a {type(expected).__name__}")
                 raise ValueError(f"config field {name!r} takes {wanted}, got {value!r}")
         return overrides
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: fields stored in a canonical type (JSON gives lists; Python callers may give tuples or ints)
+_NORMALIZE = {
+    "blend_probabilities": lambda value: [float(p) for p in value],
+    "blend_relations": bool,
+    "atom_blend_probabilities": lambda value: [float(p) for p in value],
+    "bond_feature_dims": lambda value: [int(d) for d in value],
+    "molecule_features": list,
+    "descriptor_names": lambda value: list(value) if value is not None else None,
+}
+
+
+def _check_head(values: dict[str, Any]) -> None:
+    """The property head's pooling, depth and molecule features."""
+    classifier_pooling, classifier_num_layers = values["classifier_pooling"], values["classifier_num_layers"]
+    molecule_features, molecule_feature_size = values["molecule_features"], values["molecule_feature_size"]
+    if classifier_pooling not in CLASSIFIER_POOLINGS:
+        raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {classifier_pooling!r}")
+    if isinstance(classifier_num_layers, bool) or not isinstance(classifier_num_layers, int) \
+            or classifier_num_layers < 1:
+        raise ValueError(f"classifier_num_layers must be a positive integer, got {classifier_num_layers!r}")
+    if isinstance(molecule_feature_size, bool) or not isinstance(molecule_feature_size, int) \
+            or molecule_feature_size < 0 or bool(molecule_feature_size) != bool(molecule_features):
+        raise ValueError(f"molecule_feature_size ({molecule_feature_size!r}) must be a positive integer exactly "
+                         f"when molecule_features ({list(molecule_features)}) are given")
 
 
 def _check_ranges(arguments: dict[str, Any]) -> None:

@@ -107,7 +107,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_no_temporary_directory
         raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
                               '"No space left on device" })')
 
-    monkeypatch.setattr("moleblend_hf.training.pretrain.save_training_state", full_disk)
+    monkeypatch.setattr("moleblend_hf.training.pretrain_checkpoints.save_training_state", full_disk)
     assert main(["pretrain", str(corpus), "--output-dir", str(out), "--max-steps", "4", "--save-steps", "2",
                  *SMALL]) == 1
     err = capsys.readouterr().err.strip()

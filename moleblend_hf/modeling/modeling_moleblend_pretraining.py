@@ -248,6 +248,44 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         atom_choice = (atom_uniform >= config.atom_blend_probabilities[0]).long() * relations.has_3d[:, None]
         return pair_choice, atom_choice
 
+    def _blend(self, relations: MoleBlendRelations, noisy_atoms: torch.Tensor, generator: torch.Generator | None
+               ) -> tuple:
+        """(pair choice, atom choice, pair bias, atom extras, atoms to denoise): each pair sees the relation it drew,
+        each atom its degree or its 3D feature; without blending, every relation is summed."""
+        if self.config.blend_relations:
+            pair_choice, atom_choice = self.sample_blend_masks(relations, generator)
+            pair_bias = relations.spd_bias * (pair_choice == SPD).unsqueeze(1) + \
+                relations.path_bias * (pair_choice == PATH).unsqueeze(1)
+            atom_extra = relations.degree_embedding * (atom_choice == 0).unsqueeze(-1)
+            if relations.bias_3d is not None:
+                pair_bias = pair_bias + relations.bias_3d * (pair_choice == SPATIAL).unsqueeze(1)
+                atom_extra = atom_extra + relations.atom_3d_feature.to(atom_extra.dtype) * (atom_choice == 1).unsqueeze(-1)
+            denoised_atoms = noisy_atoms & (atom_choice == 1)
+        else:  # the paper's ablation: every relation summed into the bias, as at inference; same heads and losses
+            pair_choice = atom_choice = None
+            pair_bias, atom_extra = sum_relations(relations)
+            denoised_atoms = noisy_atoms
+        return pair_choice, atom_choice, pair_bias, atom_extra, denoised_atoms
+
+    def _relation_losses(self, atoms: torch.Tensor, shortest_path: torch.Tensor, path_bonds: torch.Tensor,
+                         clean: torch.Tensor, relations: MoleBlendRelations, has_3d: torch.Tensor) -> tuple:
+        """(shortest-path, path-bond, relative-position) losses of the pair heads, predicted back from the atoms."""
+        pair_mask = relations.pair_mask
+        spd_loss = _cross_entropy_or_zero(
+            self.spd_head(atoms),
+            spd_targets(shortest_path, pair_mask, self.config.spd_num_classes, self.config.unreachable_distance),
+        )
+        batch, n = atoms.shape[:2]
+        path_logits = self.path_head(atoms).view(batch, n, n, self.config.max_path_hops, self.num_bond_classes)
+        path_target = path_targets(path_bonds[:, :, :, : self.config.max_path_hops], self.config.bond_feature_dims)
+        path_target = torch.where(pair_mask.unsqueeze(-1), path_target, IGNORE)
+        path_loss = _cross_entropy_or_zero(path_logits, path_target)
+
+        relative, pair_3d = relative_position_targets(clean, pair_mask, has_3d)
+        relative_loss = cosine_loss(self.relative_position_head(atoms), relative, pair_3d, per_molecule=True)
+
+        return spd_loss, path_loss, relative_loss
+
     # ------------------------------------------------------------------------------------------------ forward
     @capture_outputs
     def forward(
@@ -283,36 +321,15 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
 
         relations = encoder.compute_relations(atom_features, attention_mask, degree, shortest_path, path_bonds,
                                               clean + noise, has_3d)
-        if config.blend_relations:
-            pair_choice, atom_choice = self.sample_blend_masks(relations, generator)
-            pair_bias = relations.spd_bias * (pair_choice == SPD).unsqueeze(1) + \
-                relations.path_bias * (pair_choice == PATH).unsqueeze(1)
-            atom_extra = relations.degree_embedding * (atom_choice == 0).unsqueeze(-1)
-            if relations.bias_3d is not None:
-                pair_bias = pair_bias + relations.bias_3d * (pair_choice == SPATIAL).unsqueeze(1)
-                atom_extra = atom_extra + relations.atom_3d_feature.to(atom_extra.dtype) * (atom_choice == 1).unsqueeze(-1)
-            denoised_atoms = noisy_atoms & (atom_choice == 1)
-        else:  # the paper's ablation: every relation summed into the bias, as at inference; same heads and losses
-            pair_choice = atom_choice = None
-            pair_bias, atom_extra = sum_relations(relations)
-            denoised_atoms = noisy_atoms
+        pair_choice, atom_choice, pair_bias, atom_extra, denoised_atoms = self._blend(relations, noisy_atoms,
+                                                                                      generator)
         tokens, bias = encoder.assemble_inputs(relations, pair_bias, atom_extra)
         hidden = encoder.run_layers(tokens, bias, token_mask(relations.atom_mask), **kwargs)
         atoms = hidden[:, 1:]
 
-        pair_mask = relations.pair_mask
-        spd_loss = _cross_entropy_or_zero(
-            self.spd_head(atoms),
-            spd_targets(shortest_path, pair_mask, config.spd_num_classes, config.unreachable_distance),
-        )
+        spd_loss, path_loss, relative_loss = self._relation_losses(atoms, shortest_path, path_bonds, clean, relations,
+                                                                   has_3d)
         batch, n = atom_mask.shape
-        path_logits = self.path_head(atoms).view(batch, n, n, config.max_path_hops, self.num_bond_classes)
-        path_target = path_targets(path_bonds[:, :, :, : config.max_path_hops], config.bond_feature_dims)
-        path_target = torch.where(pair_mask.unsqueeze(-1), path_target, IGNORE)
-        path_loss = _cross_entropy_or_zero(path_logits, path_target)
-
-        relative, pair_3d = relative_position_targets(clean, pair_mask, has_3d)
-        relative_loss = cosine_loss(self.relative_position_head(atoms), relative, pair_3d, per_molecule=True)
 
         if relations.unit_direction is not None:
             prediction = self.denoise_head(atoms, bias[:, :, 1:, 1:], relations.unit_direction)

@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 from ..modeling import MoleBlendConfig, MoleBlendModel
 from ..processing import MoleBlendProcessor, MoleculeError
 from ..arguments import BUNDLED_QM9, EmbedArguments
+from ..publishing.checkpoints import load_model, load_processor, resolve_model
 from ..sources.files import MoleculeRecord, read_table
+from ..training.run_directory import open_run, read_run
 from .speed import apply_inference_options, atom_padding_multiple, inference_autocast
 
 logger = logging.getLogger(__name__)
@@ -52,8 +54,6 @@ def load_model_and_processor(
         processor = MoleBlendProcessor.from_config(model.config)
     else:
         from transformers import AutoModel
-
-        from ..publishing.checkpoints import load_model, load_processor, resolve_model
 
         model = load_model(AutoModel, model_path)
         processor = load_processor(MoleBlendProcessor, resolve_model(model_path), model.config)
@@ -180,8 +180,6 @@ def embed(args: EmbedArguments) -> EmbedSummary:
     time, model, chunk size, per-atom, processor settings). A rerun with the same settings resumes at the first
     missing part; different settings are refused (`--overwrite` replaces the embeddings), and a non-empty
     directory that is not an embed output is never written into."""
-    from ..training.run_directory import open_run, read_run
-
     source = Path(args.input or BUNDLED_QM9)
     if not source.exists():
         raise FileNotFoundError(f"{source} not found")

@@ -26,6 +26,9 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from ..modeling import MoleBlendConfig
 from ..processing import MoleBlendProcessor
 from .card import CARD_FILE, PROCESSOR_FILE, card_for_directory
+# the model card's names, importable from here as before the card moved to card.py
+from .card import (DEFAULT_TAGS, METRICS_FILE, build_model_card, count_parameters, directory_metrics,  # noqa: F401
+                   load_metrics, write_model_card)
 from .remote_code import needed_modules, remote_code_files
 
 logger = logging.getLogger(__name__)

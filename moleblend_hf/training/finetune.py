@@ -37,7 +37,9 @@ from ..arguments import FinetuneArguments
 from ..inference.calibration import apply_calibration, calibration_metrics, fit_calibration, probabilities
 from ..modeling import MoleBlendConfig
 from ..processing import MoleBlendCollator, MoleBlendProcessor
+from ..publishing.card import write_model_card
 from ..publishing.checkpoints import CALIBRATION_FILE, ENSEMBLE_FILE, resolve_model
+from ..publishing.push import push_directory
 from ..sources.files import MOLBLOCK_COLUMNS, canonical_smiles, read_labeled_table
 from ..sources.remote import pin_revision, register_dataset
 from ..sources.splits import SPLIT_NAMES, duplicate_groups, make_split
@@ -270,7 +272,6 @@ def _write_figures(output: Path, curves: pd.DataFrame, metric: str, problem_type
 def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBlendProcessor,
                 run: RunDirectory) -> None:
     """Model, processor and card as one whole (`save_model_atomically`)."""
-    from ..publishing.card import write_model_card
     base_model = args.model if args.model and resolve_model(args.model) == args.model and \
         not Path(args.model).exists() else None  # Hub ids only
 
@@ -281,8 +282,6 @@ def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBle
 
     save_model_atomically(run, output, write)
     if args.push_to_hub:
-        from ..publishing.push import push_directory
-
         push_directory(output, args.push_to_hub)
 
 

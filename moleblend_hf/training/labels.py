@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
 #: String values read as the positive class of a two-valued label column (compared case-insensitively).
 POSITIVE_NAMES = ("1", "active", "yes", "true", "positive", "pos", "+", "bbb+", "toxic", "inhibitor", "binder")
 

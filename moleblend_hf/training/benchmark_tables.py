@@ -309,7 +309,7 @@ def _write_results(output: Path, runs: list[dict], overlap: dict, args: Benchmar
                    pretraining: dict | None = None) -> dict:
     summary = {**_summarize(runs, overlap, args, tasks), "pretraining_runs": pretraining or {}}
     (output / "results.json").write_text(json.dumps({"runs": runs, **summary}, indent=2, default=str))
-    (output / "results.md").write_text(_markdown(summary))
+    (output / "results.md").write_text(results_markdown(summary))
     _plot(summary, output / "results.png")
     return summary
 
@@ -390,7 +390,9 @@ def _exclusion_notes(summary: dict) -> list[str]:
     return ["Pretraining runs' own records:", *notes, ""] if notes else []
 
 
-def _markdown(summary: dict) -> str:
+def results_markdown(summary: dict) -> str:
+    """`results.md`: the table (mean ± std per column, mean rank, median wall time), the pretraining runs' exclusion
+    records, the budget and the subsampling, from a benchmark summary (`results.json` as stored)."""
     names = summary["columns"]
     lines = ["| task | metric (test) | " + " | ".join(HEADERS.get(n, n) for n in names)
              + " | test molecules not excluded from pretraining |",

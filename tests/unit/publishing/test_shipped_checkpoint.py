@@ -72,6 +72,33 @@ def test_the_card_agrees_with_the_config():
     assert "| bbbp |" in card  # measured downstream results
 
 
+def test_the_card_is_generated_from_the_stored_results():
+    from recipes.package_checkpoint import shipped_card
+
+    assert (DIRECTORY / "README.md").read_text() == shipped_card(), \
+        "the card differs from its generation: python -m recipes.package_checkpoint"
+
+
+def test_the_cards_table_equals_results_json():
+    from recipes.package_checkpoint import BENCHMARK
+
+    stored = json.loads(BENCHMARK.read_text())
+    lines = (DIRECTORY / "README.md").read_text().splitlines()
+    columns = stored["columns"]
+
+    def cells(label: str) -> list[str]:
+        line = next(line for line in lines if line.startswith(f"| {label} |"))
+        return [cell.strip() for cell in line.strip("|").split("|")][2:2 + len(columns)]
+
+    assert len(stored["table"]) >= 10
+    for task, row in stored["table"].items():
+        for column, cell in zip(columns, cells(task), strict=True):
+            value = row[column]
+            assert cell == "—" if value is None else cell.startswith(f"{value['mean']:.3f} ± {value['std']:.3f}"), \
+                (task, column, cell)
+    assert cells("**mean rank** (1 = best)") == [f"{stored['mean_rank'][c]:.2f}" for c in columns]
+
+
 def test_a_few_finetuning_steps_from_the_short_name(tmp_path, esol):
     data = tmp_path / "esol.csv"
     esol.head(80).to_csv(data, index=False)

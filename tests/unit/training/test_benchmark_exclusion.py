@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from moleblend_hf.training.benchmark_tables import _markdown, pretraining_exclusion
+from moleblend_hf.training.benchmark_tables import pretraining_exclusion, results_markdown
 from moleblend_hf.training.run_directory import MARKER_FILE, MARKER_FORMAT, MARKER_VERSION
 
 TESTS = {"esol": {"CCO", "c1ccccc1"}, "bbbp": {"CCN"}}
@@ -60,10 +60,10 @@ def test_results_markdown_reports_the_check_and_the_streams_counters(tmp_path):
                "table": {task: {"metric": "rmse", "unit": "", "test_overlap_with_pretraining": 0,
                                 "scratch": {"mean": 1.0, "std": 0.0, "n": 1},
                                 "pretrained": {"mean": 1.0, "std": 0.0, "n": 1}} for task in TESTS}}
-    markdown = _markdown(summary)
+    markdown = results_markdown(summary)
     assert "test molecules not excluded from pretraining" in markdown
     assert "| esol | rmse | 1.000 ± 0.000 | 1.000 ± 0.000 | 1 |" in markdown  # benzene was not excluded
     assert "| bbbp | rmse | 1.000 ± 0.000 | 1.000 ± 0.000 | 1 |" in markdown
     assert "dropped 2 as excluded" in markdown and "drew 10 molecules" in markdown
     summary["pretraining_runs"] = {"pretrained": None}
-    assert "| esol | rmse | 1.000 ± 0.000 | 1.000 ± 0.000 | not checked |" in _markdown(summary)
+    assert "| esol | rmse | 1.000 ± 0.000 | 1.000 ± 0.000 | not checked |" in results_markdown(summary)

@@ -129,18 +129,29 @@ def _step(name: str, batches: list[str]) -> dict:
     return cells
 
 
-RESULT_COLUMNS = {"from scratch": "scratch", "pretrained": "pretrained", "no blending": "no_blending",
+RESULT_COLUMNS = {"from scratch": "scratch", "pretrained": "pretrained", "pretrained + descriptors": "pretrained+features",
+                  "no blending": "no_blending", "chemprop 2": "chemprop",
                   "random forest (Morgan r=2, 2048)": "random_forest"}
 RESULT_TASKS = ["bbbp", "bace", "clintox", "hiv", "esol", "freesolv", "lipo", "qm9_gap", "qm9_homo", "qm9_lumo"]
 
 
 def results_table(name: str) -> dict:
-    """The downstream table of `moleblend benchmark`: mean ± std per task and column, then the mean ranks."""
-    cells = {}
+    """The downstream table of `moleblend benchmark`: mean ± std per task and column (and the number of seeds where
+    fewer than the budget's finished), then the mean ranks and the median wall time per run where stored. A column
+    the file does not hold and a cell without runs ("—") have no mapping."""
+    stored, cells = _read(name), {}
+    seeds = len(stored["budget"]["seeds"])
     for header, key in RESULT_COLUMNS.items():
+        if key not in stored["columns"]:
+            continue
         for task in RESULT_TASKS:
-            cells[(task, header)] = [J(name, "table", task, key, "mean"), J(name, "table", task, key, "std")]
+            value = stored["table"][task].get(key)
+            if isinstance(value, dict):
+                cells[(task, header)] = [J(name, "table", task, key, "mean"), J(name, "table", task, key, "std")] + (
+                    [J(name, "table", task, key, "n")] if value["n"] < seeds else [])
         cells[("mean rank (1 = best)", header)] = [J(name, "mean_rank", key)]
+        if (stored.get("median_wall_time_s") or {}).get(key) is not None:
+            cells[("median wall time per run (s)", header)] = [J(name, "median_wall_time_s", key)]
     return cells
 
 

@@ -17,11 +17,16 @@ def run(smiles, batch_size):
     items = []
     for s in smiles:
         graph = smiles2graph(s)
-        item = {"edge_index": graph["edge_index"], "edge_attr": graph["edge_feat"], "node_feat": graph["node_feat"],
-                "num_nodes": graph["num_nodes"], "labels": [0.0]}
+        item = {
+            "edge_index": graph["edge_index"],
+            "edge_attr": graph["edge_feat"],
+            "node_feat": graph["node_feat"],
+            "num_nodes": graph["num_nodes"],
+            "labels": [0.0],
+        }
         items.append(preprocess_item(item))
     for begin in range(0, len(items), batch_size):
-        collator(items[begin: begin + batch_size])
+        collator(items[begin : begin + batch_size])
     return time.perf_counter() - start
 
 

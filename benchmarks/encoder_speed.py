@@ -55,11 +55,17 @@ DATA = HERE.parent / "tests" / "data" / "moses_200_conformers.parquet"
 
 
 def _models(preset: str) -> tuple[OfficialMolnetEncoder, MoleBlendModel]:
-    config = MoleBlendConfig.from_preset(preset, attention_probs_dropout_prob=0.0, activation_dropout=0.0,
-                                         drop_path_rate=0.0)
-    official = OfficialMolnetEncoder(dim=config.hidden_size, layers=config.num_hidden_layers,
-                                     heads=config.num_attention_heads, ffn=config.intermediate_size,
-                                     kernels=config.num_gaussian_kernels, hops=config.max_path_hops)
+    config = MoleBlendConfig.from_preset(
+        preset, attention_probs_dropout_prob=0.0, activation_dropout=0.0, drop_path_rate=0.0
+    )
+    official = OfficialMolnetEncoder(
+        dim=config.hidden_size,
+        layers=config.num_hidden_layers,
+        heads=config.num_attention_heads,
+        ffn=config.intermediate_size,
+        kernels=config.num_gaussian_kernels,
+        hops=config.max_path_hops,
+    )
     randomize_(official, seed=0)
     state = {f"encoder.molecule_encoder.{k}": v for k, v in official.state_dict().items()}
     converted, _ = convert_state_dict(state, config)
@@ -99,10 +105,15 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast for both")
     parser.add_argument("--cuda-graphs", action="store_true", help="inference through CUDA graphs too (CUDA)")
     parser.add_argument("--compile", action="store_true", help="forward + backward through torch.compile too")
-    parser.add_argument("--pad-to-multiple-of", type=int, default=None,
-                        help="pad every batch's atoms to a multiple (e.g. 8: one shape for all, for --compile)")
-    parser.add_argument("--output", default=None, help="the JSON file (default: "
-                                                       "benchmarks/results/encoder_speed_<device>[_bf16].json)")
+    parser.add_argument(
+        "--pad-to-multiple-of",
+        type=int,
+        default=None,
+        help="pad every batch's atoms to a multiple (e.g. 8: one shape for all, for --compile)",
+    )
+    parser.add_argument(
+        "--output", default=None, help="the JSON file (default: benchmarks/results/encoder_speed_<device>[_bf16].json)"
+    )
     args = parser.parse_args()
     if args.cuda_graphs and not args.device.startswith("cuda"):
         parser.error("--cuda-graphs needs --device cuda")
@@ -113,10 +124,17 @@ def main() -> None:
 
     processor = MoleBlendProcessor()
     features = [processor.featurize(block) for block in pd.read_parquet(DATA)["molblock"]]
-    batches = [processor.pad(features[i: i + args.batch_size], pad_to_multiple_of=args.pad_to_multiple_of)
-               for i in range(0, len(features) - args.batch_size + 1, args.batch_size)]
-    official_batches = [{k: v.to(args.device) if torch.is_tensor(v) else v
-                         for k, v in OfficialMolnetEncoder.official_batch(dict(b)).items()} for b in batches]
+    batches = [
+        processor.pad(features[i : i + args.batch_size], pad_to_multiple_of=args.pad_to_multiple_of)
+        for i in range(0, len(features) - args.batch_size + 1, args.batch_size)
+    ]
+    official_batches = [
+        {
+            k: v.to(args.device) if torch.is_tensor(v) else v
+            for k, v in OfficialMolnetEncoder.official_batch(dict(b)).items()
+        }
+        for b in batches
+    ]
     batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]
     official, ours = (model.to(args.device) for model in _models(args.preset))
     # dynamic int8 kernels are fp32 CPU kernels
@@ -148,28 +166,34 @@ def main() -> None:
             model(inputs) if official_layout else model(**inputs)
 
     measures = {
-        "forward_backward": {"official": lambda b, o: forward_backward(official, o, True),
-                             "ours": lambda b, o: forward_backward(ours, b, False),
-                             "ours_eager_attention": lambda b, o: forward_backward(eager, b, False)},
-        "inference": {"official": lambda b, o: inference(official, o, True),
-                      "ours": lambda b, o: inference(ours, b, False),
-                      "ours_eager_attention": lambda b, o: inference(eager, b, False),
-                      "ours_int8": lambda b, o: inference(int8, b, False)},
+        "forward_backward": {
+            "official": lambda b, o: forward_backward(official, o, True),
+            "ours": lambda b, o: forward_backward(ours, b, False),
+            "ours_eager_attention": lambda b, o: forward_backward(eager, b, False),
+        },
+        "inference": {
+            "official": lambda b, o: inference(official, o, True),
+            "ours": lambda b, o: inference(ours, b, False),
+            "ours_eager_attention": lambda b, o: inference(eager, b, False),
+            "ours_int8": lambda b, o: inference(int8, b, False),
+        },
     }
     if int8 is None:
         del measures["inference"]["ours_int8"]
     if args.cuda_graphs:
-        graphed = {"ours_cuda_graphs": CUDAGraphInference(ours),
-                   "official_cuda_graphs": CUDAGraphInference(_KeywordInputs(official))}
+        graphed = {
+            "ours_cuda_graphs": CUDAGraphInference(ours),
+            "official_cuda_graphs": CUDAGraphInference(_KeywordInputs(official)),
+        }
         measures["inference"]["ours_cuda_graphs"] = lambda b, o: inference(graphed["ours_cuda_graphs"], b, False)
-        measures["inference"]["official_cuda_graphs"] = lambda b, o: inference(graphed["official_cuda_graphs"], o,
-                                                                               False)
+        measures["inference"]["official_cuda_graphs"] = lambda b, o: inference(
+            graphed["official_cuda_graphs"], o, False
+        )
     if args.compile:
         # static shapes (give --pad-to-multiple-of 8 for one shape: one compilation each)
         compiled = {"ours": torch.compile(ours), "official": torch.compile(official)}
         measures["forward_backward"]["ours_compiled"] = lambda b, o: forward_backward(compiled["ours"], b, False)
-        measures["forward_backward"]["official_compiled"] = lambda b, o: forward_backward(compiled["official"], o,
-                                                                                          True)
+        measures["forward_backward"]["official_compiled"] = lambda b, o: forward_backward(compiled["official"], o, True)
     molecules = sum(int(b["attention_mask"].shape[0]) for b in batches)
     results: dict = {}
     for name, variants in measures.items():
@@ -188,19 +212,31 @@ def main() -> None:
             "warmup_seconds": warmup,
         }
     report = {
-        "preset": args.preset, "batch_size": args.batch_size, "batches": len(batches), "runs": args.runs,
+        "preset": args.preset,
+        "batch_size": args.batch_size,
+        "batches": len(batches),
+        "runs": args.runs,
         "padded_atoms": [int(b["attention_mask"].shape[1]) for b in batches],
         "pad_to_multiple_of": args.pad_to_multiple_of,
-        "mean_atoms": round(sum(f["num_atoms"] for f in features[: molecules]) / molecules, 2),
+        "mean_atoms": round(sum(f["num_atoms"] for f in features[:molecules]) / molecules, 2),
         "max_abs_difference_vs_official": deviation,
-        "device": args.device, "dtype": args.dtype,
-        "int8_accuracy": None if int8 is None else {"max_abs_deviation": float((fp32 - quantized).abs().max()),
-                          "mean_abs_deviation": float((fp32 - quantized).abs().mean()),
-                          "embedding_scale_mean_abs": float(fp32.abs().mean()),
-                          "min_cosine_similarity": float(cosine.min())},
+        "device": args.device,
+        "dtype": args.dtype,
+        "int8_accuracy": None
+        if int8 is None
+        else {
+            "max_abs_deviation": float((fp32 - quantized).abs().max()),
+            "mean_abs_deviation": float((fp32 - quantized).abs().mean()),
+            "embedding_scale_mean_abs": float(fp32.abs().mean()),
+            "min_cosine_similarity": float(cosine.min()),
+        },
         **results,
-        "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "gpu": torch.cuda.get_device_name() if on_gpu else None},
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if on_gpu else None,
+        },
     }
     print(json.dumps(report, indent=2))
     suffix = "_bf16" if args.dtype == "bf16" else ""

@@ -5,6 +5,7 @@ kernels per forward, GPU time per forward, and the kernels by total GPU time (to
 
     python -m benchmarks.gpu_encoder_profile        # on a GPU machine
 """
+
 from __future__ import annotations
 
 
@@ -23,8 +24,10 @@ def main() -> None:
     processor = MoleBlendProcessor()
     features = [processor.featurize(block) for block in pd.read_parquet(DATA)["molblock"].head(64)]
     batch = {k: v.cuda() for k, v in processor.pad(features).items()}
-    official_batch = {k: v.cuda() if torch.is_tensor(v) else v
-                      for k, v in OfficialMolnetEncoder.official_batch(dict(processor.pad(features))).items()}
+    official_batch = {
+        k: v.cuda() if torch.is_tensor(v) else v
+        for k, v in OfficialMolnetEncoder.official_batch(dict(processor.pad(features))).items()
+    }
     official, ours = (model.cuda() for model in _models("base"))
     runs = {"official": lambda: official(official_batch), "ours": lambda: ours(**batch)}
     for dtype in ("fp32", "bf16"):

@@ -10,6 +10,7 @@ Base model, bf16 autocast, fused AdamW, the MOSES batches of `pretraining_step.p
 
     python -m benchmarks.gpu_step_profile           # on a GPU machine (DEV=cpu PRESET=tiny to try it on a CPU)
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DEVICE = os.environ.get("DEV", "cuda")
 PRESET = os.environ.get("PRESET", "base")
 #: host synchronisations, and the operations that cause them
-SYNC_EVENTS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero",
-               "cudaStreamSynchronize", "cudaDeviceSynchronize")
+SYNC_EVENTS = (
+    "aten::item",
+    "aten::_local_scalar_dense",
+    "aten::nonzero",
+    "aten::is_nonzero",
+    "cudaStreamSynchronize",
+    "cudaDeviceSynchronize",
+)
 
 
 def synchronize() -> None:
@@ -41,8 +48,10 @@ def synchronize() -> None:
 def make_batches(features: list[dict], processor: MoleBlendProcessor, batch_size: int, count: int = 3) -> list:
     """`count` batches of `batch_size`, cycling through the file's molecules, on the device."""
     cycled = [features[i % len(features)] for i in range(batch_size * count)]
-    return [{k: v.to(DEVICE) for k, v in processor.pad(cycled[i: i + batch_size]).items()}
-            for i in range(0, len(cycled), batch_size)]
+    return [
+        {k: v.to(DEVICE) for k, v in processor.pad(cycled[i : i + batch_size]).items()}
+        for i in range(0, len(cycled), batch_size)
+    ]
 
 
 def make_step(compiled: bool = False, mode: str | None = None):
@@ -75,8 +84,12 @@ def timed(step, batches: list, runs: int = 15) -> dict:
         host.append(launched - start)
         total.append(time.perf_counter() - start)
     size = int(batches[0]["attention_mask"].shape[0])
-    return {"batch": size, "host_ms": 1000 * statistics.median(host), "step_ms": 1000 * statistics.median(total),
-            "molecules_per_s": size / statistics.median(total)}
+    return {
+        "batch": size,
+        "host_ms": 1000 * statistics.median(host),
+        "step_ms": 1000 * statistics.median(total),
+        "molecules_per_s": size / statistics.median(total),
+    }
 
 
 def main() -> None:
@@ -94,14 +107,20 @@ def main() -> None:
         synchronize()
     events = trace.key_averages()
     kernels = sum(e.count for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
-    print("cuda kernels per step", kernels / 3, "gpu time per step ms",
-          sum(e.self_device_time_total for e in events) / 3 / 1000)
+    print(
+        "cuda kernels per step",
+        kernels / 3,
+        "gpu time per step ms",
+        sum(e.self_device_time_total for e in events) / 3 / 1000,
+    )
     print(events.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60))
     print(events.table(sort_by="count", row_limit=15, max_name_column_width=60))
     print("sync-like:", [(e.key, e.count) for e in events if e.key in SYNC_EVENTS], flush=True)
 
-    for label, mode, sizes in (("compiled", None, (64, 256)), ("compiled reduce-overhead (CUDA graphs)",
-                                                                  "reduce-overhead", (64,))):
+    for label, mode, sizes in (
+        ("compiled", None, (64, 256)),
+        ("compiled reduce-overhead (CUDA graphs)", "reduce-overhead", (64,)),
+    ):
         started = time.perf_counter()
         step = make_step(compiled=True, mode=mode)
         for size in sizes:

@@ -35,8 +35,10 @@ HERE = Path(__file__).resolve().parent
 
 def _metrics(labels: np.ndarray, predicted: np.ndarray, problem_type: str) -> dict[str, float]:
     if problem_type == "regression":
-        return {"rmse": float(root_mean_squared_error(labels, predicted)),
-                "mae": float(mean_absolute_error(labels, predicted))}
+        return {
+            "rmse": float(root_mean_squared_error(labels, predicted)),
+            "mae": float(mean_absolute_error(labels, predicted)),
+        }
     scores = predicted[:, -1] if problem_type == "single_label_classification" else predicted
     return {"roc_auc": float(roc_auc_score(labels, scores))}
 
@@ -44,8 +46,9 @@ def _metrics(labels: np.ndarray, predicted: np.ndarray, problem_type: str) -> di
 @torch.inference_mode()
 def _embeddings(model, processor, molecules: list[str]) -> torch.Tensor:
     features = [processor.featurize(m) for m in molecules]
-    return torch.cat([model.moleblend(**processor.pad(features[i: i + 64])).pooler_output
-                      for i in range(0, len(features), 64)])
+    return torch.cat(
+        [model.moleblend(**processor.pad(features[i : i + 64])).pooler_output for i in range(0, len(features), 64)]
+    )
 
 
 def main() -> None:
@@ -59,7 +62,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    (model, processor), = load_ensemble([args.model])
+    ((model, processor),) = load_ensemble([args.model])
     label_columns = json.loads((Path(args.model) / "metrics.json").read_text())["task"]
     frame = pd.read_csv(args.data).iloc[json.loads(Path(args.split).read_text())["test"]]
     molecules = frame[[c for c in frame.columns if c.lower() == "smiles"][0]].tolist()
@@ -80,16 +83,29 @@ def main() -> None:
     fp32, int8 = _embeddings(model, processor, molecules), _embeddings(quantized, processor, molecules)
     difference = np.abs(predictions["fp32"] - predictions["int8"])
     report = {
-        "model": args.model, "data": args.data, "test_molecules": len(molecules), "problem_type": problem_type,
-        "test_metric": {name: _metrics(labels.squeeze(-1) if labels.shape[1] == 1 else labels,
-                                       values.squeeze(-1) if values.shape[1] == 1 and problem_type == "regression"
-                                       else values, problem_type) for name, values in predictions.items()},
-        "prediction_deviation": {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
-                                 "prediction_scale_mean_abs": float(np.abs(predictions["fp32"]).mean())},
-        "embedding_deviation": {"max_abs": float((fp32 - int8).abs().max()),
-                                "mean_abs": float((fp32 - int8).abs().mean()),
-                                "embedding_scale_mean_abs": float(fp32.abs().mean()),
-                                "min_cosine_similarity": float(torch.cosine_similarity(fp32, int8, dim=-1).min())},
+        "model": args.model,
+        "data": args.data,
+        "test_molecules": len(molecules),
+        "problem_type": problem_type,
+        "test_metric": {
+            name: _metrics(
+                labels.squeeze(-1) if labels.shape[1] == 1 else labels,
+                values.squeeze(-1) if values.shape[1] == 1 and problem_type == "regression" else values,
+                problem_type,
+            )
+            for name, values in predictions.items()
+        },
+        "prediction_deviation": {
+            "max_abs": float(difference.max()),
+            "mean_abs": float(difference.mean()),
+            "prediction_scale_mean_abs": float(np.abs(predictions["fp32"]).mean()),
+        },
+        "embedding_deviation": {
+            "max_abs": float((fp32 - int8).abs().max()),
+            "mean_abs": float((fp32 - int8).abs().mean()),
+            "embedding_scale_mean_abs": float(fp32.abs().mean()),
+            "min_cosine_similarity": float(torch.cosine_similarity(fp32, int8, dim=-1).min()),
+        },
         "median_seconds": {name: statistics.median(values) for name, values in seconds.items()},
         "machine": {"processor": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
     }

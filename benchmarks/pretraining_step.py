@@ -43,8 +43,16 @@ def _rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(preset: str, implementation: str, batch_size: int, runs: int, device: str, dtype: str,
-          measure_memory: bool, checkpointing: bool = False) -> dict:
+def child(
+    preset: str,
+    implementation: str,
+    batch_size: int,
+    runs: int,
+    device: str,
+    dtype: str,
+    measure_memory: bool,
+    checkpointing: bool = False,
+) -> dict:
     """Times `runs` steps; with `measure_memory` on CPU, samples the resident size instead (the sampler thread
     competes for the cores, so the timing process never runs it)."""
     import pandas as pd
@@ -106,14 +114,15 @@ def child(preset: str, implementation: str, batch_size: int, runs: int, device: 
         sampling.set()
         sampler.join()
     result = {
-        "implementation": implementation, "batch_size": batch_size, "step_seconds": times,
+        "implementation": implementation,
+        "batch_size": batch_size,
+        "step_seconds": times,
         "median_step_seconds": statistics.median(times),
         "molecules_per_s": batch_size / statistics.median(times),
         "padded_atoms": [int(b["atom_features"].shape[1]) for b in batches],
     }
     if not cpu_memory:
-        result["pair_heads_seconds"] = statistics.median(_pair_head_times(model, batches[1], runs, device,
-                                                                          synchronize))
+        result["pair_heads_seconds"] = statistics.median(_pair_head_times(model, batches[1], runs, device, synchronize))
     if device.startswith("cuda"):
         result["peak_step_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20 - baseline_cuda
     elif cpu_memory:
@@ -127,7 +136,7 @@ def _batches(features: list, batch_size: int, processor, count: int = 3) -> list
     if batch_size * count <= len(features):
         count = len(features) // batch_size
     cycled = [features[i % len(features)] for i in range(batch_size * count)]
-    return [processor.pad(cycled[i: i + batch_size]) for i in range(0, len(cycled), batch_size)]
+    return [processor.pad(cycled[i : i + batch_size]) for i in range(0, len(cycled), batch_size)]
 
 
 def _pair_head_times(model, batch, runs: int, device: str, synchronize) -> list[float]:
@@ -151,24 +160,47 @@ def _pair_head_times(model, batch, runs: int, device: str, synchronize) -> list[
     return times[1:]
 
 
-def _child(args, implementation: str, batch_size: int, runs: int, preset: str, env: dict,
-           measure_memory: bool = False, checkpointing: bool = False) -> dict:
-    command = [sys.executable, "-m", "benchmarks.pretraining_step", "--child", implementation, "--batch-size", str(batch_size), "--runs",
-               str(runs), "--preset", preset, "--device", args.device, "--dtype", args.dtype]
+def _child(
+    args,
+    implementation: str,
+    batch_size: int,
+    runs: int,
+    preset: str,
+    env: dict,
+    measure_memory: bool = False,
+    checkpointing: bool = False,
+) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.pretraining_step",
+        "--child",
+        implementation,
+        "--batch-size",
+        str(batch_size),
+        "--runs",
+        str(runs),
+        "--preset",
+        preset,
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+    ]
     command += ["--measure-memory"] if measure_memory else []
     command += ["--gradient-checkpointing"] if checkpointing else []
     completed = subprocess.run(command, capture_output=True, text=True, check=True, env=env, cwd=HERE.parent)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def run_child(args, implementation: str, batch_size: int, runs: int, preset: str,
-              checkpointing: bool = False) -> dict:
+def run_child(args, implementation: str, batch_size: int, runs: int, preset: str, checkpointing: bool = False) -> dict:
     """Step times from a process with the default allocator; peak memory from one that returns memory eagerly."""
     timed = _child(args, implementation, batch_size, runs, preset, dict(os.environ), checkpointing=checkpointing)
     if not args.device.startswith("cuda"):
         eager = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-        timed["peak_step_memory_mb"] = _child(args, implementation, batch_size, 1, preset, eager, True,
-                                              checkpointing)["peak_step_memory_mb"]
+        timed["peak_step_memory_mb"] = _child(args, implementation, batch_size, 1, preset, eager, True, checkpointing)[
+            "peak_step_memory_mb"
+        ]
     return timed
 
 
@@ -183,27 +215,52 @@ def main() -> None:
     parser.add_argument("--child", choices=["bilinear", "outer_product"])
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--measure-memory", action="store_true")
-    parser.add_argument("--gradient-checkpointing", action="store_true",
-                        help="also measure the bilinear model with activation checkpointing")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="also measure the bilinear model with activation checkpointing",
+    )
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.preset, args.child, args.batch_size, args.runs, args.device, args.dtype,
-                               args.measure_memory, args.gradient_checkpointing)))
+        print(
+            json.dumps(
+                child(
+                    args.preset,
+                    args.child,
+                    args.batch_size,
+                    args.runs,
+                    args.device,
+                    args.dtype,
+                    args.measure_memory,
+                    args.gradient_checkpointing,
+                )
+            )
+        )
         return
 
-    result = {"benchmark": "pretraining_step", "preset": args.preset, "device": args.device, "dtype": args.dtype,
-              "runs": args.runs, "data": "MOSES molecules with RDKit conformers (tests/data)",
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version(),
-              "batches": {}}
+    result = {
+        "benchmark": "pretraining_step",
+        "preset": args.preset,
+        "device": args.device,
+        "dtype": args.dtype,
+        "runs": args.runs,
+        "data": "MOSES molecules with RDKit conformers (tests/data)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "batches": {},
+    }
     for batch_size in args.batch_sizes:
         bilinear = run_child(args, "bilinear", batch_size, args.runs, args.preset)
         explicit = run_child(args, "outer_product", batch_size, args.runs, args.preset)
         result["batches"][str(batch_size)] = {
-            "bilinear": bilinear, "outer_product": explicit,
+            "bilinear": bilinear,
+            "outer_product": explicit,
             "step_time_ratio": bilinear["median_step_seconds"] / explicit["median_step_seconds"],
             # What the ratio would be if the bilinear heads cost nothing: the floor set by the shared encoder.
             "step_time_ratio_with_free_bilinear_heads": (
-                bilinear["median_step_seconds"] - bilinear["pair_heads_seconds"]) / explicit["median_step_seconds"],
+                bilinear["median_step_seconds"] - bilinear["pair_heads_seconds"]
+            )
+            / explicit["median_step_seconds"],
             "peak_memory_ratio": bilinear["peak_step_memory_mb"] / explicit["peak_step_memory_mb"],
         }
         if args.gradient_checkpointing:
@@ -211,8 +268,8 @@ def main() -> None:
             result["batches"][str(batch_size)] |= {
                 "bilinear_gradient_checkpointing": checkpointed,
                 "checkpointed_step_time_ratio": checkpointed["median_step_seconds"] / explicit["median_step_seconds"],
-                "checkpointed_peak_memory_ratio": checkpointed["peak_step_memory_mb"] /
-                explicit["peak_step_memory_mb"]}
+                "checkpointed_peak_memory_ratio": checkpointed["peak_step_memory_mb"] / explicit["peak_step_memory_mb"],
+            }
     tiny = run_child(args, "bilinear", 64, args.tiny_runs, "tiny")
     result["tiny_molecules_per_s_batch64"] = tiny["molecules_per_s"]
     output = HERE / "results" / f"pretraining_step_{args.device.split(':')[0]}_{args.dtype}.json"

@@ -32,7 +32,7 @@ def time_moleblend(smiles: list[str], batch_size: int, tie_break: str = "canonic
     start = time.perf_counter()
     features = [processor.featurize(s, i) for i, s in enumerate(smiles)]
     for begin in range(0, len(features), batch_size):
-        processor.pad(features[begin: begin + batch_size])
+        processor.pad(features[begin : begin + batch_size])
     return time.perf_counter() - start
 
 
@@ -65,14 +65,25 @@ def main() -> None:
     }
     if Path(args.graphormer_python).exists():
         completed = subprocess.run(
-            [args.graphormer_python, str(HERE / "_graphormer_pipeline.py"), args.data, str(args.runs),
-             str(args.batch_size)], capture_output=True, text=True, check=True, cwd=HERE)
+            [
+                args.graphormer_python,
+                str(HERE / "_graphormer_pipeline.py"),
+                args.data,
+                str(args.runs),
+                str(args.batch_size),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=HERE,
+        )
         reference = json.loads(completed.stdout.strip().splitlines()[-1])
         result["graphormer_molecules_per_s"] = len(smiles) / statistics.median(reference["seconds"])
         result["graphormer_seconds"] = reference["seconds"]
         result["speedup"] = result["moleblend_molecules_per_s"] / result["graphormer_molecules_per_s"]
-        result["speedup_official_tie_break"] = (result["moleblend_official_tie_break_molecules_per_s"]
-                                                / result["graphormer_molecules_per_s"])
+        result["speedup_official_tie_break"] = (
+            result["moleblend_official_tie_break_molecules_per_s"] / result["graphormer_molecules_per_s"]
+        )
     else:
         result["graphormer_molecules_per_s"] = None
         result["note"] = f"{args.graphormer_python} not found: run benchmarks/setup_graphormer_venv.sh"

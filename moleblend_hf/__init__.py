@@ -18,20 +18,31 @@ __version__ = "0.1.0"
 
 #: public name -> the submodule that defines it
 _EXPORTS = {
-    "MoleBlendConfig": "modeling", "MoleBlendForPreTraining": "modeling", "MoleBlendForPropertyPrediction": "modeling",
-    "MoleBlendModel": "modeling", "MoleBlendPreTrainedModel": "modeling",
-    "AtomsWithCoordinates": "processing", "MoleBlendCollator": "processing", "MoleBlendProcessor": "processing",
-    "MoleculeError": "processing", "SkippedMolecule": "processing",
-    "DEFAULT_PRETRAINED": "publishing.checkpoints", "pipeline": "inference.pipeline",
+    "MoleBlendConfig": "modeling",
+    "MoleBlendForPreTraining": "modeling",
+    "MoleBlendForPropertyPrediction": "modeling",
+    "MoleBlendModel": "modeling",
+    "MoleBlendPreTrainedModel": "modeling",
+    "AtomsWithCoordinates": "processing",
+    "MoleBlendCollator": "processing",
+    "MoleBlendProcessor": "processing",
+    "MoleculeError": "processing",
+    "SkippedMolecule": "processing",
+    "DEFAULT_PRETRAINED": "publishing.checkpoints",
+    "pipeline": "inference.pipeline",
     "resolve_model": "publishing.checkpoints",
 }
 
 if TYPE_CHECKING:
     from .inference.pipeline import pipeline
-    from .modeling import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendForPropertyPrediction, MoleBlendModel,
-                           MoleBlendPreTrainedModel)
-    from .processing import (AtomsWithCoordinates, MoleBlendCollator, MoleBlendProcessor, MoleculeError,
-                             SkippedMolecule)
+    from .modeling import (
+        MoleBlendConfig,
+        MoleBlendForPreTraining,
+        MoleBlendForPropertyPrediction,
+        MoleBlendModel,
+        MoleBlendPreTrainedModel,
+    )
+    from .processing import AtomsWithCoordinates, MoleBlendCollator, MoleBlendProcessor, MoleculeError, SkippedMolecule
     from .publishing.checkpoints import DEFAULT_PRETRAINED, resolve_model
 
 

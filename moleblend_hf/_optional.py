@@ -18,5 +18,6 @@ def import_optional(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingExtraError(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
-                                f'pip install "{DISTRIBUTION}[{extra}]"') from None
+        raise MissingExtraError(
+            f'{purpose} needs {module.split(".")[0]}, which is not installed: pip install "{DISTRIBUTION}[{extra}]"'
+        ) from None

@@ -61,8 +61,11 @@ REGISTRATIONS: list[tuple[str, Callable[[], None]]] = [
 #: modules whose loading may make a registration possible
 # the model code (`moleblend_hf.modeling`) is watched too: registrations that waited for it to finish loading run
 # right after it, so the model code itself never imports this module
-_WATCHED = {name for name, _ in REGISTRATIONS} | {"transformers.modeling_utils", "moleblend_hf.modeling",
-                                                   "moleblend_hf.inference.pipelines"}
+_WATCHED = {name for name, _ in REGISTRATIONS} | {
+    "transformers.modeling_utils",
+    "moleblend_hf.modeling",
+    "moleblend_hf.inference.pipelines",
+}
 _done: set[int] = set()
 
 
@@ -76,8 +79,12 @@ def sync(just_loaded: str | None = None) -> None:
     still loading (then a later load of a watched module, e.g. the end of `moleblend_hf.modeling`, runs it).
     `just_loaded` has finished executing though the import system still flags it as loading."""
     # the model code imports from all over transformers: register only when no module of it (or of ours) is mid-import
-    if any(_initializing(name) for name in list(sys.modules) if name != just_loaded and
-           name.startswith(("transformers.", "moleblend_hf.modeling", "moleblend_hf.inference.pipelines"))):
+    if any(
+        _initializing(name)
+        for name in list(sys.modules)
+        if name != just_loaded
+        and name.startswith(("transformers.", "moleblend_hf.modeling", "moleblend_hf.inference.pipelines"))
+    ):
         return
     for index, (name, register) in enumerate(REGISTRATIONS):
         if index not in _done and name in sys.modules:

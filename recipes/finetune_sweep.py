@@ -42,10 +42,21 @@ def run(setting: str, task: dict, out: Path) -> dict:
     split.parent.mkdir(parents=True, exist_ok=True)
     split.write_text(json.dumps(task["split"]))
     column = {"molblock_column": "molblock"} if task["column"] == "molblock" else {"smiles_column": "smiles"}
-    return finetune(FinetuneArguments(
-        data=str(task["data"]), label_columns=task["labels"], output_dir=str(run_dir), **column, split="file",
-        split_file=str(split), seed=0, model=MODEL, modality=task["modality"], cache_dir=str(out / "cache"),
-        **{**BASE, **SETTINGS[setting]}))
+    return finetune(
+        FinetuneArguments(
+            data=str(task["data"]),
+            label_columns=task["labels"],
+            output_dir=str(run_dir),
+            **column,
+            split="file",
+            split_file=str(split),
+            seed=0,
+            model=MODEL,
+            modality=task["modality"],
+            cache_dir=str(out / "cache"),
+            **{**BASE, **SETTINGS[setting]},
+        )
+    )
 
 
 def mean_ranks(scores: dict[str, dict[str, float]], lower_is_better: dict[str, bool]) -> dict[str, float]:
@@ -78,8 +89,12 @@ def main() -> None:
             result = run(setting, task, out)
             metric = result["selection_metric"]
             runs.setdefault(setting, {})[task["name"]] = {
-                "metric": metric, "valid": result["valid"][metric], "test": result["test"][metric],
-                "wall_time_s": result.get("wall_time_s"), "curves": result.get("curves")}
+                "metric": metric,
+                "valid": result["valid"][metric],
+                "test": result["test"][metric],
+                "wall_time_s": result.get("wall_time_s"),
+                "curves": result.get("curves"),
+            }
             scores.setdefault(setting, {})[task["name"]] = result["valid"][metric]
             print(setting, task["name"], metric, round(result["valid"][metric], 4), flush=True)
     lower = {t["name"]: t["metric"] in ("rmse", "mae") for t in tasks}

@@ -29,9 +29,16 @@ REGULARISATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # C of the logistic regression; 
 
 
 def benchmark_tasks(moleculenet: str, qm9: str, work: Path) -> list[dict]:
-    args = BenchmarkArguments(moleculenet_dir=moleculenet, qm9=qm9, qm9_targets=["gap", "homo", "lumo"],
-                              qm9_max_molecules=3000, max_train_molecules=2000, max_valid_molecules=500,
-                              output_dir=str(work), chemprop_baseline=False)
+    args = BenchmarkArguments(
+        moleculenet_dir=moleculenet,
+        qm9=qm9,
+        qm9_targets=["gap", "homo", "lumo"],
+        qm9_max_molecules=3000,
+        max_train_molecules=2000,
+        max_valid_molecules=500,
+        output_dir=str(work),
+        chemprop_baseline=False,
+    )
     work.mkdir(parents=True, exist_ok=True)
     return [_subsample(task, args, work) for task in _tasks(args, work)]
 
@@ -41,7 +48,7 @@ def embeddings(model: MoleBlendModel, processor: MoleBlendProcessor, smiles: lis
     """Graph token [n, D] and atom mean [n, D] of the molecules that featurize, and their row numbers."""
     graph, mean, rows = [], [], []
     for start in range(0, len(smiles), 128):
-        batch = processor(smiles[start: start + 128], errors="skip")
+        batch = processor(smiles[start : start + 128], errors="skip")
         hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].bool().unsqueeze(-1)
         graph.append(hidden[:, 0].numpy())
@@ -70,7 +77,9 @@ def probe(features: np.ndarray, labels: np.ndarray, split: dict[str, list[int]],
             fitted = Ridge(alpha=1.0 / strength).fit(x["train"], y["train"])
             valid, test = (fitted.predict(x[n]) for n in ("valid", "test"))
         result = {"valid": score(metric, y["valid"], valid), "test": score(metric, y["test"], test), "C": strength}
-        if best is None or (result["valid"] > best["valid"] if metric == "roc_auc" else result["valid"] < best["valid"]):
+        if best is None or (
+            result["valid"] > best["valid"] if metric == "roc_auc" else result["valid"] < best["valid"]
+        ):
             best = result
     return best
 
@@ -85,11 +94,15 @@ def main(moleculenet: str, qm9: str, output: str) -> None:
         labels = reader(task["data"])[task["labels"][0]].to_numpy(dtype=float)
         graph, mean, rows = embeddings(model, processor, task["molecules"])
         position = {row: i for i, row in enumerate(rows)}
-        split = {name: [position[r] for r in task["split"][name] if r in position and not np.isnan(labels[r])]
-                 for name in ("train", "valid", "test")}
+        split = {
+            name: [position[r] for r in task["split"][name] if r in position and not np.isnan(labels[r])]
+            for name in ("train", "valid", "test")
+        }
         values = labels[rows]
-        results[task["name"]] = {name: probe(features, values, split, task["metric"]) for name, features in
-                                 (("graph", graph), ("mean", mean), ("both", np.concatenate([graph, mean], 1)))}
+        results[task["name"]] = {
+            name: probe(features, values, split, task["metric"])
+            for name, features in (("graph", graph), ("mean", mean), ("both", np.concatenate([graph, mean], 1)))
+        }
         print(task["name"], json.dumps(results[task["name"]]), flush=True)
     Path(output).write_text(json.dumps(results, indent=1))
 

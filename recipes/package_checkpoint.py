@@ -36,10 +36,12 @@ moleblend pretrain qm9.parquet moses_conformers.parquet --output-dir pretrain_bl
     --max-steps 4000 --max-tokens 16384 --learning-rate 5e-4 --warmup-steps 400 --shuffle-buffer 160000 \\
     --exclude test_molecules.smi heldout.parquet --eval-inputs heldout.parquet --eval-steps 500 --save-steps 250"""
 
-CORPUS = ("QM9 (130,829 molecules with B3LYP/6-31G(2df,p) geometries, qm9pack 1.0.3) and 24,000 MOSES molecules "
-          "(molsets 0.3.1 train split, a seeded subset of 200k) with one ETKDGv3 + MMFF94 conformer each, generated "
-          "once by `moleblend corpus`; every test molecule of the benchmark (MoleculeNet scaffold test splits, the "
-          "QM9 benchmark test split) and 2,000 held-out molecules excluded by canonical SMILES")
+CORPUS = (
+    "QM9 (130,829 molecules with B3LYP/6-31G(2df,p) geometries, qm9pack 1.0.3) and 24,000 MOSES molecules "
+    "(molsets 0.3.1 train split, a seeded subset of 200k) with one ETKDGv3 + MMFF94 conformer each, generated "
+    "once by `moleblend corpus`; every test molecule of the benchmark (MoleculeNet scaffold test splits, the "
+    "QM9 benchmark test split) and 2,000 held-out molecules excluded by canonical SMILES"
+)
 
 
 def package_run(run: str | Path, name: str = DEFAULT_PRETRAINED) -> Path:
@@ -63,23 +65,31 @@ def shipped_card(name: str = DEFAULT_PRETRAINED, results: str | Path = BENCHMARK
     last = [json.loads(line) for line in HELD_OUT.read_text().splitlines() if line.strip()][-1]
     stored = json.loads(Path(results).read_text())
     seeds = len(stored["budget"]["seeds"])
-    card = card_for_directory(directory, MoleBlendConfig.from_pretrained(directory), repo_id=name,
-                              datasets=["QM9", "MOSES"], pretraining={
-        "corpus": CORPUS,
-        "budget": f"{summary['step']} steps, {summary['molecules_seen']:,} molecules seen, one CPU thread, "
-                  "token budget 16,384 (atoms+1)^2 per batch",
-        "objective": "MoleBLEND blending (SPD : path : 3D = 0.2 : 0.2 : 0.6 per atom pair, symmetric, per "
-                     "molecule), coordinate noise 0.2 Å, losses 0.5·3D + 0.1·SPD + 0.1·path + 6·denoise",
-        "optimizer": "AdamW, learning rate 5e-4, 400 warmup steps then cosine decay to 0, gradient clipping 1.0",
-        f"held-out losses (2,000 molecules, step {last['step']})":
-            {k: round(v, 4) for k, v in last.items() if k.endswith("loss")},
-        "skipped": summary["skipped"],
-    })
-    return (str(card).rstrip() + "\n\n## Reproduce\n\n`bash recipes/small_budget.sh` in the moleblend-hf repository runs "
-            "every step; the pretraining commands are\n\n```bash\n" + COMMAND + "\n```\n\n"
-            f"## Downstream results (fine-tuned, test splits, mean ± std over {seeds} seeds)\n\n"
-            "Generated from the benchmark's stored `results.json` (`moleblend benchmark`); the `pretrained` columns "
-            "fine-tune this checkpoint.\n\n" + results_markdown(stored))
+    card = card_for_directory(
+        directory,
+        MoleBlendConfig.from_pretrained(directory),
+        repo_id=name,
+        datasets=["QM9", "MOSES"],
+        pretraining={
+            "corpus": CORPUS,
+            "budget": f"{summary['step']} steps, {summary['molecules_seen']:,} molecules seen, one CPU thread, "
+            "token budget 16,384 (atoms+1)^2 per batch",
+            "objective": "MoleBLEND blending (SPD : path : 3D = 0.2 : 0.2 : 0.6 per atom pair, symmetric, per "
+            "molecule), coordinate noise 0.2 Å, losses 0.5·3D + 0.1·SPD + 0.1·path + 6·denoise",
+            "optimizer": "AdamW, learning rate 5e-4, 400 warmup steps then cosine decay to 0, gradient clipping 1.0",
+            f"held-out losses (2,000 molecules, step {last['step']})": {
+                k: round(v, 4) for k, v in last.items() if k.endswith("loss")
+            },
+            "skipped": summary["skipped"],
+        },
+    )
+    return (
+        str(card).rstrip() + "\n\n## Reproduce\n\n`bash recipes/small_budget.sh` in the moleblend-hf repository runs "
+        "every step; the pretraining commands are\n\n```bash\n" + COMMAND + "\n```\n\n"
+        f"## Downstream results (fine-tuned, test splits, mean ± std over {seeds} seeds)\n\n"
+        "Generated from the benchmark's stored `results.json` (`moleblend benchmark`); the `pretrained` columns "
+        "fine-tune this checkpoint.\n\n" + results_markdown(stored)
+    )
 
 
 def main() -> None:

@@ -62,7 +62,8 @@ def saved_regression_model(directory: Path) -> Path:
     from moleblend_hf import MoleBlendForPropertyPrediction
 
     torch.manual_seed(0)
-    MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")) \
-        .save_pretrained(directory)
+    MoleBlendForPropertyPrediction(
+        MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")
+    ).save_pretrained(directory)
     MoleBlendProcessor(conformers="none").save_pretrained(directory)
     return directory

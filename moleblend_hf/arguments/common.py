@@ -74,13 +74,17 @@ NO_REPORTING, ALL_REPORTING = "none", "all"
 class JobArguments:
     """What every job's arguments share (each job's dataclass extends it)."""
 
-    log_level: LogLevel = option("info", "messages shown on stderr (the `moleblend` command; the library adds no "
-                                         "handler): debug, info, warning or error; transformers and datasets "
-                                         "show theirs from warning on, or from debug with debug")
+    log_level: LogLevel = option(
+        "info",
+        "messages shown on stderr (the `moleblend` command; the library adds no "
+        "handler): debug, info, warning or error; transformers and datasets "
+        "show theirs from warning on, or from debug with debug",
+    )
 
 
-def check_report_to(names: list[str], known: list[str], installed: list[str], always: tuple[str, ...] = ()
-                    ) -> list[str]:
+def check_report_to(
+    names: list[str], known: list[str], installed: list[str], always: tuple[str, ...] = ()
+) -> list[str]:
     """--report-to as the job passes it on: `none` -> [], `all` kept (every installed integration); an unknown or
     uninstalled integration is refused with a one-line message listing the choices. `always`: names accepted for
     compatibility that need nothing installed (pretrain's `jsonl`, whose log is always written)."""
@@ -90,22 +94,30 @@ def check_report_to(names: list[str], known: list[str], installed: list[str], al
             continue
         if name in known:
             install = 'pip install "moleblend-hf[tracking]"' if name == "tensorboard" else f"install {name}"
-            raise ValueError(f"--report-to {name}: its package is not installed ({install}); installed "
-                             f"integrations: {', '.join(installed) or 'none'}")
-        raise ValueError(f"--report-to: unknown integration {name!r}; choose from "
-                         f"{', '.join([ALL_REPORTING, NO_REPORTING, *always, *sorted(known)])}")
+            raise ValueError(
+                f"--report-to {name}: its package is not installed ({install}); installed "
+                f"integrations: {', '.join(installed) or 'none'}"
+            )
+        raise ValueError(
+            f"--report-to: unknown integration {name!r}; choose from "
+            f"{', '.join([ALL_REPORTING, NO_REPORTING, *always, *sorted(known)])}"
+        )
     return [] if NO_REPORTING in names else names
 
 
-REPORT_TO_HELP = ("Trainer integrations to log to: any that the installed transformers knows and finds installed "
-                  "(tensorboard, wandb, mlflow, trackio, comet_ml, ...), all, or none")
+REPORT_TO_HELP = (
+    "Trainer integrations to log to: any that the installed transformers knows and finds installed "
+    "(tensorboard, wandb, mlflow, trackio, comet_ml, ...), all, or none"
+)
 
 
 def trainer_integrations() -> tuple[list[str], list[str]]:
     """(known, installed) integrations of the installed transformers' Trainer (imports transformers' integrations,
     and so torch: called when a job's arguments are checked, never for --help)."""
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, \
-        get_available_reporting_integrations
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
 
     return sorted(INTEGRATION_TO_CALLBACK), get_available_reporting_integrations()
 
@@ -114,5 +126,6 @@ def accelerate_trackers() -> tuple[list[str], list[str]]:
     """(known, installed) trackers of the installed Accelerate (what `pretrain` logs through)."""
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 
-    return sorted(str(getattr(k, "value", k)) for k in LOGGER_TYPE_TO_CLASS), \
-        [str(getattr(t, "value", t)) for t in get_available_trackers()]
+    return sorted(str(getattr(k, "value", k)) for k in LOGGER_TYPE_TO_CLASS), [
+        str(getattr(t, "value", t)) for t in get_available_trackers()
+    ]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .common import JobArguments, _positive, option
 
+
 @dataclass
 class CorpusArguments(JobArguments):
     """Every option of `moleblend corpus` (see `sources/corpus.py`)."""
@@ -13,8 +14,9 @@ class CorpusArguments(JobArguments):
     inputs: list[str] = option([], "files or globs of SMILES: .smi, .csv, .parquet", positional=True, nargs="+")
     output: str = option(None, "the corpus .parquet file to write", required=True)
     max_molecules: int | None = option(None, "stop after this many molecules with a conformer")
-    exclude: list[str] = option([], "leave these molecules out (canonical SMILES match), e.g. benchmark test sets",
-                                metavar="FILE")
+    exclude: list[str] = option(
+        [], "leave these molecules out (canonical SMILES match), e.g. benchmark test sets", metavar="FILE"
+    )
     seed: int = option(0, "conformer seed")
     num_workers: int = option(1, "worker processes")
     timeout_s: int = option(10, "seconds per molecule for embedding", aliases=["--timeout"])

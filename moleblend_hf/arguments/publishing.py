@@ -7,6 +7,7 @@ from typing import Any
 
 from .common import JobArguments, _non_negative, _overrides, option
 
+
 @dataclass
 class PushArguments(JobArguments):
     """`moleblend push DIR REPO_ID`."""
@@ -27,10 +28,12 @@ class ConvertArguments(JobArguments):
     """`moleblend convert CHECKPOINT OUTPUT_DIR`."""
 
     checkpoint: str = option(None, "official .pt checkpoint", positional=True, metavar="CHECKPOINT")
-    output_dir: str = option(None, "directory to write (save_pretrained layout)", positional=True,
-                             metavar="OUTPUT_DIR")
-    config_overrides: dict[str, Any] = option({}, "override a MoleBlendConfig field derived from the checkpoint "
-                                                  "args (JSON value), repeatable", aliases=["--set"])
+    output_dir: str = option(None, "directory to write (save_pretrained layout)", positional=True, metavar="OUTPUT_DIR")
+    config_overrides: dict[str, Any] = option(
+        {},
+        "override a MoleBlendConfig field derived from the checkpoint args (JSON value), repeatable",
+        aliases=["--set"],
+    )
 
     def __post_init__(self) -> None:
         self.config_overrides = _overrides(self.config_overrides)

@@ -30,8 +30,13 @@ def _overview() -> str:
     from .. import __version__
 
     width = max(map(len, COMMANDS))
-    lines = [f"usage: moleblend <command> [options]   (moleblend-hf {__version__})", "",
-             "MoleBLEND, the 2D+3D molecular Transformer, as a Hugging Face transformers model.", "", "commands:"]
+    lines = [
+        f"usage: moleblend <command> [options]   (moleblend-hf {__version__})",
+        "",
+        "MoleBLEND, the 2D+3D molecular Transformer, as a Hugging Face transformers model.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {summary}" for name, summary in COMMANDS.items()]
     lines += ["", "`moleblend <command> --help` lists a command's options."]
     return "\n".join(lines)

@@ -11,7 +11,8 @@ from .parser import EXIT_OK, parse, run
 DESCRIPTION = (
     "Fine-tune on MoleculeNet tasks (scaffold splits) and QM9 targets (random split) for several seeds: from "
     "scratch, from --pretrained and --compare models, and a random forest on Morgan fingerprints; writes "
-    "results.json, results.md and results.png. Finished runs with the same arguments are reused.")
+    "results.json, results.md and results.png. Finished runs with the same arguments are reused."
+)
 
 
 def main(argv: Sequence[str]) -> int:

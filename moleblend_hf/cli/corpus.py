@@ -11,7 +11,8 @@ from .parser import EXIT_OK, parse, run
 DESCRIPTION = (
     "Embed one conformer per molecule (ETKDGv3 + MMFF94, seeded) in worker processes and write a parquet file "
     "(id, smiles, molblock with explicit H) for `moleblend pretrain`, so conformers are generated once rather "
-    "than every epoch. Writes OUTPUT.json with the settings and counts.")
+    "than every epoch. Writes OUTPUT.json with the settings and counts."
+)
 
 
 def main(argv: Sequence[str]) -> int:

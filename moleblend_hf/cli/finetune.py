@@ -15,7 +15,8 @@ DESCRIPTION = (
     "CSV). Labels may be numbers or class names ('active'/'inactive'). With "
     "--seeds or --kfold, one model per member in member directories and an ensemble that `moleblend predict` and "
     "the pipelines load as one directory, its uncertainty calibrated on the validation split. --search-trials first "
-    "searches hyperparameters on the validation split (optuna).")
+    "searches hyperparameters on the validation split (optuna)."
+)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -25,8 +26,13 @@ def main(argv: Sequence[str]) -> int:
         from ..training.finetune import finetune
 
         result = finetune(arguments)
-        print(json.dumps({k: result[k] for k in ("problem_type", "split", "valid", "test", "skipped_rows")
-                          if k in result}, indent=2, default=str))
+        print(
+            json.dumps(
+                {k: result[k] for k in ("problem_type", "split", "valid", "test", "skipped_rows") if k in result},
+                indent=2,
+                default=str,
+            )
+        )
         return EXIT_OK
 
     return run(job, "finetune")

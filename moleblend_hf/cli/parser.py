@@ -47,8 +47,17 @@ class JobArgumentParser(HfArgumentParser):
             return
         if getattr(field.type, "__origin__", field.type) is dict:
             aliases = metadata.pop("aliases", [])
-            parser.add_argument(*aliases, f"--{field.name.replace('_', '-')}", f"--{field.name}", dest=field.name,
-                                action="append", type=field_value, default=[], metavar="FIELD=VALUE", **metadata)
+            parser.add_argument(
+                *aliases,
+                f"--{field.name.replace('_', '-')}",
+                f"--{field.name}",
+                dest=field.name,
+                action="append",
+                type=field_value,
+                default=[],
+                metavar="FIELD=VALUE",
+                **metadata,
+            )
             return
         before = len(parser._actions)
         HfArgumentParser._parse_dataclass_field(parser, field)
@@ -67,8 +76,9 @@ def parse(dataclass_type: type[T], argv: Sequence[str], command: str, descriptio
         (arguments,) = parser.parse_args_into_dataclasses(args=list(argv), look_for_args_file=False)
     except ValueError as error:  # the dataclass refused a value (__post_init__) or an unknown argument
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        parser.error(message.replace("Some specified arguments are not used by the HfArgumentParser:",
-                                     "unrecognized arguments:"))
+        parser.error(
+            message.replace("Some specified arguments are not used by the HfArgumentParser:", "unrecognized arguments:")
+        )
     configure_logging(arguments.log_level)
     return arguments
 
@@ -80,8 +90,16 @@ def run(job: Callable[[], int], command: str) -> int:
 
     try:
         return job()
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, ConnectionError, ValueError,
-            MoleculeError, MissingExtraError) as error:
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        IsADirectoryError,
+        ConnectionError,
+        ValueError,
+        MoleculeError,
+        MissingExtraError,
+    ) as error:
         print(f"moleblend {command}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as error:  # a full disk, a read-only directory: the system's reason, on one line

@@ -12,7 +12,8 @@ DESCRIPTION = (
     "Predict every molecule of a file with fine-tuned models. One output row per input row, in input order: rows "
     "that cannot be used stay, with an empty prediction and the reason. Several --model directories (or an "
     "ensemble directory from `moleblend finetune --seeds`) give the ensemble mean and its standard deviation as "
-    "an uncertainty column; class probabilities are named by class.")
+    "an uncertainty column; class probabilities are named by class."
+)
 
 
 def main(argv: Sequence[str]) -> int:

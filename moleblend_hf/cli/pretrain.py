@@ -13,7 +13,8 @@ DESCRIPTION = (
     "bonds along it, 3D distance) and the model predicts all of them back. Without inputs, pretrains the tiny "
     "preset on the bundled QM9 subset (2,000 molecules with DFT geometries). The final model, processor and card "
     "land at the root of --output-dir (AutoModel.from_pretrained(output_dir) works), checkpoint-N/ beside them. "
-    "Several processes: launch with torchrun or accelerate launch.")
+    "Several processes: launch with torchrun or accelerate launch."
+)
 
 
 def main(argv: Sequence[str]) -> int:

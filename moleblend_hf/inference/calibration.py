@@ -40,7 +40,7 @@ def fit_std_scale(labels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> list
     for task in range(labels.shape[1]):
         present = ~np.isnan(labels[:, task]) & ~np.isnan(mean[:, task])
         z = (labels[present, task] - mean[present, task]) / std[present, task]
-        scales.append(float(np.sqrt(np.mean(z ** 2))) if present.any() else 1.0)
+        scales.append(float(np.sqrt(np.mean(z**2))) if present.any() else 1.0)
     return scales
 
 
@@ -60,8 +60,9 @@ def miscalibration_area(labels: np.ndarray, mean: np.ndarray, std: np.ndarray) -
     return float(np.mean(areas)) if areas else float("nan")
 
 
-def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10,
-                               multiclass: bool = False) -> float:
+def expected_calibration_error(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = 10, multiclass: bool = False
+) -> float:
     """ECE with equal-width bins: sum over bins of (rows in bin / rows) x |accuracy - confidence|. Binary tasks
     (columns, NaN labels left out): the positive-class probability against the positive rate, averaged over tasks;
     `multiclass`: the top-class probability against the top class being right."""
@@ -70,8 +71,11 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
         labels = np.asarray(labels).reshape(-1).astype(int)
         return _ece(probabilities.max(1), (probabilities.argmax(1) == labels).astype(float), bins)
     labels, probabilities = _columns(labels), probabilities.reshape(len(probabilities), -1)
-    errors = [_ece(probabilities[present, t], labels[present, t], bins)
-              for t in range(labels.shape[1]) if (present := ~np.isnan(labels[:, t])).any()]
+    errors = [
+        _ece(probabilities[present, t], labels[present, t], bins)
+        for t in range(labels.shape[1])
+        if (present := ~np.isnan(labels[:, t])).any()
+    ]
     return float(np.mean(errors)) if errors else float("nan")
 
 
@@ -140,8 +144,9 @@ def fit_conformal(labels: np.ndarray, mean: np.ndarray, std: np.ndarray | None, 
     return [conformal_quantile(np.abs(labels[:, t] - mean[:, t]) / scale[:, t], alpha) for t in range(labels.shape[1])]
 
 
-def conformal_interval(mean: np.ndarray, std: np.ndarray | None, quantiles: list[float]
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def conformal_interval(
+    mean: np.ndarray, std: np.ndarray | None, quantiles: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) bounds: mean ± q * std (or mean ± q)."""
     mean = _columns(mean)
     half = np.asarray(quantiles)[None, :] * (1.0 if std is None else np.maximum(_columns(std), MIN_STD))
@@ -166,8 +171,9 @@ def probabilities(problem_type: str, logits: np.ndarray) -> np.ndarray:
     return np.asarray(logits, dtype=np.float64)
 
 
-def fit_calibration(problem_type: str, labels: np.ndarray, members: np.ndarray, alpha: float | None = None
-                    ) -> dict[str, Any]:
+def fit_calibration(
+    problem_type: str, labels: np.ndarray, members: np.ndarray, alpha: float | None = None
+) -> dict[str, Any]:
     """The calibration of `members` [members, rows, outputs] (raw outputs: logits, or values for regression)
     against the validation `labels`: a std scale per task (regression ensembles), temperatures (classification
     ensembles), conformal quantiles (regression, with `alpha`)."""
@@ -178,15 +184,19 @@ def fit_calibration(problem_type: str, labels: np.ndarray, members: np.ndarray, 
         if std is not None:
             calibration["std_scale"] = fit_std_scale(labels, mean, std)
         if alpha is not None:
-            calibration["conformal"] = {"alpha": alpha, "quantiles": fit_conformal(labels, mean, std, alpha),
-                                        "score": "|y - mean| / std" if std is not None else "|y - mean|"}
+            calibration["conformal"] = {
+                "alpha": alpha,
+                "quantiles": fit_conformal(labels, mean, std, alpha),
+                "score": "|y - mean| / std" if std is not None else "|y - mean|",
+            }
     elif std is not None:
         calibration["temperature"] = fit_temperature(labels, mean, problem_type == "single_label_classification")
     return calibration
 
 
-def apply_calibration(problem_type: str, members: np.ndarray, calibration: dict[str, Any] | None
-                      ) -> dict[str, np.ndarray]:
+def apply_calibration(
+    problem_type: str, members: np.ndarray, calibration: dict[str, Any] | None
+) -> dict[str, np.ndarray]:
     """Calibrated outputs of `members` [members, rows, outputs]: `calibrated_std` (regression ensembles),
     `calibrated_probability` (temperature-scaled mean logit), `lower` / `upper` (conformal intervals)."""
     if not calibration:
@@ -198,16 +208,19 @@ def apply_calibration(problem_type: str, members: np.ndarray, calibration: dict[
         result["calibrated_std"] = std * np.asarray(calibration["std_scale"])[None, :]
     if "temperature" in calibration:
         result["calibrated_probability"] = calibrated_probabilities(
-            mean, calibration["temperature"], problem_type == "single_label_classification")
+            mean, calibration["temperature"], problem_type == "single_label_classification"
+        )
     conformal = calibration.get("conformal")
     if conformal and (std is not None or conformal["score"] == "|y - mean|"):
         result["lower"], result["upper"] = conformal_interval(
-            mean, None if conformal["score"] == "|y - mean|" else std, [float(q) for q in conformal["quantiles"]])
+            mean, None if conformal["score"] == "|y - mean|" else std, [float(q) for q in conformal["quantiles"]]
+        )
     return result
 
 
-def calibration_metrics(problem_type: str, labels: np.ndarray, members: np.ndarray,
-                        calibration: dict[str, Any]) -> dict[str, Any]:
+def calibration_metrics(
+    problem_type: str, labels: np.ndarray, members: np.ndarray, calibration: dict[str, Any]
+) -> dict[str, Any]:
     """Before / after: the miscalibration area (regression ensembles) or the expected calibration error
     (classification ensembles); the conformal intervals' coverage and mean width."""
     members = np.asarray(members, dtype=np.float64)
@@ -215,17 +228,22 @@ def calibration_metrics(problem_type: str, labels: np.ndarray, members: np.ndarr
     result: dict[str, Any] = {"rows": int(members.shape[1])}
     if "calibrated_std" in calibrated:
         mean, std = members.mean(0), members.std(0)
-        result["miscalibration_area"] = {"before": miscalibration_area(labels, mean, std),
-                                         "after": miscalibration_area(labels, mean, calibrated["calibrated_std"])}
+        result["miscalibration_area"] = {
+            "before": miscalibration_area(labels, mean, std),
+            "after": miscalibration_area(labels, mean, calibrated["calibrated_std"]),
+        }
     if "calibrated_probability" in calibrated:
         multiclass = problem_type == "single_label_classification"
         before = probabilities(problem_type, members).mean(0)
         result["expected_calibration_error"] = {
             "before": expected_calibration_error(labels, before, multiclass=multiclass),
-            "after": expected_calibration_error(labels, calibrated["calibrated_probability"], multiclass=multiclass)}
+            "after": expected_calibration_error(labels, calibrated["calibrated_probability"], multiclass=multiclass),
+        }
     if "lower" in calibrated:
         width = calibrated["upper"] - calibrated["lower"]
-        result["conformal"] = {"alpha": calibration["conformal"]["alpha"],
-                               "coverage": coverage(labels, calibrated["lower"], calibrated["upper"]),
-                               "mean_width": float(np.mean(width)) if np.isfinite(width).all() else float("inf")}
+        result["conformal"] = {
+            "alpha": calibration["conformal"]["alpha"],
+            "coverage": coverage(labels, calibrated["lower"], calibrated["upper"]),
+            "mean_width": float(np.mean(width)) if np.isfinite(width).all() else float("inf"),
+        }
     return result

@@ -63,8 +63,13 @@ def load_model_and_processor(
 
 
 def _embed_chunk(
-    model: MoleBlendModel, processor: MoleBlendProcessor, records: list[MoleculeRecord], batch_size: int,
-    per_atom: bool, device: torch.device, mixed_precision: str = "no",
+    model: MoleBlendModel,
+    processor: MoleBlendProcessor,
+    records: list[MoleculeRecord],
+    batch_size: int,
+    per_atom: bool,
+    device: torch.device,
+    mixed_precision: str = "no",
 ) -> tuple[pa.Table, list[dict]]:
     """Embeddings of one chunk in input order; batches are formed by atom count (little padding)."""
     columns: dict[str, list] = {"row": [], "id": [], "embedding": [], "has_3d": [], "conformer_source": []}
@@ -81,15 +86,16 @@ def _embed_chunk(
     atoms: list = [None] * len(features)
     order = sorted(range(len(features)), key=lambda i: features[i]["num_atoms"])
     for start in range(0, len(order), batch_size):
-        positions = order[start: start + batch_size]
-        batch = processor.pad([features[i] for i in positions],
-                              pad_to_multiple_of=atom_padding_multiple(model)).to(device)
+        positions = order[start : start + batch_size]
+        batch = processor.pad([features[i] for i in positions], pad_to_multiple_of=atom_padding_multiple(model)).to(
+            device
+        )
         with torch.inference_mode(), inference_autocast(device, mixed_precision):
             hidden = model(**batch).last_hidden_state.float().cpu()
         for row, i in enumerate(positions):
             graph[i] = hidden[row, 0].numpy()
             if per_atom:
-                atoms[i] = hidden[row, 1: 1 + features[i]["num_atoms"]].numpy().tolist()
+                atoms[i] = hidden[row, 1 : 1 + features[i]["num_atoms"]].numpy().tolist()
     for i, (record, feature) in enumerate(zip(kept, features)):
         columns["row"].append(record.row)
         columns["id"].append(record.identifier)
@@ -98,15 +104,20 @@ def _embed_chunk(
         columns["conformer_source"].append(feature["conformer_source"])
         if per_atom:
             columns["atom_embeddings"].append(atoms[i])
-    table = pa.table({
-        "row": pa.array(columns["row"], pa.int64()),
-        "id": pa.array(columns["id"], pa.string()),
-        "embedding": pa.array([e.tolist() for e in columns["embedding"]], pa.list_(pa.float32())),
-        "has_3d": pa.array(columns["has_3d"], pa.bool_()),
-        "conformer_source": pa.array(columns["conformer_source"], pa.string()),
-        **({"atom_embeddings": pa.array(columns["atom_embeddings"], pa.list_(pa.list_(pa.float32())))}
-           if per_atom else {}),
-    })
+    table = pa.table(
+        {
+            "row": pa.array(columns["row"], pa.int64()),
+            "id": pa.array(columns["id"], pa.string()),
+            "embedding": pa.array([e.tolist() for e in columns["embedding"]], pa.list_(pa.float32())),
+            "has_3d": pa.array(columns["has_3d"], pa.bool_()),
+            "conformer_source": pa.array(columns["conformer_source"], pa.string()),
+            **(
+                {"atom_embeddings": pa.array(columns["atom_embeddings"], pa.list_(pa.list_(pa.float32())))}
+                if per_atom
+                else {}
+            ),
+        }
+    )
     return table, skipped
 
 
@@ -150,8 +161,7 @@ def embed_file(
             resumed += 1
         else:
             record(part_path.name, skip_path.name, f"_part-{part:05d}.tmp")
-            table, skipped = _embed_chunk(model, processor, chunk, batch_size, per_atom, torch_device,
-                                           mixed_precision)
+            table, skipped = _embed_chunk(model, processor, chunk, batch_size, per_atom, torch_device, mixed_precision)
             tmp = output_dir / f"_part-{part:05d}.tmp"
             pq.write_table(table, tmp)
             skip_path.write_text(json.dumps(skipped))
@@ -169,8 +179,9 @@ def embed_file(
     with open(output_dir / "_skipped.jsonl", "w") as handle:
         for item in all_skipped:
             handle.write(json.dumps(item) + "\n")
-    summary = EmbedSummary(str(input_path), str(output_dir), rows, embedded, len(all_skipped), written, resumed,
-                           reasons)
+    summary = EmbedSummary(
+        str(input_path), str(output_dir), rows, embedded, len(all_skipped), written, resumed, reasons
+    )
     (output_dir / "_summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
 
@@ -186,27 +197,64 @@ def embed(args: EmbedArguments) -> EmbedSummary:
     model, processor = load_model_and_processor(args.model, args.preset, args.seed, args.conformers)
     model = apply_inference_options(model, args.quantize, args.compile, args.cuda_graphs)
     stat = source.stat()
-    settings = {"input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-                "model": args.model, "preset": args.preset if args.model is None else None,
-                "seed": args.seed if args.model is None else None, "chunk_size": args.chunk_size,
-                "per_atom": args.per_atom, "quantize": args.quantize, "smiles_column": args.smiles_column,
-                "molblock_column": args.molblock_column, "processor": processor.to_dict(),
-                # recorded only when used, so that directories written before the option still resume
-                **({"mixed_precision": args.mixed_precision} if args.mixed_precision != "no" else {})}
+    settings = {
+        "input": str(source.resolve()),
+        "input_bytes": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "model": args.model,
+        "preset": args.preset if args.model is None else None,
+        "seed": args.seed if args.model is None else None,
+        "chunk_size": args.chunk_size,
+        "per_atom": args.per_atom,
+        "quantize": args.quantize,
+        "smiles_column": args.smiles_column,
+        "molblock_column": args.molblock_column,
+        "processor": processor.to_dict(),
+        # recorded only when used, so that directories written before the option still resume
+        **({"mixed_precision": args.mixed_precision} if args.mixed_precision != "no" else {}),
+    }
     previous = read_run(args.output_dir, EMBED_RUN_FILE)
     resume = previous is not None and previous.job == "embed" and not args.overwrite
-    changed = {k: (previous.settings.get(k), v) for k, v in json.loads(json.dumps(settings, default=str)).items()
-               if previous.settings.get(k) != v} if resume else {}
+    changed = (
+        {
+            k: (previous.settings.get(k), v)
+            for k, v in json.loads(json.dumps(settings, default=str)).items()
+            if previous.settings.get(k) != v
+        }
+        if resume
+        else {}
+    )
     if changed:  # embed resumes by itself: no --resume or --allow-changed-settings to advise
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        raise ValueError(f"{args.output_dir} holds embeddings made with other settings ({listed}); a rerun with "
-                         "the same settings continues them. Pass --overwrite to replace them, or choose another "
-                         "--output-dir")
-    with open_run(args.output_dir, "embed", settings, resume=resume, overwrite=args.overwrite,
-                  run_file=EMBED_RUN_FILE, inputs=[source, args.model], resume_hint="") as run:
-        summary = embed_file(source, args.output_dir, model, processor, batch_size=args.batch_size,
-                             chunk_size=args.chunk_size, per_atom=args.per_atom, device=args.device,
-                             smiles_column=args.smiles_column, molblock_column=args.molblock_column,
-                             progress=args.progress, mixed_precision=args.mixed_precision, record=run.record)
+        raise ValueError(
+            f"{args.output_dir} holds embeddings made with other settings ({listed}); a rerun with "
+            "the same settings continues them. Pass --overwrite to replace them, or choose another "
+            "--output-dir"
+        )
+    with open_run(
+        args.output_dir,
+        "embed",
+        settings,
+        resume=resume,
+        overwrite=args.overwrite,
+        run_file=EMBED_RUN_FILE,
+        inputs=[source, args.model],
+        resume_hint="",
+    ) as run:
+        summary = embed_file(
+            source,
+            args.output_dir,
+            model,
+            processor,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+            per_atom=args.per_atom,
+            device=args.device,
+            smiles_column=args.smiles_column,
+            molblock_column=args.molblock_column,
+            progress=args.progress,
+            mixed_precision=args.mixed_precision,
+            record=run.record,
+        )
         run.finish()
     return summary

@@ -28,13 +28,17 @@ def pipeline(task: str, model: str | Path | None = None, **kwargs):
         return transformers.pipelines.pipeline(task, model=model, **kwargs)
     members = ensemble_members(model)
     if task != "molecule-property-prediction":
-        raise ValueError(f"{model} is an ensemble of {len(members)} fine-tuned models: use it with the "
-                         f"'molecule-property-prediction' task, or pick one member ({members[0]}) for {task!r}")
+        raise ValueError(
+            f"{model} is an ensemble of {len(members)} fine-tuned models: use it with the "
+            f"'molecule-property-prediction' task, or pick one member ({members[0]}) for {task!r}"
+        )
     # one featurization for all members: their settings must agree (the conformer seed may differ by member; the
     # first member's is used)
     settings = [json.loads((Path(member) / "preprocessor_config.json").read_text()) for member in members]
     if any({**s, "seed": None} != {**settings[0], "seed": None} for s in settings):
-        raise ValueError(f"the members of {model} have different processor settings; use `moleblend predict`, "
-                         "which featurizes for each member")
+        raise ValueError(
+            f"the members of {model} have different processor settings; use `moleblend predict`, "
+            "which featurizes for each member"
+        )
     others = [transformers.AutoModelForSequenceClassification.from_pretrained(member) for member in members[1:]]
     return transformers.pipelines.pipeline(task, model=members[0], ensemble=others, **kwargs)

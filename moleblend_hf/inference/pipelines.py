@@ -51,8 +51,9 @@ class _MoleculePipeline(Pipeline):
             try:
                 from moleblend_hf.processing import MoleBlendProcessor
             except ImportError as error:
-                raise ValueError("this model has no preprocessor_config.json: pass feature_extractor=<its "
-                                 "MoleBlendProcessor>") from error
+                raise ValueError(
+                    "this model has no preprocessor_config.json: pass feature_extractor=<its MoleBlendProcessor>"
+                ) from error
             self.feature_extractor = MoleBlendProcessor.from_config(self.model.config)
         # the processor's module (installed package or the repo's remote code) defines the errors it raises
         self._processing = sys.modules[type(self.feature_extractor).__module__]
@@ -79,8 +80,9 @@ class _MoleculePipeline(Pipeline):
         except self._processing.MoleculeError as error:
             if errors == "raise":
                 raise
-            self.skipped.append(self._processing.SkippedMolecule(index, self._processing.describe(molecule),
-                                                                 error.reason))
+            self.skipped.append(
+                self._processing.SkippedMolecule(index, self._processing.describe(molecule), error.reason)
+            )
             return {"skipped": error.reason}
 
     def forward(self, model_inputs: dict[str, Any], **forward_params) -> Any:
@@ -119,11 +121,13 @@ class _MoleculePipeline(Pipeline):
 
     def _run_window(self, chunk, batch_size, preprocess_params, forward_params, postprocess_params):
         prepared = [self.preprocess(molecule, index=index, **preprocess_params) for index, molecule in chunk]
-        good = sorted((i for i, p in enumerate(prepared) if "features" in p),
-                      key=lambda i: prepared[i]["features"][0]["num_atoms"])
+        good = sorted(
+            (i for i, p in enumerate(prepared) if "features" in p),
+            key=lambda i: prepared[i]["features"][0]["num_atoms"],
+        )
         rows: dict[int, Any] = {}
         for start in range(0, len(good), batch_size):
-            members = good[start: start + batch_size]
+            members = good[start : start + batch_size]
             features = [prepared[i]["features"][0] for i in members]
             rows.update(zip(members, self._rows(self.forward({"features": features}, **forward_params), features)))
         for i, item in enumerate(prepared):
@@ -150,14 +154,18 @@ class MoleculePropertyPipeline(_MoleculePipeline):
         for member in (self.model, *ensemble):
             if getattr(member, "has_trained_head", True) is False:  # remote code of older versions lacks it
                 architecture = (member.config.architectures or ["encoder"])[0]
-                raise ValueError(f"{member.config.name_or_path or 'the model'}: no trained property head (a "
-                                 f"{architecture} checkpoint, e.g. from pretraining): its predictions would come "
-                                 "from randomly initialised weights; fine-tune it first")
+                raise ValueError(
+                    f"{member.config.name_or_path or 'the model'}: no trained property head (a "
+                    f"{architecture} checkpoint, e.g. from pretraining): its predictions would come "
+                    "from randomly initialised weights; fine-tune it first"
+                )
         reference = self._task_of(self.model.config)
         for member in ensemble:
             if self._task_of(member.config) != reference:
-                raise ValueError(f"ensemble members predict different things: {self._task_of(member.config)} vs "
-                                 f"{reference}; an ensemble needs models of one task")
+                raise ValueError(
+                    f"ensemble members predict different things: {self._task_of(member.config)} vs "
+                    f"{reference}; an ensemble needs models of one task"
+                )
         self.members = [self.model, *(member.to(self.device).eval() for member in ensemble)]
 
     @staticmethod
@@ -190,8 +198,11 @@ class MoleculePropertyPipeline(_MoleculePipeline):
             found["calibrated_std"] = std * torch.tensor(self.calibration["std_scale"], dtype=std.dtype)
         if "temperature" in self.calibration:
             scaled = mean / torch.tensor(self.calibration["temperature"], dtype=mean.dtype)
-            found["calibrated_score"] = scaled.softmax(-1) if self.model.config.problem_type == \
-                "single_label_classification" else scaled.sigmoid()
+            found["calibrated_score"] = (
+                scaled.softmax(-1)
+                if self.model.config.problem_type == "single_label_classification"
+                else scaled.sigmoid()
+            )
         conformal = self.calibration.get("conformal")
         if conformal and (std is not None or conformal["score"] == "|y - mean|"):
             half = torch.tensor([float(q) for q in conformal["quantiles"]], dtype=mean.dtype)
@@ -207,8 +218,15 @@ class MoleculePropertyPipeline(_MoleculePipeline):
         names = [config.id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
         key = "value" if config.problem_type == "regression" else "score"
         calibrated = self._calibrated(model_outputs["logits"]) if self.calibration else {}
-        rows = [{"label": name, key: float(mean[i]), **({"std": float(std[i])} if std is not None else {}),
-                 **{k: float(v[i]) for k, v in calibrated.items()}} for i, name in enumerate(names)]
+        rows = [
+            {
+                "label": name,
+                key: float(mean[i]),
+                **({"std": float(std[i])} if std is not None else {}),
+                **{k: float(v[i]) for k, v in calibrated.items()},
+            }
+            for i, name in enumerate(names)
+        ]
         if config.problem_type == "single_label_classification":
             rows = sorted(rows, key=lambda row: -row["score"])[: top_k or len(rows)]
         return rows
@@ -222,34 +240,50 @@ class MoleculeFeatureExtractionPipeline(_MoleculePipeline):
         return {"atoms": atoms} if atoms is not None else {}
 
     def _forward(self, model_inputs: dict[str, torch.Tensor]) -> Any:
-        return {"hidden": self.model(**model_inputs).last_hidden_state,
-                "atoms": model_inputs["attention_mask"].sum(1).tolist()}
+        return {
+            "hidden": self.model(**model_inputs).last_hidden_state,
+            "atoms": model_inputs["attention_mask"].sum(1).tolist(),
+        }
 
     def _rows(self, outputs, batch):
-        return [{"hidden": outputs["hidden"][i: i + 1], "atoms": [outputs["atoms"][i]]} for i in range(len(batch))]
+        return [{"hidden": outputs["hidden"][i : i + 1], "atoms": [outputs["atoms"][i]]} for i in range(len(batch))]
 
     def postprocess(self, model_outputs, atoms: bool = False):
         hidden = model_outputs["hidden"][0].float()
         if not atoms:
             return hidden[0].tolist()
-        return {"molecule": hidden[0].tolist(), "atoms": hidden[1: 1 + int(model_outputs["atoms"][0])].tolist()}
+        return {"molecule": hidden[0].tolist(), "atoms": hidden[1 : 1 + int(model_outputs["atoms"][0])].tolist()}
 
 
 def register_pipelines() -> None:
     PIPELINE_REGISTRY.register_pipeline(
-        PROPERTY_TASK, pipeline_class=MoleculePropertyPipeline, pt_model=AutoModelForSequenceClassification,
-        type="multimodal")
+        PROPERTY_TASK,
+        pipeline_class=MoleculePropertyPipeline,
+        pt_model=AutoModelForSequenceClassification,
+        type="multimodal",
+    )
     PIPELINE_REGISTRY.register_pipeline(
-        FEATURE_TASK, pipeline_class=MoleculeFeatureExtractionPipeline, pt_model=AutoModel, type="multimodal")
+        FEATURE_TASK, pipeline_class=MoleculeFeatureExtractionPipeline, pt_model=AutoModel, type="multimodal"
+    )
 
 
 def custom_pipelines(architectures: list[str] | None) -> dict[str, dict[str, Any]]:
     """The `custom_pipelines` entry of a pushed model's config.json (this file is uploaded as `pipelines.py`):
     embeddings for every MoleBLEND model, and property prediction for fine-tuned ones. An encoder repo has one task,
     so `pipeline(model=repo_id, trust_remote_code=True)` needs no task name; a fine-tuned repo needs it."""
-    tasks = {FEATURE_TASK: {"impl": f"pipelines.{MoleculeFeatureExtractionPipeline.__name__}", "pt": ["AutoModel"],
-                            "tf": [], "type": "multimodal"}}
+    tasks = {
+        FEATURE_TASK: {
+            "impl": f"pipelines.{MoleculeFeatureExtractionPipeline.__name__}",
+            "pt": ["AutoModel"],
+            "tf": [],
+            "type": "multimodal",
+        }
+    }
     if "MoleBlendForPropertyPrediction" in (architectures or []):
-        tasks[PROPERTY_TASK] = {"impl": f"pipelines.{MoleculePropertyPipeline.__name__}",
-                                "pt": ["AutoModelForSequenceClassification"], "tf": [], "type": "multimodal"}
+        tasks[PROPERTY_TASK] = {
+            "impl": f"pipelines.{MoleculePropertyPipeline.__name__}",
+            "pt": ["AutoModelForSequenceClassification"],
+            "tf": [],
+            "type": "multimodal",
+        }
     return tasks

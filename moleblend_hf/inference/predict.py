@@ -24,8 +24,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..publishing.checkpoints import (calibration_of, check_model_source, ensemble_members, load_model,
-                                      load_processor, resolve_model, saved_weight_names)
+from ..publishing.checkpoints import (
+    calibration_of,
+    check_model_source,
+    ensemble_members,
+    load_model,
+    load_processor,
+    resolve_model,
+    saved_weight_names,
+)
 from ..modeling import MoleBlendForPropertyPrediction
 from ..processing import MoleBlendProcessor, MoleculeError
 from ..arguments import PredictArguments
@@ -56,17 +63,24 @@ def load_ensemble(paths: list[str]) -> list[tuple[MoleBlendForPropertyPrediction
     first = members[0][0].config
     for model, _ in members[1:]:
         config = model.config
-        if (config.problem_type, config.num_labels, config.id2label) != (first.problem_type, first.num_labels,
-                                                                          first.id2label):
-            raise ValueError(f"the models predict different things: {config.problem_type} {config.id2label} vs "
-                             f"{first.problem_type} {first.id2label}; an ensemble needs models of one task")
+        if (config.problem_type, config.num_labels, config.id2label) != (
+            first.problem_type,
+            first.num_labels,
+            first.id2label,
+        ):
+            raise ValueError(
+                f"the models predict different things: {config.problem_type} {config.id2label} vs "
+                f"{first.problem_type} {first.id2label}; an ensemble needs models of one task"
+            )
     return members
 
 
 def _untrained(name: str, architectures: list[str] | None) -> None:
-    raise ValueError(f"{name}: no trained property head (a {(architectures or ['encoder'])[0]} checkpoint, e.g. from "
-                     "pretraining): its predictions would come from randomly initialised weights; fine-tune it first "
-                     f"(moleblend finetune DATA --label-columns ... --model {name})")
+    raise ValueError(
+        f"{name}: no trained property head (a {(architectures or ['encoder'])[0]} checkpoint, e.g. from "
+        "pretraining): its predictions would come from randomly initialised weights; fine-tune it first "
+        f"(moleblend finetune DATA --label-columns ... --model {name})"
+    )
 
 
 def output_columns(config) -> list[str]:
@@ -85,9 +99,14 @@ def _to_values(logits: torch.Tensor, problem_type: str) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_molecules(members: list[tuple[MoleBlendForPropertyPrediction, MoleBlendProcessor]], molecules: list,
-                      batch_size: int = 64, device: str = "cpu", mixed_precision: str = "no",
-                      raw: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+def predict_molecules(
+    members: list[tuple[MoleBlendForPropertyPrediction, MoleBlendProcessor]],
+    molecules: list,
+    batch_size: int = 64,
+    device: str = "cpu",
+    mixed_precision: str = "no",
+    raw: bool = False,
+) -> tuple[np.ndarray, dict[int, str]]:
     """Predictions [members, molecules, outputs] (NaN for molecules that could not be featurized) and the reason
     for each such molecule (by position). `raw`: the models' logits (values for regression), not probabilities."""
     count, outputs = len(molecules), members[0][0].config.num_labels
@@ -109,9 +128,10 @@ def predict_molecules(members: list[tuple[MoleBlendForPropertyPrediction, MoleBl
         model.to(device)
         order = sorted(features, key=lambda p: features[p]["num_atoms"])  # batches of similar size: little padding
         for start in range(0, len(order), batch_size):
-            positions = order[start: start + batch_size]
-            batch = processor.pad([features[p] for p in positions], return_tensors="pt",
-                                  pad_to_multiple_of=atom_padding_multiple(model)).to(device)
+            positions = order[start : start + batch_size]
+            batch = processor.pad(
+                [features[p] for p in positions], return_tensors="pt", pad_to_multiple_of=atom_padding_multiple(model)
+            ).to(device)
             with inference_autocast(device, mixed_precision):
                 logits = model(**batch).logits.float()
             values[index, positions] = (logits if raw else _to_values(logits, model.config.problem_type)).cpu().numpy()
@@ -129,21 +149,26 @@ def predict_file(args: PredictArguments, datasets: dict[str, Any] | None = None)
     if not is_remote(source) and not Path(source).exists():
         raise FileNotFoundError(f"{args.data} not found")
     if output.exists() and not is_remote(source) and os.path.samefile(output, source):  # a symlink, a hard link
-        raise ValueError(f"--output {output} is the input file {args.data}: the predictions would replace the "
-                         "molecules (--overwrite or not); choose another --output")
+        raise ValueError(
+            f"--output {output} is the input file {args.data}: the predictions would replace the "
+            "molecules (--overwrite or not); choose another --output"
+        )
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
     members = load_ensemble(args.model)
     config = members[0][0].config
-    members = [(apply_inference_options(model, args.quantize, args.compile, args.cuda_graphs), processor)
-               for model, processor in members]
+    members = [
+        (apply_inference_options(model, args.quantize, args.compile, args.cuda_graphs), processor)
+        for model, processor in members
+    ]
     names = output_columns(config)
     calibration = calibration_of(resolve_model(args.model[0])) if len(args.model) == 1 else None
     records = read_all(source, smiles_column=args.smiles_column, molblock_column=args.molblock_column)
     frames, skipped, bar = [], 0, tqdm(desc="predicting", unit="mol", disable=not args.progress)
     while chunk := list(itertools.islice(records, CHUNK_ROWS)):
-        logits, failures = predict_molecules(members, [r.molecule for r in chunk], args.batch_size, args.device,
-                                              args.mixed_precision, raw=True)
+        logits, failures = predict_molecules(
+            members, [r.molecule for r in chunk], args.batch_size, args.device, args.mixed_precision, raw=True
+        )
         values = probabilities(config.problem_type, logits)
         mean = values.mean(0)
         frame = pd.DataFrame({"row": [r.row for r in chunk], "id": [r.identifier for r in chunk]})
@@ -155,19 +180,31 @@ def predict_file(args: PredictArguments, datasets: dict[str, Any] | None = None)
                 frame[f"{key}_{name.split('_', 1)[1]}"] = array[:, column]
         if config.problem_type == "single_label_classification":
             best = np.nan_to_num(mean, nan=-1).argmax(1)
-            frame["predicted_class"] = [None if position in failures else str(config.id2label[int(k)])
-                                        for position, k in enumerate(best)]
+            frame["predicted_class"] = [
+                None if position in failures else str(config.id2label[int(k)]) for position, k in enumerate(best)
+            ]
         frame["skipped_reason"] = [failures.get(position) for position in range(len(chunk))]
         frames.append(frame)
         skipped += len(failures)
         bar.update(len(chunk))
     bar.close()
-    table = pd.concat(frames, ignore_index=True) if frames else \
-        pd.DataFrame(columns=["row", "id", *names, "skipped_reason"])  # an empty input: the same columns
+    table = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["row", "id", *names, "skipped_reason"])
+    )  # an empty input: the same columns
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp")
     table.to_parquet(temporary, index=False) if output.suffix == ".parquet" else table.to_csv(temporary, index=False)
     temporary.replace(output)  # the file exists only once complete
-    return {"input": str(source), "output": str(output), "rows": len(table), "predicted": len(table) - skipped,
-            "skipped": skipped, "models": len(members), "problem_type": config.problem_type, "columns": names,
-            "calibrated": bool(calibration)}
+    return {
+        "input": str(source),
+        "output": str(output),
+        "rows": len(table),
+        "predicted": len(table) - skipped,
+        "skipped": skipped,
+        "models": len(members),
+        "problem_type": config.problem_type,
+        "columns": names,
+        "calibrated": bool(calibration),
+    }

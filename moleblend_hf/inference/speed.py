@@ -77,8 +77,9 @@ class CUDAGraphInference(torch.nn.Module):
             if not getattr(self.config, "use_2d_relations", True) and has_3d is not None and not bool(has_3d.all()):
                 return self.model(**inputs)  # a 3D-only model refuses molecules without conformers: eagerly, by name
             autocast = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
-            shapes = tuple((name, (graph_rows, *value.shape[1:]), value.dtype)
-                           for name, value in sorted(tensors.items()))
+            shapes = tuple(
+                (name, (graph_rows, *value.shape[1:]), value.dtype) for name, value in sorted(tensors.items())
+            )
             key = (shapes, repr(sorted(others.items())), autocast)
             entry = self._graphs.get(key)
             if entry is None:
@@ -96,8 +97,12 @@ class CUDAGraphInference(torch.nn.Module):
         static_inputs = {name: value.clone() for name, value in tensors.items()}
         # Under autocast, weights cast outside the graph (autocast's cache) would be freed when the caller's
         # autocast region ends while the graph still reads them: cast inside the graph instead, at every replay.
-        no_cast_cache = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
-                                       enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
+        no_cast_cache = torch.autocast(
+            "cuda",
+            dtype=torch.get_autocast_dtype("cuda"),
+            enabled=torch.is_autocast_enabled("cuda"),
+            cache_enabled=False,
+        )
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), no_cast_cache:
@@ -142,8 +147,9 @@ def copy_rows(output: Any, rows: int) -> Any:
     return output
 
 
-def apply_inference_options(model: torch.nn.Module, quantize: str = "none", compile: bool = False,
-                            cuda_graphs: bool = False) -> torch.nn.Module:
+def apply_inference_options(
+    model: torch.nn.Module, quantize: str = "none", compile: bool = False, cuda_graphs: bool = False
+) -> torch.nn.Module:
     """The model as `--quantize`, `--compile` and `--cuda-graphs` ask (checked against each other by the job's
     arguments)."""
     if quantize == "int8":

@@ -12,6 +12,14 @@ MoleBlendForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 MoleBlendForPropertyPrediction.register_for_auto_class("AutoModelForSequenceClassification")
 
 
-__all__ = ["PRESETS", "MoleBlendConfig", "MoleBlendForPreTraining", "MoleBlendForPropertyPrediction",
-           "MoleBlendForPreTrainingOutput", "MoleBlendModel", "MoleBlendPreTrainedModel", "MoleBlendRelations",
-           "sum_relations"]
+__all__ = [
+    "PRESETS",
+    "MoleBlendConfig",
+    "MoleBlendForPreTraining",
+    "MoleBlendForPropertyPrediction",
+    "MoleBlendForPreTrainingOutput",
+    "MoleBlendModel",
+    "MoleBlendPreTrainedModel",
+    "MoleBlendRelations",
+    "sum_relations",
+]

@@ -135,23 +135,30 @@ class MoleBlendConfig(PreTrainedConfig):
     def _check_consistency(values: dict[str, Any]) -> None:
         """The fields that constrain each other, and the choices among names (after `_check_ranges`)."""
         if values["hidden_size"] % values["num_attention_heads"] != 0:
-            raise ValueError(f"hidden_size ({values['hidden_size']}) must be a multiple of num_attention_heads "
-                             f"({values['num_attention_heads']})")
+            raise ValueError(
+                f"hidden_size ({values['hidden_size']}) must be a multiple of num_attention_heads "
+                f"({values['num_attention_heads']})"
+            )
         if not (values["use_2d_relations"] or values["use_3d_relations"]):
             raise ValueError("At least one of use_2d_relations and use_3d_relations must be True")
         if values["unreachable_distance"] + 1 >= values["num_spatial"]:
-            raise ValueError(f"num_spatial ({values['num_spatial']}) must exceed unreachable_distance + 1 "
-                             f"({values['unreachable_distance'] + 1})")
+            raise ValueError(
+                f"num_spatial ({values['num_spatial']}) must exceed unreachable_distance + 1 "
+                f"({values['unreachable_distance'] + 1})"
+            )
         if values["max_path_hops"] < 1:
             raise ValueError(f"max_path_hops must be >= 1, got {values['max_path_hops']}")
         if values["drop_path_granularity"] not in ("molecule", "position"):
-            raise ValueError(f"drop_path_granularity must be 'molecule' or 'position', got "
-                             f"{values['drop_path_granularity']!r}")
+            raise ValueError(
+                f"drop_path_granularity must be 'molecule' or 'position', got {values['drop_path_granularity']!r}"
+            )
         if values["blend_mask_mode"] not in BLEND_MASK_MODES:
             raise ValueError(f"blend_mask_mode must be one of {BLEND_MASK_MODES}, got {values['blend_mask_mode']!r}")
         if values["pair_head_implementation"] not in ("bilinear", "outer_product"):
-            raise ValueError(f"pair_head_implementation must be 'bilinear' or 'outer_product', "
-                             f"got {values['pair_head_implementation']!r}")
+            raise ValueError(
+                f"pair_head_implementation must be 'bilinear' or 'outer_product', "
+                f"got {values['pair_head_implementation']!r}"
+            )
         for name, size in (("blend_probabilities", 3), ("atom_blend_probabilities", 2)):
             probabilities = values[name]
             if len(probabilities) != size or min(probabilities) < 0 or abs(sum(probabilities) - 1) > 1e-6:
@@ -168,7 +175,6 @@ class MoleBlendConfig(PreTrainedConfig):
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
-
     @classmethod
     def check_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
         """Field overrides given by a user (`--set FIELD=VALUE`): every name must be a config field and every value
@@ -182,11 +188,13 @@ class MoleBlendConfig(PreTrainedConfig):
             expected = defaults[name]
             if expected is None:
                 continue
-            kind = bool if isinstance(expected, bool) else (float, int) if isinstance(expected, float) else \
-                type(expected)
+            kind = (
+                bool if isinstance(expected, bool) else (float, int) if isinstance(expected, float) else type(expected)
+            )
             if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
                 wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-                    type(expected), f"a {type(expected).__name__}")
+                    type(expected), f"a {type(expected).__name__}"
+                )
                 raise ValueError(f"config field {name!r} takes {wanted}, got {value!r}")
         return overrides
 
@@ -212,13 +220,22 @@ def _check_head(values: dict[str, Any]) -> None:
     molecule_features, molecule_feature_size = values["molecule_features"], values["molecule_feature_size"]
     if classifier_pooling not in CLASSIFIER_POOLINGS:
         raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {classifier_pooling!r}")
-    if isinstance(classifier_num_layers, bool) or not isinstance(classifier_num_layers, int) \
-            or classifier_num_layers < 1:
+    if (
+        isinstance(classifier_num_layers, bool)
+        or not isinstance(classifier_num_layers, int)
+        or classifier_num_layers < 1
+    ):
         raise ValueError(f"classifier_num_layers must be a positive integer, got {classifier_num_layers!r}")
-    if isinstance(molecule_feature_size, bool) or not isinstance(molecule_feature_size, int) \
-            or molecule_feature_size < 0 or bool(molecule_feature_size) != bool(molecule_features):
-        raise ValueError(f"molecule_feature_size ({molecule_feature_size!r}) must be a positive integer exactly "
-                         f"when molecule_features ({list(molecule_features)}) are given")
+    if (
+        isinstance(molecule_feature_size, bool)
+        or not isinstance(molecule_feature_size, int)
+        or molecule_feature_size < 0
+        or bool(molecule_feature_size) != bool(molecule_features)
+    ):
+        raise ValueError(
+            f"molecule_feature_size ({molecule_feature_size!r}) must be a positive integer exactly "
+            f"when molecule_features ({list(molecule_features)}) are given"
+        )
 
 
 def _check_ranges(arguments: dict[str, Any]) -> None:
@@ -239,23 +256,46 @@ def _check_ranges(arguments: dict[str, Any]) -> None:
 
 #: fields of the property head, set only on fine-tuned models (type-checked like the others when given)
 _HEAD_FIELDS: dict[str, Any] = {"num_labels": 1, "label_mean": None, "label_std": None, "classifier_dropout": None}
-_POSITIVE_INTEGERS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                      "num_atom_features", "atom_feature_vocab_size", "num_bond_features", "bond_feature_vocab_size",
-                      "num_degrees", "num_spatial", "unreachable_distance", "max_path_hops", "num_gaussian_kernels",
-                      "num_atom_types", "max_atoms", "pair_head_rank", "spd_num_classes",
-                      "relative_position_hidden_size")
-_PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "activation_dropout", "drop_path_rate",
-                  "denoise_attention_dropout")
+_POSITIVE_INTEGERS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "num_atom_features",
+    "atom_feature_vocab_size",
+    "num_bond_features",
+    "bond_feature_vocab_size",
+    "num_degrees",
+    "num_spatial",
+    "unreachable_distance",
+    "max_path_hops",
+    "num_gaussian_kernels",
+    "num_atom_types",
+    "max_atoms",
+    "pair_head_rank",
+    "spd_num_classes",
+    "relative_position_hidden_size",
+)
+_PROBABILITIES = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "activation_dropout",
+    "drop_path_rate",
+    "denoise_attention_dropout",
+)
 CLASSIFIER_POOLINGS = ("graph", "mean", "graph_mean")
 BLEND_MASK_MODES = ("per_molecule_symmetric", "per_molecule", "shared_batch")
 
 PRESETS: dict[str, dict] = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                 num_gaussian_kernels=16),
+    "tiny": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_gaussian_kernels=16
+    ),
     # the shipped small-budget checkpoint's size: trains at ~100 molecules/s on 2 CPU cores
-    "mini": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=8, intermediate_size=128,
-                 num_gaussian_kernels=32),
-    "small": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=16, intermediate_size=256,
-                  num_gaussian_kernels=64),
+    "mini": dict(
+        hidden_size=128, num_hidden_layers=4, num_attention_heads=8, intermediate_size=128, num_gaussian_kernels=32
+    ),
+    "small": dict(
+        hidden_size=256, num_hidden_layers=6, num_attention_heads=16, intermediate_size=256, num_gaussian_kernels=64
+    ),
     "base": dict(),
 }

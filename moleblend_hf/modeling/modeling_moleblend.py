@@ -114,8 +114,9 @@ class MoleBlendAtomEmbeddings(nn.Module):
         offsets = 1 + torch.arange(features.shape[-1], device=features.device) * self.feature_stride
         index = torch.where(features > 0, features + offsets, 0)
         # the sum over feature columns without materializing [B, N, F, D]; padding_idx rows (zero) add nothing
-        atoms = F.embedding_bag(index.reshape(-1, index.shape[-1]), self.atom_embedding.weight, mode="sum",
-                                padding_idx=0).view(*index.shape[:-1], self.atom_embedding.embedding_dim)
+        atoms = F.embedding_bag(
+            index.reshape(-1, index.shape[-1]), self.atom_embedding.weight, mode="sum", padding_idx=0
+        ).view(*index.shape[:-1], self.atom_embedding.embedding_dim)
         if self.degree_embedding is None:
             return atoms, None
         degree_index = torch.where(atom_mask, degree.long().clamp(0, self.degree_embedding.num_embeddings - 2) + 1, 0)
@@ -131,8 +132,9 @@ class MoleBlend2DBias(nn.Module):
         self.max_hops = config.max_path_hops
         self.unreachable = config.unreachable_distance
         self.spd_embedding = nn.Embedding(config.num_spatial, heads, padding_idx=0)
-        self.bond_embedding = nn.Embedding(config.num_bond_features * config.bond_feature_vocab_size + 1, heads,
-                                           padding_idx=0)
+        self.bond_embedding = nn.Embedding(
+            config.num_bond_features * config.bond_feature_vocab_size + 1, heads, padding_idx=0
+        )
         # One heads x heads mixing matrix per hop (official `edge_dis_encoder`).
         self.hop_mixing = nn.Parameter(torch.empty(config.max_path_hops, heads, heads))
         self.feature_stride = config.bond_feature_vocab_size
@@ -151,9 +153,10 @@ class MoleBlend2DBias(nn.Module):
         bond_index = torch.where(hops > 0, hops + offsets, 0)
         num_hops, num_columns = bond_index.shape[-2:]
         # Mean over the bond feature columns without materializing [B, N, N, K, 3, H]; padding_idx rows add zero.
-        per_hop = F.embedding_bag(
-            bond_index.reshape(-1, num_columns), self.bond_embedding.weight, mode="sum", padding_idx=0
-        ) / num_columns
+        per_hop = (
+            F.embedding_bag(bond_index.reshape(-1, num_columns), self.bond_embedding.weight, mode="sum", padding_idx=0)
+            / num_columns
+        )
         per_hop = per_hop.view(batch, n, n, num_hops, -1)
         mixed = torch.einsum("bijkh,khg->bijg", per_hop, self.hop_mixing[:num_hops].to(per_hop.dtype))
         # The official code averages over min(SPD, K) hops, with 1 on the diagonal and K for unreachable pairs.
@@ -298,16 +301,19 @@ class MoleBlendSelfAttention(nn.Module):
         batch, tokens = token_rows.batch, token_rows.tokens
         # On CUDA one product (fewer launches, a better-shaped GEMM); on the CPU three use less memory. Only plain
         # linear layers are fused: adapters (e.g. LoRA) or quantized layers replacing them keep their own forward.
-        if rows.is_cuda and all(type(p) is nn.Linear and not p._forward_hooks and not p._forward_pre_hooks
-                                for p in (self.q_proj, self.k_proj, self.v_proj)):
+        if rows.is_cuda and all(
+            type(p) is nn.Linear and not p._forward_hooks and not p._forward_pre_hooks
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        ):
             weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
             qkv = F.linear(rows, weight, torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
         else:
             qkv = torch.cat([self.q_proj(rows), self.k_proj(rows), self.v_proj(rows)], dim=-1)
         qkv = token_rows.pad(qkv)
         # [B, H, T, d] views; split on dim 2 so that backward stacks the gradients straight into this layout
-        query, key, value = (part.transpose(1, 2)
-                             for part in qkv.view(batch, tokens, 3, self.num_heads, self.head_dim).unbind(2))
+        query, key, value = (
+            part.transpose(1, 2) for part in qkv.view(batch, tokens, 3, self.num_heads, self.head_dim).unbind(2)
+        )
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -341,11 +347,19 @@ class MoleBlendLayer(GradientCheckpointingLayer):
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         # As in the official code, drop-path replaces (not adds to) the residual dropout.
-        self.residual_dropout = DropPath(drop_path_rate, config.drop_path_granularity) if drop_path_rate > 0 else nn.Dropout(
-            config.hidden_dropout_prob)
+        self.residual_dropout = (
+            DropPath(drop_path_rate, config.drop_path_granularity)
+            if drop_path_rate > 0
+            else nn.Dropout(config.hidden_dropout_prob)
+        )
 
-    def forward(self, hidden_states: torch.Tensor, position_bias: torch.Tensor,
-                token_index: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        position_bias: torch.Tensor,
+        token_index: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
         """[B, T, D] -> [B, T, D]. Everything but attention runs on the rows of real tokens only (`token_index`,
         see `MoleBlendModel.run_layers`); padding rows of the output are zero."""
         token_rows = TokenRows(hidden_states.shape[0], hidden_states.shape[1], token_index)
@@ -423,8 +437,9 @@ class MoleBlendPreTrainedModel(PreTrainedModel):
             # The Gaussian layer's own initialisation (means, stds ~ U(0, 3); identity-like affine).
             init.uniform_(module.means, 0.0, 3.0)
             init.uniform_(module.stds, 0.0, 3.0)
-            init.copy_(module.pair_affine.weight,
-                       torch.tensor([1.0, 1.0, 0.0, 0.0]).expand_as(module.pair_affine.weight))
+            init.copy_(
+                module.pair_affine.weight, torch.tensor([1.0, 1.0, 0.0, 0.0]).expand_as(module.pair_affine.weight)
+            )
 
 
 #: the weights of MoleBlendForPreTraining's heads: a pretraining checkpoint loaded into the encoder or a property
@@ -491,9 +506,16 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
                 "(has_3d is False); give conformers or let the processor generate them"
             )
         return MoleBlendRelations(
-            atom_embedding=atoms, degree_embedding=degree_embedding, spd_bias=spd_bias, path_bias=path_bias,
-            bias_3d=bias_3d, atom_3d_feature=atom_3d, unit_direction=unit_direction, pair_mask=pair_mask,
-            atom_mask=atom_mask, has_3d=has_3d,
+            atom_embedding=atoms,
+            degree_embedding=degree_embedding,
+            spd_bias=spd_bias,
+            path_bias=path_bias,
+            bias_3d=bias_3d,
+            atom_3d_feature=atom_3d,
+            unit_direction=unit_direction,
+            pair_mask=pair_mask,
+            atom_mask=atom_mask,
+            has_3d=has_3d,
         )
 
     def assemble_inputs(
@@ -520,8 +542,9 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
         bias = bias.masked_fill(~key_mask[:, None, None, :], float("-inf"))
         return tokens, bias
 
-    def run_layers(self, tokens: torch.Tensor, bias: torch.Tensor, token_mask: torch.Tensor | None = None,
-                   **kwargs) -> torch.Tensor:
+    def run_layers(
+        self, tokens: torch.Tensor, bias: torch.Tensor, token_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
         """The Transformer blocks on tokens [B, T, D] with the attention bias [B, H, T, T].
 
         `token_mask` [B, T] (True for the graph token and real atoms): on the CPU, where the matrix products are
@@ -536,8 +559,13 @@ class MoleBlendModel(MoleBlendPreTrainedModel):
                 token_index = flat.nonzero().squeeze(1)
         # the bias in the dtype the attention computes in, once per forward (not one cast of [B, H, T, T] per layer)
         device_type = tokens.device.type
-        compute_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else \
-            self.layers[0].fc1.weight.dtype if isinstance(self.layers[0].fc1, nn.Linear) else tokens.dtype
+        compute_dtype = (
+            torch.get_autocast_dtype(device_type)
+            if torch.is_autocast_enabled(device_type)
+            else self.layers[0].fc1.weight.dtype
+            if isinstance(self.layers[0].fc1, nn.Linear)
+            else tokens.dtype
+        )
         bias = aligned_attention_bias(bias, compute_dtype) if bias.is_cuda else bias.to(compute_dtype)
         hidden_states = tokens
         for layer in self.layers:

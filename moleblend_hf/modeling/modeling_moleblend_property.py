@@ -68,9 +68,11 @@ class MoleBlendPropertyHead(nn.Module):
         if self.molecule_feature_size:
             if molecule_features is None or molecule_features.shape[-1] != self.molecule_feature_size:
                 got = None if molecule_features is None else tuple(molecule_features.shape)
-                raise ValueError(f"this model reads {self.molecule_feature_size} molecule features per molecule "
-                                 f"(`molecule_features` from its processor), got {got}: build the processor with "
-                                 f"MoleBlendProcessor.from_pretrained(model_dir) or from_config(model.config)")
+                raise ValueError(
+                    f"this model reads {self.molecule_feature_size} molecule features per molecule "
+                    f"(`molecule_features` from its processor), got {got}: build the processor with "
+                    f"MoleBlendProcessor.from_pretrained(model_dir) or from_config(model.config)"
+                )
             pooled = torch.cat([pooled, self.scale_features(molecule_features).to(pooled.dtype)], dim=-1)
         hidden = self.dropout(self.activation(self.dense(pooled)))
         for layer in self.deeper:
@@ -99,8 +101,10 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         if config.problem_type is None and config.num_labels == 1:
             config.problem_type = "regression"  # what transformers infers for a single label
         if config.problem_type is not None and config.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"config.problem_type must be one of {PROBLEM_TYPES} (or None: inferred from the first "
-                             f"labels, the transformers way), got {config.problem_type!r}")
+            raise ValueError(
+                f"config.problem_type must be one of {PROBLEM_TYPES} (or None: inferred from the first "
+                f"labels, the transformers way), got {config.problem_type!r}"
+            )
         self.moleblend = MoleBlendModel(config)
         self.head = MoleBlendPropertyHead(config)
         statistics_size = config.num_labels if config.problem_type == "regression" else 0
@@ -164,8 +168,10 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         cache = self.__dict__.get("_label_statistics_cache", {})
         if key not in cache:
             with torch.inference_mode(False):
-                made = (torch.tensor(key[0], dtype=torch.float32, device=device),
-                        torch.tensor(key[1], dtype=torch.float32, device=device))
+                made = (
+                    torch.tensor(key[0], dtype=torch.float32, device=device),
+                    torch.tensor(key[1], dtype=torch.float32, device=device),
+                )
             # statistics set anew: the old values are not needed again
             cache = {**{k: v for k, v in cache.items() if k[:2] == key[:2]}, key: made}
             self.__dict__["_label_statistics_cache"] = cache
@@ -196,8 +202,9 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
             `SequenceClassifierOutput` with `logits` [B, num_labels] (regression: in the labels' original units)
             and `loss` when labels are given.
         """
-        encoded = self.moleblend(atom_features, attention_mask, degree, shortest_path, path_bonds, positions, has_3d,
-                                 **kwargs)
+        encoded = self.moleblend(
+            atom_features, attention_mask, degree, shortest_path, path_bonds, positions, has_3d, **kwargs
+        )
         raw = self.head(self.head.pool(encoded.last_hidden_state, attention_mask), molecule_features)
         config = self.config
         logits = raw
@@ -207,18 +214,26 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
         loss = None
         if labels is not None:
             loss = self._loss(raw, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                                        attentions=encoded.attentions)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
+        )
 
     def _loss(self, raw: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         config = self.config
         if config.problem_type is None:  # transformers' rule: integer labels -> one class each, else multi-label
             integer = labels.dtype in (torch.long, torch.int, torch.int16, torch.uint8)
             config.problem_type = "single_label_classification" if integer else "multi_label_classification"
-        if config.problem_type == "regression" and self.training and not getattr(self, "_warned_statistics", False) \
-                and all(m == 0.0 for m in config.label_mean) and all(s == 1.0 for s in config.label_std):
-            logger.warning("regression labels are used unscaled: call model.set_label_statistics(train_labels) "
-                           "before training (moleblend finetune does this) for standardised targets")
+        if (
+            config.problem_type == "regression"
+            and self.training
+            and not getattr(self, "_warned_statistics", False)
+            and all(m == 0.0 for m in config.label_mean)
+            and all(s == 1.0 for s in config.label_std)
+        ):
+            logger.warning(
+                "regression labels are used unscaled: call model.set_label_statistics(train_labels) "
+                "before training (moleblend finetune does this) for standardised targets"
+            )
             self._warned_statistics = True
         if config.problem_type == "single_label_classification":
             return F.cross_entropy(raw.float(), labels.long().view(-1))
@@ -229,8 +244,9 @@ class MoleBlendForPropertyPrediction(MoleBlendPreTrainedModel):
             target = (labels - mean) / std
             per_entry = (raw.float() - torch.where(present, target, 0.0)) ** 2
         else:
-            per_entry = F.binary_cross_entropy_with_logits(raw.float(), torch.where(present, labels, 0.0),
-                                                           reduction="none")
+            per_entry = F.binary_cross_entropy_with_logits(
+                raw.float(), torch.where(present, labels, 0.0), reduction="none"
+            )
         # mean over present labels only; a batch without any label contributes 0 (still in the graph)
         return (per_entry * present).sum() / present.sum().clamp(min=1)
 

@@ -13,5 +13,12 @@ from .processing_moleblend import (
 # a saved processor carries its source, loadable with trust_remote_code=True without this package
 MoleBlendProcessor.register_for_auto_class("AutoFeatureExtractor")
 
-__all__ = ["CONTRACT_KEYS", "AtomsWithCoordinates", "MoleBlendCollator", "MoleBlendProcessor", "MoleculeError",
-           "SkippedMolecule", "read_sdf_records"]
+__all__ = [
+    "CONTRACT_KEYS",
+    "AtomsWithCoordinates",
+    "MoleBlendCollator",
+    "MoleBlendProcessor",
+    "MoleculeError",
+    "SkippedMolecule",
+    "read_sdf_records",
+]

@@ -30,8 +30,11 @@ def molecule_feature_size(sets: Sequence[str], descriptor_names: Sequence[str] |
     check_feature_sets(sets)
     size = 0
     for name in sets:
-        size += len(descriptor_names if descriptor_names is not None else rdkit2d_names()) if name == "rdkit2d" \
+        size += (
+            len(descriptor_names if descriptor_names is not None else rdkit2d_names())
+            if name == "rdkit2d"
             else MORGAN_SIZE
+        )
     return size
 
 
@@ -47,8 +50,10 @@ def _descriptor_functions(names: tuple[str, ...]) -> list:
     available = dict(Descriptors.descList)
     missing = [n for n in names if n not in available]
     if missing:
-        raise ValueError(f"this RDKit lacks the descriptors {missing[:5]} (of {len(missing)}) that the model was "
-                         f"trained with: install the RDKit version it was made with")
+        raise ValueError(
+            f"this RDKit lacks the descriptors {missing[:5]} (of {len(missing)}) that the model was "
+            f"trained with: install the RDKit version it was made with"
+        )
     return [available[n] for n in names]
 
 
@@ -83,5 +88,10 @@ def compute_molecule_features(mol: Chem.Mol, sets: Sequence[str], descriptor_nam
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
 
 
-__all__ = ["MOLECULE_FEATURE_SETS", "check_feature_sets", "compute_molecule_features", "molecule_feature_size",
-           "rdkit2d_names"]
+__all__ = [
+    "MOLECULE_FEATURE_SETS",
+    "check_feature_sets",
+    "compute_molecule_features",
+    "molecule_feature_size",
+    "rdkit2d_names",
+]

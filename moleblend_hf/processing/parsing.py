@@ -62,8 +62,9 @@ def describe(molecule: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def to_mol(molecule: Any, max_atoms: int, max_text_length: int,
-           keep_hydrogens: bool = False) -> tuple[Chem.Mol, np.ndarray | None]:
+def to_mol(
+    molecule: Any, max_atoms: int, max_text_length: int, keep_hydrogens: bool = False
+) -> tuple[Chem.Mol, np.ndarray | None]:
     """Parse and check an input molecule; returns the (hydrogen-handled) Mol and its 3D positions or None."""
     if molecule is None:
         raise MoleculeError("input is None")
@@ -76,8 +77,9 @@ def to_mol(molecule: Any, max_atoms: int, max_text_length: int,
         mol = _parse_text(molecule, max_atoms, max_text_length)
         positions = None
     elif isinstance(molecule, (bytes, bytearray)):
-        raise MoleculeError(f"unsupported input type {type(molecule).__name__}: decode it to a str (SMILES or "
-                            "molblock) first")
+        raise MoleculeError(
+            f"unsupported input type {type(molecule).__name__}: decode it to a str (SMILES or molblock) first"
+        )
     else:
         raise MoleculeError(
             f"unsupported input type {type(molecule).__name__}; give a SMILES, molblock, RDKit Mol, "
@@ -133,8 +135,14 @@ def read_sdf_records(path: str | os.PathLike) -> Iterator[SdfRecord]:
     if str(path).startswith(("http://", "https://")):
         import fsspec
 
-        opened = fsspec.open(str(path), "rt", compression="gzip" if str(path).endswith(".gz") else None,
-                             encoding="utf-8", errors="replace", block_size=2**20)
+        opened = fsspec.open(
+            str(path),
+            "rt",
+            compression="gzip" if str(path).endswith(".gz") else None,
+            encoding="utf-8",
+            errors="replace",
+            block_size=2**20,
+        )
     else:
         path = Path(path)
         opened = (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8", errors="replace")
@@ -164,16 +172,24 @@ def _parse_text(text: str, max_atoms: int, max_length: int) -> Chem.Mol:
     is_molblock = _is_molblock(text)
     if not is_molblock and (blank := next((c for c in stripped if c.isspace()), None)) is not None:
         # RDKit reads whatever follows a blank as the molecule's name: 'c1ccccc1 CCO' would silently be benzene
-        raise MoleculeError(f"SMILES {_clip(stripped)!r} contains whitespace ({blank!r} at character "
-                            f"{stripped.index(blank)}); a SMILES has none — is this two molecules or a name?")
+        raise MoleculeError(
+            f"SMILES {_clip(stripped)!r} contains whitespace ({blank!r} at character "
+            f"{stripped.index(blank)}); a SMILES has none — is this two molecules or a name?"
+        )
 
     def parse_raw() -> Chem.Mol:
-        raw = Chem.MolFromMolBlock(text, sanitize=False, removeHs=False) if is_molblock else \
-            Chem.MolFromSmiles(stripped, sanitize=False)
+        raw = (
+            Chem.MolFromMolBlock(text, sanitize=False, removeHs=False)
+            if is_molblock
+            else Chem.MolFromSmiles(stripped, sanitize=False)
+        )
         if raw is None:
-            raise MoleculeError("RDKit could not parse the molblock / SDF record (malformed: header, counts line, "
-                                "atom/bond block or coordinates unreadable)" if is_molblock else
-                                "not a valid SMILES (syntax error)")
+            raise MoleculeError(
+                "RDKit could not parse the molblock / SDF record (malformed: header, counts line, "
+                "atom/bond block or coordinates unreadable)"
+                if is_molblock
+                else "not a valid SMILES (syntax error)"
+            )
         return raw
 
     with _quiet_rdkit():
@@ -192,8 +208,9 @@ def _parse_text(text: str, max_atoms: int, max_length: int) -> Chem.Mol:
             raw = raw if raw is not None else parse_raw()  # a syntax error, or a chemistry problem to name
             problems = Chem.DetectChemistryProblems(raw)
             detail = f" ({problems[0].Message()})" if problems else ""
-            raise MoleculeError(("RDKit could not parse the molblock / SDF record" if is_molblock else
-                                 "not a valid SMILES") + detail)
+            raise MoleculeError(
+                ("RDKit could not parse the molblock / SDF record" if is_molblock else "not a valid SMILES") + detail
+            )
     return mol
 
 
@@ -201,8 +218,11 @@ def _is_molblock(text: str) -> bool:
     """An SDF record is a molblock whatever its content; other text is one when it has a molblock's marks, or at
     least the four lines (three header lines, the counts line) every molblock starts with."""
     stripped = text.strip()
-    return isinstance(text, SdfRecord) or "\n" in stripped and (
-        "M  END" in stripped or "V2000" in stripped or "V3000" in stripped or stripped.count("\n") >= 3)
+    return (
+        isinstance(text, SdfRecord)
+        or "\n" in stripped
+        and ("M  END" in stripped or "V2000" in stripped or "V3000" in stripped or stripped.count("\n") >= 3)
+    )
 
 
 def _clip(text: str, limit: int = 60) -> str:

@@ -63,12 +63,21 @@ def load_metrics(source: str | Path | dict | list | None) -> list[dict[str, Any]
 
 def _from_finetune_result(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The `metrics.json` that `moleblend finetune` writes (problem_type, data, test metrics) in this format."""
-    metrics = {name: value for name, value in result["test"].items() if name not in _NOT_METRICS
-               and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    metrics = {
+        name: value
+        for name, value in result["test"].items()
+        if name not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
     if not metrics:
         return []
-    return [{"task": result["problem_type"], "dataset": Path(str(result.get("data", "dataset"))).stem,
-             "split": "test", "metrics": metrics}]
+    return [
+        {
+            "task": result["problem_type"],
+            "dataset": Path(str(result.get("data", "dataset"))).stem,
+            "split": "test",
+            "metrics": metrics,
+        }
+    ]
 
 
 def directory_metrics(directory: str | Path) -> list[dict[str, Any]]:
@@ -86,17 +95,24 @@ def directory_metrics(directory: str | Path) -> list[dict[str, Any]]:
     except ValueError as error:
         if isinstance(content, dict) and "problem_type" in content and isinstance(content.get("test"), dict):
             return _from_finetune_result(content)
-        logger.warning("%s is not in the metrics format of moleblend_hf.publishing (%s): no model-index",
-                       path, error)
+        logger.warning("%s is not in the metrics format of moleblend_hf.publishing (%s): no model-index", path, error)
         return []
 
 
 def _eval_results(entries: list[dict[str, Any]]) -> list[EvalResult]:
     return [
-        EvalResult(task_type=entry["task"], task_name=entry.get("task_name"), dataset_type=entry["dataset"],
-                   dataset_name=entry.get("dataset_name", entry["dataset"]), dataset_split=entry.get("split"),
-                   metric_type=name, metric_name=name, metric_value=value)
-        for entry in entries for name, value in entry["metrics"].items()
+        EvalResult(
+            task_type=entry["task"],
+            task_name=entry.get("task_name"),
+            dataset_type=entry["dataset"],
+            dataset_name=entry.get("dataset_name", entry["dataset"]),
+            dataset_split=entry.get("split"),
+            metric_type=name,
+            metric_name=name,
+            metric_value=value,
+        )
+        for entry in entries
+        for name, value in entry["metrics"].items()
     ]
 
 
@@ -135,8 +151,10 @@ def _architecture_lines(config: MoleBlendConfig, parameters: int | None) -> list
         f"interatomic distances) {'on' if config.use_3d_relations else 'off'}",
     ]
     if architecture == "MoleBlendForPreTraining":
-        lines.append("- this checkpoint also holds the pretraining heads (relation prediction, denoising); "
-                     "`AutoModel` loads the encoder alone, `AutoModelForPreTraining` the full model")
+        lines.append(
+            "- this checkpoint also holds the pretraining heads (relation prediction, denoising); "
+            "`AutoModel` loads the encoder alone, `AutoModelForPreTraining` the full model"
+        )
     return lines
 
 
@@ -151,8 +169,10 @@ def _evaluation_lines(entries: list[dict[str, Any]]) -> list[str]:
     lines = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
     for entry in entries:
         for name, value in entry["metrics"].items():
-            lines.append(f"| {entry['task']} | {entry.get('dataset_name', entry['dataset'])} | "
-                         f"{entry.get('split', '')} | {name} | {value:.4g} |")
+            lines.append(
+                f"| {entry['task']} | {entry.get('dataset_name', entry['dataset'])} | "
+                f"{entry.get('split', '')} | {name} | {value:.4g} |"
+            )
     return lines
 
 
@@ -161,17 +181,18 @@ def _limits_lines(config: MoleBlendConfig, processor: dict[str, Any]) -> list[st
     policy = processor.get("conformers", "given")
     policies = {
         "given": "uses a 3D conformer present in the input (molblock, SDF, RDKit Mol with a conformer) and "
-                 "otherwise falls back to 2D relations only; SMILES inputs are therefore 2D-only unless you "
-                 "load the processor with `conformers=\"generate\"`",
+        "otherwise falls back to 2D relations only; SMILES inputs are therefore 2D-only unless you "
+        'load the processor with `conformers="generate"`',
         "generate": "uses a given 3D conformer, otherwise generates one (RDKit ETKDGv3 + MMFF94); when that "
-                    "fails the molecule falls back to 2D relations only",
+        "fails the molecule falls back to 2D relations only",
         "none": "never uses 3D coordinates (2D relations only)",
     }
-    hydrogens = "hydrogens are kept as atoms" if processor.get("keep_hydrogens") else \
-        "hydrogens are removed (heavy atoms only)"
+    hydrogens = (
+        "hydrogens are kept as atoms" if processor.get("keep_hydrogens") else "hydrogens are removed (heavy atoms only)"
+    )
     return [
         f"- **Molecule size**: at most {max_atoms} atoms per molecule; larger molecules are rejected with a "
-        "`MoleculeError` (`processor(molecules, errors=\"skip\")` leaves bad molecules out and records why).",
+        '`MoleculeError` (`processor(molecules, errors="skip")` leaves bad molecules out and records why).',
         f"- **Conformers**: the saved processor's policy is `{policy}`: it {policies.get(policy, policy)}. "
         "Embeddings of the same molecule with and without 3D coordinates differ.",
         f"- **Atoms**: {hydrogens}. Elements are featurized with the OGB vocabulary (atomic numbers 1-118); "
@@ -220,31 +241,54 @@ def build_model_card(
     name = repo_id or "MoleBLEND"
     results = _eval_results(metrics or [])
     data = ModelCardData(
-        library_name="transformers", license=license, tags=list(dict.fromkeys([*DEFAULT_TAGS, *(tags or [])])),
-        datasets=list(datasets) if datasets else None, base_model=base_model, pipeline_tag="feature-extraction",
-        model_name=name.split("/")[-1] if results else None, eval_results=results or None,
+        library_name="transformers",
+        license=license,
+        tags=list(dict.fromkeys([*DEFAULT_TAGS, *(tags or [])])),
+        datasets=list(datasets) if datasets else None,
+        base_model=base_model,
+        pipeline_tag="feature-extraction",
+        model_name=name.split("/")[-1] if results else None,
+        eval_results=results or None,
     )
     body = [
-        f"# {name.split('/')[-1]}", "",
+        f"# {name.split('/')[-1]}",
+        "",
         "A MoleBLEND encoder (Yu et al., *Multimodal Molecular Pretraining via Modality Blending*, ICLR 2024): a "
         "Transformer over the atoms of a molecule whose attention is biased, per head, by 2D relations "
         "(shortest-path distances, the bonds along shortest paths, degrees) and 3D relations (interatomic "
         "distances). Pretraining blends the three relation types into one attention bias and predicts them back. "
-        "Implemented with `transformers` by `moleblend-hf`.", "",
-        "## Architecture", "", *_architecture_lines(config, parameters), "",
+        "Implemented with `transformers` by `moleblend-hf`.",
+        "",
+        "## Architecture",
+        "",
+        *_architecture_lines(config, parameters),
+        "",
     ]
     if pretraining:
         body += ["## Pretraining", "", *_pretraining_lines(pretraining), ""]
     if metrics:
         body += ["## Evaluation", "", *_evaluation_lines(metrics), ""]
     body += [
-        "## Intended use", "",
+        "## Intended use",
+        "",
         "Molecule-level embeddings (`pooler_output`, the graph token) and atom-level embeddings "
         "(`last_hidden_state`) for retrieval, clustering and property-prediction probes, and a starting point "
-        "for fine-tuning on molecular property data.", "",
-        "## Limitations", "", *_limits_lines(config, processor_config or {}), "",
-        "## Usage", "", *_usage_lines(name), "",
-        "## Citation", "", "```bibtex", _CITATION, "```", "",
+        "for fine-tuning on molecular property data.",
+        "",
+        "## Limitations",
+        "",
+        *_limits_lines(config, processor_config or {}),
+        "",
+        "## Usage",
+        "",
+        *_usage_lines(name),
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        _CITATION,
+        "```",
+        "",
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
@@ -266,14 +310,25 @@ def card_for_directory(
     if card_options.get("metrics") is None:
         card_options["metrics"] = directory_metrics(directory)
     return build_model_card(
-        config, processor_config=processor_config or _read_json(directory / PROCESSOR_FILE),
-        parameters=count_parameters(directory), **card_options)
+        config,
+        processor_config=processor_config or _read_json(directory / PROCESSOR_FILE),
+        parameters=count_parameters(directory),
+        **card_options,
+    )
 
 
-def write_model_card(directory: str | Path, config: MoleBlendConfig, pretraining: dict[str, Any] | None = None,
-                     base_model: str | None = None, license: str = "mit", *, repo_id: str | None = None,
-                     datasets: list[str] | None = None, metrics: str | Path | dict | list | None = None,
-                     tags: list[str] | None = None) -> ModelCard:
+def write_model_card(
+    directory: str | Path,
+    config: MoleBlendConfig,
+    pretraining: dict[str, Any] | None = None,
+    base_model: str | None = None,
+    license: str = "mit",
+    *,
+    repo_id: str | None = None,
+    datasets: list[str] | None = None,
+    metrics: str | Path | dict | list | None = None,
+    tags: list[str] | None = None,
+) -> ModelCard:
     """Write `README.md` (a `huggingface_hub.ModelCard`) describing the MoleBLEND model saved in `directory`.
 
     Metadata: library_name, license, tags, datasets, base_model, pipeline_tag and, when `metrics` is given or
@@ -283,8 +338,15 @@ def write_model_card(directory: str | Path, config: MoleBlendConfig, pretraining
     """
     directory = Path(directory)
     card = card_for_directory(
-        directory, config, repo_id=repo_id or directory.name, pretraining=pretraining, base_model=base_model,
-        license=license, datasets=datasets, metrics=load_metrics(metrics) if metrics is not None else None,
-        tags=tags)
+        directory,
+        config,
+        repo_id=repo_id or directory.name,
+        pretraining=pretraining,
+        base_model=base_model,
+        license=license,
+        datasets=datasets,
+        metrics=load_metrics(metrics) if metrics is not None else None,
+        tags=tags,
+    )
     card.save(directory / CARD_FILE)
     return card

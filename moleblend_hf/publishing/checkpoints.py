@@ -34,8 +34,9 @@ def resolve_model(name_or_path: str | Path | None) -> str | None:
     if shipped is None:
         return str(name_or_path)
     if not (shipped / "config.json").exists():
-        raise FileNotFoundError(f"the shipped checkpoint {name_or_path!r} is missing from {shipped}; reinstall "
-                                "moleblend-hf")
+        raise FileNotFoundError(
+            f"the shipped checkpoint {name_or_path!r} is missing from {shipped}; reinstall moleblend-hf"
+        )
     return str(shipped)
 
 
@@ -79,13 +80,17 @@ def check_model_source(name_or_path: str | Path) -> str:
     if (path / ENSEMBLE_FILE).exists():
         return source
     if not (path / "config.json").is_file():
-        finished = sorted((c for c in path.glob("checkpoint-*") if (c / "config.json").is_file()),
-                          key=lambda c: int(c.name.rpartition("-")[2]) if c.name.rpartition("-")[2].isdigit() else -1)
+        finished = sorted(
+            (c for c in path.glob("checkpoint-*") if (c / "config.json").is_file()),
+            key=lambda c: int(c.name.rpartition("-")[2]) if c.name.rpartition("-")[2].isdigit() else -1,
+        )
         if finished or (path / "run.json").exists() or (path / "_run.json").exists():
             raise FileNotFoundError(
                 f"--model {name_or_path}: a run directory without a final model (no config.json at its root): its "
-                "job did not finish" + (f"; its last saved checkpoint is {finished[-1]}" if finished else "")
-                + ". Rerun the job, or pass a finished model")
+                "job did not finish"
+                + (f"; its last saved checkpoint is {finished[-1]}" if finished else "")
+                + ". Rerun the job, or pass a finished model"
+            )
         raise FileNotFoundError(f"--model {name_or_path} holds no config.json: not a saved model; it takes {kinds}")
     try:
         json.loads((path / "config.json").read_text())
@@ -94,9 +99,11 @@ def check_model_source(name_or_path: str | Path) -> str:
     if saved_weight_names(path) is None:
         pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in path.glob(pattern))
         if pickled:
-            raise ValueError(f"--model {name_or_path}: no safetensors weights; pickled weights are never loaded "
-                             f"({', '.join(pickled)}): save the model with save_pretrained (safetensors) where you "
-                             "trust the file")
+            raise ValueError(
+                f"--model {name_or_path}: no safetensors weights; pickled weights are never loaded "
+                f"({', '.join(pickled)}): save the model with save_pretrained (safetensors) where you "
+                "trust the file"
+            )
         raise FileNotFoundError(f"--model {name_or_path}: no model weights (model.safetensors)")
     return source
 
@@ -108,9 +115,11 @@ def load_model(model_class: Any, name_or_path: str | Path, **kwargs: Any) -> Any
     try:
         return model_class.from_pretrained(source, use_safetensors=True, **kwargs)
     except OSError as error:
-        raise FileNotFoundError(f"--model {name_or_path}: not a local directory or a shipped checkpoint "
-                                f"({', '.join(SHIPPED)}), and it could not be loaded from the Hub: "
-                                f"{_first_line(error)}") from None
+        raise FileNotFoundError(
+            f"--model {name_or_path}: not a local directory or a shipped checkpoint "
+            f"({', '.join(SHIPPED)}), and it could not be loaded from the Hub: "
+            f"{_first_line(error)}"
+        ) from None
 
 
 def load_processor(processor_class: Any, source: str | Path, config: Any) -> Any:
@@ -143,4 +152,3 @@ def saved_weight_names(directory: str | Path) -> set[str] | None:
 
     with safe_open(str(directory / "model.safetensors"), "np") as handle:
         return set(handle.keys())
-

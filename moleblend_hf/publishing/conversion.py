@@ -32,11 +32,16 @@ DROPPED_PATTERNS = (
     r"blend_(spd|edge|3d)_pred_head\..*",  # relation prediction heads (pretraining)
 )
 DROPPED_TOP_LEVEL = (
-    r"lm_head_transform_weight\..*", r"layer_norm\..*", r"lm_output_learned_bias", r"embed_out\..*",
+    r"lm_head_transform_weight\..*",
+    r"layer_norm\..*",
+    r"lm_output_learned_bias",
+    r"embed_out\..*",
     r"proj_out\..*",
 )
-_LAYER = re.compile(r"layers\.(\d+)\.(self_attn\.(q|k|v|out)_proj|self_attn_layer_norm|fc1|fc2|final_layer_norm)"
-                    r"\.(weight|bias)")
+_LAYER = re.compile(
+    r"layers\.(\d+)\.(self_attn\.(q|k|v|out)_proj|self_attn_layer_norm|fc1|fc2|final_layer_norm)"
+    r"\.(weight|bias)"
+)
 _DIRECT = {
     "atom_feature.atom_encoder.weight": "atom_embeddings.atom_embedding.weight",
     "molecule_attn_bias.edge_encoder.weight": "bias_2d.bond_embedding.weight",
@@ -52,10 +57,15 @@ _DIRECT = {
 }
 # Official keys combined into one of ours by a function (handled in `convert_state_dict`).
 _COMBINED = {
-    "atom_feature.in_degree_encoder.weight", "atom_feature.out_degree_encoder.weight",
-    "atom_feature.graph_token.weight", "molecule_attn_bias.edge_dis_encoder.weight",
-    "molecule_attn_bias.graph_token_virtual_distance.weight", "molecule_3d_bias.gbf.means.weight",
-    "molecule_3d_bias.gbf.stds.weight", "molecule_3d_bias.gbf.mul.weight", "molecule_3d_bias.gbf.bias.weight",
+    "atom_feature.in_degree_encoder.weight",
+    "atom_feature.out_degree_encoder.weight",
+    "atom_feature.graph_token.weight",
+    "molecule_attn_bias.edge_dis_encoder.weight",
+    "molecule_attn_bias.graph_token_virtual_distance.weight",
+    "molecule_3d_bias.gbf.means.weight",
+    "molecule_3d_bias.gbf.stds.weight",
+    "molecule_3d_bias.gbf.mul.weight",
+    "molecule_3d_bias.gbf.bias.weight",
 }
 
 
@@ -65,7 +75,7 @@ class ConversionError(ValueError):
 
 def config_from_official_args(args: argparse.Namespace | Mapping[str, Any], **overrides) -> MoleBlendConfig:
     """A MoleBlendConfig matching the architecture arguments stored in an official checkpoint."""
-    get = (args.get if isinstance(args, Mapping) else lambda k, d=None: getattr(args, k, d))
+    get = args.get if isinstance(args, Mapping) else lambda k, d=None: getattr(args, k, d)
     fields = dict(
         num_hidden_layers=get("encoder_layers", 12),
         hidden_size=get("encoder_embed_dim", 768),
@@ -133,8 +143,9 @@ def convert_state_dict(
 
     out["graph_token"] = take("atom_feature.graph_token.weight").reshape(1, 1, -1)
     if config.use_2d_relations:
-        out["atom_embeddings.degree_embedding.weight"] = (
-            take("atom_feature.in_degree_encoder.weight") + take("atom_feature.out_degree_encoder.weight"))
+        out["atom_embeddings.degree_embedding.weight"] = take("atom_feature.in_degree_encoder.weight") + take(
+            "atom_feature.out_degree_encoder.weight"
+        )
         out["bias_2d.hop_mixing"] = take("molecule_attn_bias.edge_dis_encoder.weight").reshape(-1, heads, heads)[:hops]
     out["graph_token_virtual_distance"] = take("molecule_attn_bias.graph_token_virtual_distance.weight").reshape(-1)
     if config.use_3d_relations:
@@ -157,8 +168,10 @@ def convert_state_dict(
         raise ConversionError(f"the checkpoint has parameters the configured model lacks: {extra[:10]}")
     for name, value in out.items():
         if tuple(value.shape) != tuple(expected[name].shape):
-            raise ConversionError(f"{name}: shape {tuple(value.shape)} in the checkpoint, "
-                                  f"{tuple(expected[name].shape)} in the configured model")
+            raise ConversionError(
+                f"{name}: shape {tuple(value.shape)} in the checkpoint, "
+                f"{tuple(expected[name].shape)} in the configured model"
+            )
     return {k: v.detach().clone().to(expected[k].dtype) for k, v in out.items()}, dropped
 
 
@@ -169,11 +182,31 @@ def _fairseq_globals() -> list[Any]:
 
     core = getattr(np, "_core", None) or np.core
     scalar = core.multiarray.scalar
-    dtypes = [type(np.dtype(name)) for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
-                                                  "uint8", "uint16", "uint32", "uint64", "bool")]
+    dtypes = [
+        type(np.dtype(name))
+        for name in (
+            "float16",
+            "float32",
+            "float64",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "bool",
+        )
+    ]
     # numpy 1.x pickles name the scalar constructor numpy.core.multiarray.scalar, numpy 2.x numpy._core...
-    return [argparse.Namespace, np.dtype, *dtypes, (scalar, "numpy.core.multiarray.scalar"),
-            (scalar, "numpy._core.multiarray.scalar")]
+    return [
+        argparse.Namespace,
+        np.dtype,
+        *dtypes,
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+    ]
 
 
 def load_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Any]:
@@ -187,9 +220,14 @@ def load_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
     except Exception as error:  # noqa: BLE001 - whatever a non-checkpoint makes the unpickler raise
         detail = str(error).strip()
         unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
-        reason = (f"it holds a {unsupported.group(1)} object, which a fairseq checkpoint does not; it was not "
-                  "loaded (loading it would run code from the file)") if unsupported else \
-            f"not a PyTorch checkpoint ({type(error).__name__}: {detail.splitlines()[0][:200] if detail else ''})"
+        reason = (
+            (
+                f"it holds a {unsupported.group(1)} object, which a fairseq checkpoint does not; it was not "
+                "loaded (loading it would run code from the file)"
+            )
+            if unsupported
+            else f"not a PyTorch checkpoint ({type(error).__name__}: {detail.splitlines()[0][:200] if detail else ''})"
+        )
         raise ConversionError(f"{path}: {reason}") from None
     if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
         raise ConversionError(f"{path}: not a fairseq checkpoint (no 'model' entry)")
@@ -199,7 +237,9 @@ def load_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
     return dict(checkpoint["model"]), args
 
 
-def convert_checkpoint(path: str | Path, output_dir: str | Path, **config_overrides) -> tuple[MoleBlendModel, list[str]]:
+def convert_checkpoint(
+    path: str | Path, output_dir: str | Path, **config_overrides
+) -> tuple[MoleBlendModel, list[str]]:
     """Convert an official checkpoint file into a `save_pretrained` directory (model + processor); returns the model
     and the dropped keys.
 
@@ -215,6 +255,5 @@ def convert_checkpoint(path: str | Path, output_dir: str | Path, **config_overri
     model = MoleBlendModel(config)
     model.load_state_dict(converted, strict=True)
     model.save_pretrained(output_dir)
-    MoleBlendProcessor.from_config(config,
-                       path_tie_break="official").save_pretrained(output_dir)
+    MoleBlendProcessor.from_config(config, path_tie_break="official").save_pretrained(output_dir)
     return model, dropped

@@ -26,9 +26,17 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from ..modeling import MoleBlendConfig
 from ..processing import MoleBlendProcessor
 from .card import CARD_FILE, PROCESSOR_FILE, card_for_directory
+
 # the model card's names, importable from here as before the card moved to card.py
-from .card import (DEFAULT_TAGS, METRICS_FILE, build_model_card, count_parameters, directory_metrics,  # noqa: F401
-                   load_metrics, write_model_card)
+from .card import (
+    DEFAULT_TAGS,
+    METRICS_FILE,
+    build_model_card,
+    count_parameters,
+    directory_metrics,  # noqa: F401
+    load_metrics,
+    write_model_card,
+)
 from .remote_code import needed_modules, remote_code_files
 
 logger = logging.getLogger(__name__)
@@ -67,8 +75,16 @@ class PushResult:
 #: the files of a model repo besides its code: weights, config, processor, card. A run directory also holds
 #: checkpoints, logs, splits, metrics and predictions of the user's data, and may hold any file of the user's:
 #: only these names (and the remote code generated from the package) are ever uploaded.
-_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
-                "model.safetensors.index.json", PROCESSOR_FILE, "processor_config.json", CARD_FILE)
+_MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+    PROCESSOR_FILE,
+    "processor_config.json",
+    CARD_FILE,
+)
 
 
 def _local_files(directory: Path) -> dict[str, Path]:
@@ -77,8 +93,11 @@ def _local_files(directory: Path) -> dict[str, Path]:
     are never uploaded; the remote code is generated from the package (`remote_code.py`), never read from here."""
     files = {}
     for path in sorted(directory.iterdir()):
-        if not any(fnmatch.fnmatch(path.name, pattern) for pattern in _MODEL_FILES) or \
-                not path.is_file() and not path.is_symlink():
+        if (
+            not any(fnmatch.fnmatch(path.name, pattern) for pattern in _MODEL_FILES)
+            or not path.is_file()
+            and not path.is_symlink()
+        ):
             continue
         if path.is_symlink():
             logger.warning("not uploading %s: a symbolic link", path)
@@ -93,8 +112,15 @@ def _check_model_directory(directory: Path) -> MoleBlendConfig:
         raise FileNotFoundError(f"{directory} is not a directory (expected a save_pretrained output)")
     if not (directory / "config.json").exists():
         raise FileNotFoundError(f"{directory} has no config.json: save the model with save_pretrained first")
-    if not any((directory / name).exists() for name in ("model.safetensors", "model.safetensors.index.json",
-                                                          "pytorch_model.bin", "pytorch_model.bin.index.json")):
+    if not any(
+        (directory / name).exists()
+        for name in (
+            "model.safetensors",
+            "model.safetensors.index.json",
+            "pytorch_model.bin",
+            "pytorch_model.bin.index.json",
+        )
+    ):
         raise FileNotFoundError(f"{directory} has no model weights (model.safetensors)")
     model_type = json.loads((directory / "config.json").read_text()).get("model_type")
     if model_type != MoleBlendConfig.model_type:
@@ -131,8 +157,10 @@ def _explain(error: BaseException, endpoint: str) -> tuple[str, int | None]:
     detail = getattr(error, "server_message", None) or ""
     detail = f" (server said: {detail.strip()})" if detail.strip() else ""
     if status == 401:
-        return ("authentication failed (HTTP 401): the Hub rejected the token or none was given; run "
-                f"`hf auth login` or set HF_TOKEN to a token with write access{detail}"), status
+        return (
+            "authentication failed (HTTP 401): the Hub rejected the token or none was given; run "
+            f"`hf auth login` or set HF_TOKEN to a token with write access{detail}"
+        ), status
     if status == 403:
         return f"permission denied (HTTP 403): the token may not write to this repo or namespace{detail}", status
     if status == 404:
@@ -140,8 +168,10 @@ def _explain(error: BaseException, endpoint: str) -> tuple[str, int | None]:
     if status in (409, 412):
         return f"conflict (HTTP {status}): the repo changed during the push; push again{detail}", status
     if isinstance(status, int) and status >= 500:
-        return (f"the Hub answered with a server error (HTTP {status}) and did not confirm the commit; push "
-                f"again later (a push of unchanged files makes no new commit){detail}"), status
+        return (
+            f"the Hub answered with a server error (HTTP {status}) and did not confirm the commit; push "
+            f"again later (a push of unchanged files makes no new commit){detail}"
+        ), status
     if isinstance(status, int):
         return f"the Hub refused the request (HTTP {status}){detail}: {error}", status
     if isinstance(error, ValueError):
@@ -197,15 +227,38 @@ def push_to_hub(
         FileNotFoundError / ValueError: the directory is not a saved MoleBLEND model (checked before any upload).
     """
     if isinstance(model_or_directory, (str, os.PathLike)):
-        return _push_directory(Path(model_or_directory), repo_id, processor, private, commit_message, token,
-                               endpoint, delete_stale_files, force, retries, card_options)
+        return _push_directory(
+            Path(model_or_directory),
+            repo_id,
+            processor,
+            private,
+            commit_message,
+            token,
+            endpoint,
+            delete_stale_files,
+            force,
+            retries,
+            card_options,
+        )
     if processor is None:
         logger.warning("no processor given: uploading a default MoleBlendProcessor with the model")
         processor = _default_processor(model_or_directory.config)
     with tempfile.TemporaryDirectory(prefix="moleblend-push-") as tmp:
         model_or_directory.save_pretrained(tmp)
-        return _push_directory(Path(tmp), repo_id, processor, private, commit_message, token, endpoint,
-                               delete_stale_files, force, retries, card_options, local=False)
+        return _push_directory(
+            Path(tmp),
+            repo_id,
+            processor,
+            private,
+            commit_message,
+            token,
+            endpoint,
+            delete_stale_files,
+            force,
+            retries,
+            card_options,
+            local=False,
+        )
 
 
 def _pipeline_files(directory: Path, config: MoleBlendConfig) -> dict[str, bytes]:
@@ -215,8 +268,10 @@ def _pipeline_files(directory: Path, config: MoleBlendConfig) -> dict[str, bytes
 
     content = json.loads((directory / "config.json").read_text())
     content["custom_pipelines"] = pipelines.custom_pipelines(config.architectures)
-    return {PIPELINES_FILE: Path(pipelines.__file__).read_bytes(),
-            "config.json": (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()}
+    return {
+        PIPELINES_FILE: Path(pipelines.__file__).read_bytes(),
+        "config.json": (json.dumps(content, indent=2, sort_keys=True) + "\n").encode(),
+    }
 
 
 def _transient(error: BaseException) -> bool:
@@ -232,9 +287,10 @@ def _with_retries(call: Any, retries: int) -> Any:
         except (OSError, *_client_errors()) as error:
             if attempt == retries or not _transient(error):
                 raise
-            delay = 2 ** attempt
-            logger.warning("the Hub failed (%s); retrying in %d s (%d/%d)", type(error).__name__, delay,
-                           attempt + 1, retries)
+            delay = 2**attempt
+            logger.warning(
+                "the Hub failed (%s); retrying in %d s (%d/%d)", type(error).__name__, delay, attempt + 1, retries
+            )
             time.sleep(delay)
 
 
@@ -245,24 +301,44 @@ def _check_remote_is_moleblend(api: HfApi, repo_id: str, remote_files: set[str])
     if not theirs:
         return  # a new, empty repo
     if "config.json" not in remote_files:
-        raise HubPushError(repo_id, f"the repo holds files that are not a MoleBLEND model ({', '.join(theirs[:3])}"
-                                    f"{', ...' if len(theirs) > 3 else ''}) and no config.json: pushing would replace "
-                                    "or delete them; pass --force (force=True) if that is what you want, or choose "
-                                    "another repo")
+        raise HubPushError(
+            repo_id,
+            f"the repo holds files that are not a MoleBLEND model ({', '.join(theirs[:3])}"
+            f"{', ...' if len(theirs) > 3 else ''}) and no config.json: pushing would replace "
+            "or delete them; pass --force (force=True) if that is what you want, or choose "
+            "another repo",
+        )
     remote_type = (getattr(api.model_info(repo_id), "config", None) or {}).get("model_type")
     if remote_type is None:  # the Hub reads no model type from it: not JSON, or a config of no model
-        raise HubPushError(repo_id, "the repo's config.json is not a model config the Hub can read (not JSON, or no "
-                                    "model_type): pushing would replace its files; pass --force (force=True) if that "
-                                    "is what you want, or choose another repo")
+        raise HubPushError(
+            repo_id,
+            "the repo's config.json is not a model config the Hub can read (not JSON, or no "
+            "model_type): pushing would replace its files; pass --force (force=True) if that "
+            "is what you want, or choose another repo",
+        )
     if remote_type != MoleBlendConfig.model_type:
-        raise HubPushError(repo_id, f"the repo holds a {remote_type!r} model, not MoleBLEND: pushing would replace "
-                                    "its files; pass --force (force=True) if that is what you want, or choose "
-                                    "another repo")
+        raise HubPushError(
+            repo_id,
+            f"the repo holds a {remote_type!r} model, not MoleBLEND: pushing would replace "
+            "its files; pass --force (force=True) if that is what you want, or choose "
+            "another repo",
+        )
 
 
-def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool, commit_message: str,
-                    token: str | None, endpoint: str | None, delete_stale_files: bool, force: bool, retries: int,
-                    card_options: dict[str, Any], local: bool = True) -> PushResult:
+def _push_directory(
+    directory: Path,
+    repo_id: str,
+    processor: Any,
+    private: bool,
+    commit_message: str,
+    token: str | None,
+    endpoint: str | None,
+    delete_stale_files: bool,
+    force: bool,
+    retries: int,
+    card_options: dict[str, Any],
+    local: bool = True,
+) -> PushResult:
     """`push_to_hub` for a directory; `local=False`: a temporary directory, not named in errors."""
     config = _check_model_directory(directory)
     files: dict[str, Path | bytes] = dict(_local_files(directory))
@@ -274,8 +350,7 @@ def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool
         logger.info("%s has a README.md: uploading it as is (card options ignored)", directory)
     if CARD_FILE not in files:
         processor_config = json.loads(_read(files[PROCESSOR_FILE]))
-        card = card_for_directory(directory, config, repo_id=repo_id, processor_config=processor_config,
-                                  **card_options)
+        card = card_for_directory(directory, config, repo_id=repo_id, processor_config=processor_config, **card_options)
         files[CARD_FILE] = str(card).encode()
     files.update(_pipeline_files(directory, config))
     # the code is generated from the installed package (with a do-not-edit header), never taken from the directory:
@@ -284,8 +359,10 @@ def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool
     files = {name: content for name, content in files.items() if not name.endswith(".py")} | code
 
     # built (and hashed) before any request, so that a local read error is not reported as a Hub failure
-    operations: list[Any] = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(content))
-                             for path, content in sorted(files.items())]
+    operations: list[Any] = [
+        CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(content))
+        for path, content in sorted(files.items())
+    ]
     api = HfApi(endpoint=endpoint, token=token)
     try:
         resolved = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True), retries)
@@ -301,8 +378,14 @@ def _push_directory(directory: Path, repo_id: str, processor: Any, private: bool
     except (OSError, ValueError, *_client_errors()) as error:  # HfHubHTTPError is an OSError
         cause, status = _explain(error, api.endpoint)
         raise HubPushError(repo_id, cause, status, directory if local else None) from error
-    return PushResult(repo_id=target, repo_url=str(resolved), commit_url=info.commit_url, commit_sha=info.oid,
-                      files=sorted(files), deleted=deleted)
+    return PushResult(
+        repo_id=target,
+        repo_url=str(resolved),
+        commit_url=info.commit_url,
+        commit_sha=info.oid,
+        files=sorted(files),
+        deleted=deleted,
+    )
 
 
 def _read(content: Path | bytes) -> bytes:
@@ -314,8 +397,9 @@ def _source(content: Path | bytes) -> str | bytes:
     return str(content) if isinstance(content, Path) else content
 
 
-def push_directory(directory: str | Path, repo_id: str, private: bool = False,
-                   commit_message: str = DEFAULT_COMMIT_MESSAGE) -> str:
+def push_directory(
+    directory: str | Path, repo_id: str, private: bool = False, commit_message: str = DEFAULT_COMMIT_MESSAGE
+) -> str:
     """Upload a saved model directory (model, processor, card, remote code); returns the commit URL.
 
     Kept for callers of the first version of this module; `push_to_hub` is the full interface.

@@ -77,8 +77,10 @@ def build_conformer_corpus(args: CorpusArguments) -> dict:
             writer.write_table(pa.Table.from_arrays([pa.array(c) for c in zip(*rows)], schema=SCHEMA))
             rows.clear()
 
-    with pq.ParquetWriter(temporary, SCHEMA) as writer, multiprocessing.get_context("spawn").Pool(
-            args.num_workers) as pool:
+    with (
+        pq.ParquetWriter(temporary, SCHEMA) as writer,
+        multiprocessing.get_context("spawn").Pool(args.num_workers) as pool,
+    ):
         for identifier, smiles, molblock, status in pool.imap(_embed, _tasks(args, excluded, counts), chunksize=16):
             if molblock is None:
                 counts[status] += 1
@@ -92,7 +94,11 @@ def build_conformer_corpus(args: CorpusArguments) -> dict:
                 break
         flush()
     temporary.replace(output)
-    summary = {"output": str(output), "counts": dict(counts), "settings": asdict(args),
-               "method": "RDKit ETKDGv3 (seeded) + MMFF94 minimisation, hydrogens placed from heavy atoms"}
+    summary = {
+        "output": str(output),
+        "counts": dict(counts),
+        "settings": asdict(args),
+        "method": "RDKit ETKDGv3 (seeded) + MMFF94 minimisation, hydrogens placed from heavy atoms",
+    }
     output.with_name(output.name + ".json").write_text(json.dumps(summary, indent=2))
     return summary

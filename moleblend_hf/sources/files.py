@@ -14,10 +14,12 @@ import pyarrow.parquet as pq
 from rdkit import Chem, RDLogger
 
 from .._optional import import_optional
+
 #: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md); defined
 #: where the job defaults need it, without pandas
 from ..arguments import BUNDLED_QM9
 from ..processing import read_sdf_records
+
 # the row type and the column detection live in records.py (shared with remote.py); importable from here as before
 from .records import MOLBLOCK_COLUMNS, SMILES_COLUMNS, MoleculeRecord, pick_column, table_columns
 from .remote import DATASET_PREFIX, HUB_PREFIX, is_remote, read_remote, read_remote_table, remote_shard_count
@@ -30,8 +32,15 @@ def shard_count(source: str | Path) -> int:
     return remote_shard_count(source) if is_remote(source) else 1
 
 
-def read_table(path: str | Path, smiles_column: str | None = None, molblock_column: str | None = None,
-               id_column: str | None = None, *, shard: int = 0, start: int = 0) -> Iterator[MoleculeRecord]:
+def read_table(
+    path: str | Path,
+    smiles_column: str | None = None,
+    molblock_column: str | None = None,
+    id_column: str | None = None,
+    *,
+    shard: int = 0,
+    start: int = 0,
+) -> Iterator[MoleculeRecord]:
     """Yield the molecules of one file (or `datasets` dataset directory) in row order, streaming.
 
     `.smi` / `.smiles` / `.txt`: one SMILES per line (an optional second whitespace-separated field is the
@@ -54,24 +63,36 @@ def read_table(path: str | Path, smiles_column: str | None = None, molblock_colu
     elif suffixes.endswith(".parquet"):
         yield from _read_parquet(path, smiles_column, molblock_column, id_column, start)
     else:  # text formats: the rows before `start` are read and passed over (no index to seek with)
-        yield from itertools.islice(_read_text(path, suffixes, smiles_column, molblock_column, id_column), start,
-                                    None)
+        yield from itertools.islice(_read_text(path, suffixes, smiles_column, molblock_column, id_column), start, None)
 
 
-def read_all(source: str | Path, smiles_column: str | None = None, molblock_column: str | None = None,
-             id_column: str | None = None) -> Iterator[MoleculeRecord]:
+def read_all(
+    source: str | Path,
+    smiles_column: str | None = None,
+    molblock_column: str | None = None,
+    id_column: str | None = None,
+) -> Iterator[MoleculeRecord]:
     """Every molecule of a source in order: all its shards one after the other (a Hub dataset's data files),
     rows numbered from 0 across them (identifiers that were row numbers too)."""
     shards = shard_count(source)
-    records = (record for shard in range(shards)
-               for record in read_table(source, smiles_column, molblock_column, id_column, shard=shard))
+    records = (
+        record
+        for shard in range(shards)
+        for record in read_table(source, smiles_column, molblock_column, id_column, shard=shard)
+    )
     for row, record in enumerate(records):
-        yield record if shards == 1 else replace(
-            record, row=row, identifier=str(row) if record.identifier == str(record.row) else record.identifier)
+        yield (
+            record
+            if shards == 1
+            else replace(
+                record, row=row, identifier=str(row) if record.identifier == str(record.row) else record.identifier
+            )
+        )
 
 
-def read_labeled_table(source: str | Path, smiles_column: str | None, molblock_column: str | None
-                       ) -> tuple[pd.DataFrame, str]:
+def read_labeled_table(
+    source: str | Path, smiles_column: str | None, molblock_column: str | None
+) -> tuple[pd.DataFrame, str]:
     """A whole table of molecules and labels (fine-tuning data) and the name of its molecule column: a .csv,
     .parquet or .sdf / .sdf.gz (its records' properties become columns), local or an http(s) URL, a Hub dataset
     (hf://datasets/ORG/NAME[@REVISION][/PATH]) or a registered `datasets` object (dataset:NAME)."""
@@ -89,8 +110,9 @@ def read_labeled_table(source: str | Path, smiles_column: str | None, molblock_c
         frame = read_remote_table(str(source))
     else:
         frame = pd.read_parquet(source) if name.endswith(".parquet") else pd.read_csv(source)
-    column = (pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, source) if molblock_column else None) or \
-        pick_column(frame, smiles_column, SMILES_COLUMNS + MOLBLOCK_COLUMNS, source)
+    column = (
+        pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, source) if molblock_column else None
+    ) or pick_column(frame, smiles_column, SMILES_COLUMNS + MOLBLOCK_COLUMNS, source)
     if column is not None:
         return frame, column
     raise ValueError(f"{source}: no SMILES or molblock column found; pass --smiles-column or --molblock-column")
@@ -109,8 +131,10 @@ def _read_text(path: Path, suffixes: str, smiles_column, molblock_column, id_col
                 yield MoleculeRecord(row, fields[0] if fields else None, fields[1] if len(fields) > 1 else str(row))
         return
     if not suffixes.endswith(".csv"):
-        raise ValueError(f"{path}: unsupported input; use .smi, .csv, .parquet, .sdf, .sdf.gz, .mol or a "
-                         "datasets directory (save_to_disk)")
+        raise ValueError(
+            f"{path}: unsupported input; use .smi, .csv, .parquet, .sdf, .sdf.gz, .mol or a "
+            "datasets directory (save_to_disk)"
+        )
     column, id_name = table_columns(pd.read_csv(path, nrows=0), smiles_column, molblock_column, id_column, path)
     yield from _records(pd.read_csv(path, chunksize=65536), column, id_name, 0)
 
@@ -118,16 +142,19 @@ def _read_text(path: Path, suffixes: str, smiles_column, molblock_column, id_col
 def _read_parquet(path: Path, smiles_column, molblock_column, id_column, start: int) -> Iterator[MoleculeRecord]:
     """Row groups wholly before `start` are never read (their sizes are in the file's footer)."""
     parquet = pq.ParquetFile(path)
-    column, id_name = table_columns(parquet.schema_arrow.empty_table().to_pandas(), smiles_column, molblock_column,
-                               id_column, path)
+    column, id_name = table_columns(
+        parquet.schema_arrow.empty_table().to_pandas(), smiles_column, molblock_column, id_column, path
+    )
     group, first = 0, 0
     while group < parquet.num_row_groups and first + parquet.metadata.row_group(group).num_rows <= start:
         first += parquet.metadata.row_group(group).num_rows
         group += 1
-    batches = parquet.iter_batches(batch_size=65536, row_groups=range(group, parquet.num_row_groups),
-                                   columns=[c for c in (column, id_name) if c])
-    yield from itertools.islice(_records((batch.to_pandas() for batch in batches), column, id_name, first),
-                                start - first, None)
+    batches = parquet.iter_batches(
+        batch_size=65536, row_groups=range(group, parquet.num_row_groups), columns=[c for c in (column, id_name) if c]
+    )
+    yield from itertools.islice(
+        _records((batch.to_pandas() for batch in batches), column, id_name, first), start - first, None
+    )
 
 
 def _records(chunks: Iterator[pd.DataFrame], column: str, id_name: str | None, row: int) -> Iterator[MoleculeRecord]:
@@ -135,13 +162,15 @@ def _records(chunks: Iterator[pd.DataFrame], column: str, id_name: str | None, r
     for chunk in chunks:
         ids = chunk[id_name].tolist() if id_name else None
         for offset, value in enumerate(chunk[column].tolist()):
-            yield MoleculeRecord(row, value if isinstance(value, str) else None,
-                                 str(ids[offset]) if ids is not None else str(row))
+            yield MoleculeRecord(
+                row, value if isinstance(value, str) else None, str(ids[offset]) if ids is not None else str(row)
+            )
             row += 1
 
 
-def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column,
-                        start: int = 0) -> Iterator[MoleculeRecord]:
+def _read_saved_dataset(
+    path: Path, smiles_column, molblock_column, id_column, start: int = 0
+) -> Iterator[MoleculeRecord]:
     from datasets import load_from_disk
 
     dataset = load_from_disk(str(path))
@@ -149,13 +178,15 @@ def _read_saved_dataset(path: Path, smiles_column, molblock_column, id_column,
         if "train" not in dataset:
             raise ValueError(f"{path}: a DatasetDict without a 'train' split; point at one split's directory")
         dataset = dataset["train"]
-    column, id_name = table_columns(pd.DataFrame(columns=dataset.column_names), smiles_column, molblock_column,
-                               id_column, path)
+    column, id_name = table_columns(
+        pd.DataFrame(columns=dataset.column_names), smiles_column, molblock_column, id_column, path
+    )
     rows = dataset.select_columns([c for c in (column, id_name) if c]).skip(start)  # memory-mapped: no reading
     for row, example in enumerate(rows.to_iterable_dataset(), start):
         value = example[column]
-        yield MoleculeRecord(row, value if isinstance(value, str) else None,
-                             str(example[id_name]) if id_name else str(row))
+        yield MoleculeRecord(
+            row, value if isinstance(value, str) else None, str(example[id_name]) if id_name else str(row)
+        )
 
 
 def expand_sources(patterns: list[str | Path]) -> list[str | Path]:
@@ -191,5 +222,9 @@ def canonical_smiles(molecule: str | None) -> str | None:
 
 def canonical_set(patterns) -> set[str]:
     """Canonical SMILES of every molecule in the given files / globs."""
-    return {c for source in expand_sources(list(patterns)) for record in read_table(source)
-            if (c := canonical_smiles(record.molecule)) is not None}
+    return {
+        c
+        for source in expand_sources(list(patterns))
+        for record in read_table(source)
+        if (c := canonical_smiles(record.molecule)) is not None
+    }

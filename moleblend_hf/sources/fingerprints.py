@@ -31,8 +31,13 @@ def fingerprint_sources(sources: Iterable[str | Path]) -> dict[str, dict[str, in
     and URLs are left out (a Hub source is pinned to a revision)."""
     files: list[Path] = []
     for source in map(Path, map(str, sources)):
-        files += sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else \
-            [source] if source.is_file() else []
+        files += (
+            sorted(p for p in source.rglob("*") if p.is_file())
+            if source.is_dir()
+            else [source]
+            if source.is_file()
+            else []
+        )
     return {str(path): fingerprint_file(path) for path in files}
 
 

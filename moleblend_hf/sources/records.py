@@ -36,8 +36,10 @@ def table_columns(frame: pd.DataFrame, smiles_column, molblock_column, id_column
     column = pick_column(frame, molblock_column, MOLBLOCK_COLUMNS, path) if smiles_column is None else None
     column = column or pick_column(frame, smiles_column, SMILES_COLUMNS, path)
     if column is None:
-        raise ValueError(f"{path}: no SMILES or molblock column found (looked for "
-                         f"{SMILES_COLUMNS + MOLBLOCK_COLUMNS}); pass --smiles-column or --molblock-column")
+        raise ValueError(
+            f"{path}: no SMILES or molblock column found (looked for "
+            f"{SMILES_COLUMNS + MOLBLOCK_COLUMNS}); pass --smiles-column or --molblock-column"
+        )
     if id_column is not None and id_column not in frame.columns:
         raise ValueError(f"{path}: id column {id_column!r} not found")
     return column, id_column or ("id" if "id" in frame.columns else None)

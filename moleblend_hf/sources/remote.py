@@ -46,14 +46,29 @@ logger = logging.getLogger(__name__)
 REMOTE_PREFIXES = ("http://", "https://")
 HUB_PREFIX = "hf://datasets/"
 #: file suffix -> the `datasets` builder that streams it
-BUILDERS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv", ".smi": "smi", ".smiles": "smi", ".txt": "smi",
-            ".sdf": "sdf", ".sdf.gz": "sdf", ".mol": "sdf"}
+BUILDERS = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".smi": "smi",
+    ".smiles": "smi",
+    ".txt": "smi",
+    ".sdf": "sdf",
+    ".sdf.gz": "sdf",
+    ".mol": "sdf",
+}
 #: SMILES files are read by the csv builder as whitespace-separated "SMILES [identifier]" lines (the text builder
 #: passes `encoding` on to aiohttp, which refuses it); blank lines stay rows, reported as empty input
 #: (columns chosen by name with index_col=False: a file of SMILES alone, without identifiers, has one column)
-SMI_OPTIONS = dict(sep=r"\s+", header=None, names=["smiles", "id"], usecols=["smiles", "id"], index_col=False,
-                   skip_blank_lines=False,
-                   engine="python")
+SMI_OPTIONS = dict(
+    sep=r"\s+",
+    header=None,
+    names=["smiles", "id"],
+    usecols=["smiles", "id"],
+    index_col=False,
+    skip_blank_lines=False,
+    engine="python",
+)
 
 
 #: the columns of formats without a header: (molecule, identifier)
@@ -81,23 +96,34 @@ class HubSource:
 
     @classmethod
     def parse(cls, source: str) -> "HubSource":
-        location, _, query = source[len(HUB_PREFIX):].partition("?")
+        location, _, query = source[len(HUB_PREFIX) :].partition("?")
         parts = location.split("/")
         options = dict(parse_qsl(query, keep_blank_values=True))
         unknown = sorted(set(options) - {"config", "split"})
         if len(parts) < 2 or not parts[0] or not parts[1] or unknown:
-            raise ValueError(f"{source}: a Hub dataset is hf://datasets/ORG/NAME[@REVISION][/PATH]"
-                             f"[?config=CONFIG&split=SPLIT]" + (f" (unknown option {unknown[0]!r})" if unknown else ""))
+            raise ValueError(
+                f"{source}: a Hub dataset is hf://datasets/ORG/NAME[@REVISION][/PATH]"
+                f"[?config=CONFIG&split=SPLIT]" + (f" (unknown option {unknown[0]!r})" if unknown else "")
+            )
         name, _, revision = parts[1].partition("@")
-        return cls(f"{parts[0]}/{name}", revision or None, "/".join(parts[2:]) or None, options.get("config") or None,
-                   options.get("split") or "train")
+        return cls(
+            f"{parts[0]}/{name}",
+            revision or None,
+            "/".join(parts[2:]) or None,
+            options.get("config") or None,
+            options.get("split") or "train",
+        )
 
     def __str__(self) -> str:
         options = {"config": self.config} if self.config else {}
         if self.split != "train":  # the default is left out, so that both spellings are one source
             options["split"] = self.split
-        return (f"{HUB_PREFIX}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
-                + (f"/{self.path}" if self.path else "") + (f"?{urlencode(options)}" if options else ""))
+        return (
+            f"{HUB_PREFIX}{self.repo_id}"
+            + (f"@{self.revision}" if self.revision else "")
+            + (f"/{self.path}" if self.path else "")
+            + (f"?{urlencode(options)}" if options else "")
+        )
 
 
 def pin_revision(source: str) -> str:
@@ -111,8 +137,9 @@ def pin_revision(source: str) -> str:
     try:
         sha = HfApi().dataset_info(hub.repo_id, revision=hub.revision or "main").sha
     except Exception as error:  # noqa: BLE001 - network and Hub errors alike
-        raise ConnectionError(f"{source}: cannot resolve the dataset revision ({type(error).__name__}: "
-                              f"{error})") from None
+        raise ConnectionError(
+            f"{source}: cannot resolve the dataset revision ({type(error).__name__}: {error})"
+        ) from None
     return str(replace(hub, revision=sha))
 
 
@@ -138,8 +165,9 @@ def _builder(url: str) -> str:
     for suffix, builder in sorted(BUILDERS.items(), key=lambda item: -len(item[0])):
         if path.endswith(suffix):
             return builder
-    raise ValueError(f"{url}: unsupported remote file; stream .parquet, .csv, .csv.gz, .smi, .txt, .sdf, .sdf.gz "
-                     f"or .mol files")
+    raise ValueError(
+        f"{url}: unsupported remote file; stream .parquet, .csv, .csv.gz, .smi, .txt, .sdf, .sdf.gz or .mol files"
+    )
 
 
 #: seconds to wait before each further attempt after a failure to open or read a remote file
@@ -154,22 +182,26 @@ _OPENED: dict[str, Any] = {}
 def _open(url: str, builder: str) -> Any:
     """The source as a `datasets` object: a registered one, or a streaming `IterableDataset` of the URL / repo."""
     if builder == "dataset":
-        name = url[len(DATASET_PREFIX):]
+        name = url[len(DATASET_PREFIX) :]
         if name not in _REGISTERED:
-            raise FileNotFoundError(f"{url}: no dataset registered under {name!r}; call "
-                                    f"moleblend_hf.sources.remote.register_dataset({name!r}, dataset) first")
+            raise FileNotFoundError(
+                f"{url}: no dataset registered under {name!r}; call "
+                f"moleblend_hf.sources.remote.register_dataset({name!r}, dataset) first"
+            )
         return _REGISTERED[name]
     if url not in _OPENED:
         from datasets import load_dataset
 
         if builder == "hub":  # the repo's data files (or those under PATH), at the pinned revision
             hub = HubSource.parse(url)
-            _OPENED[url] = load_dataset(hub.repo_id, hub.config, revision=hub.revision, data_files=hub.path,
-                                        split=hub.split, streaming=True)
+            _OPENED[url] = load_dataset(
+                hub.repo_id, hub.config, revision=hub.revision, data_files=hub.path, split=hub.split, streaming=True
+            )
         else:
             options = SMI_OPTIONS if builder == "smi" else {}
-            _OPENED[url] = load_dataset("csv" if builder == "smi" else builder, data_files=url, split="train",
-                                        streaming=True, **options)
+            _OPENED[url] = load_dataset(
+                "csv" if builder == "smi" else builder, data_files=url, split="train", streaming=True, **options
+            )
     return _OPENED[url]
 
 
@@ -192,8 +224,9 @@ def _shard_rows(url: str, builder: str, shard: int, start: int) -> Iterator[dict
     if builder == "sdf":  # no `datasets` builder reads SDF: the file is streamed by fsspec, as `datasets` does
         from ..processing import read_sdf_records
 
-        records = ({"molblock": block, "id": block.split("\n", 1)[0].strip() or None}
-                   for block in read_sdf_records(url))
+        records = (
+            {"molblock": block, "id": block.split("\n", 1)[0].strip() or None} for block in read_sdf_records(url)
+        )
         return itertools.islice(records, start, None)
     dataset = _open(url, builder)
     if isinstance(dataset, Dataset):
@@ -207,9 +240,11 @@ def _back_off(url: str, failures: int, error: Exception, what: str) -> None:
     """After the `failures`-th failure (0-based) of `what`: wait the next retry delay, or, with none left, raise a
     ConnectionError naming the source."""
     if failures == len(RETRY_DELAYS):
-        raise ConnectionError(f"{url}: {what} failed after {failures} retries ({type(error).__name__}: {error}); a "
-                              "pretraining checkpoint already written is intact: rerun with --resume once the source "
-                              "is back") from None
+        raise ConnectionError(
+            f"{url}: {what} failed after {failures} retries ({type(error).__name__}: {error}); a "
+            "pretraining checkpoint already written is intact: rerun with --resume once the source "
+            "is back"
+        ) from None
     logger.warning("%s: %s (%s); retrying in %s s", url, what, type(error).__name__, RETRY_DELAYS[failures])
     time.sleep(RETRY_DELAYS[failures])
 
@@ -232,8 +267,10 @@ def transient(error: BaseException) -> bool:
 
 def _unreadable(url: str, error: Exception, where: str) -> ValueError:
     text = str(error).strip().splitlines()
-    return ValueError(f"{url}: cannot be read {where} ({type(error).__name__}: {text[0] if text else 'no detail'}); "
-                      "not a network failure, so not retried")
+    return ValueError(
+        f"{url}: cannot be read {where} ({type(error).__name__}: {text[0] if text else 'no detail'}); "
+        "not a network failure, so not retried"
+    )
 
 
 def _retried(url: str, action) -> Any:
@@ -278,25 +315,39 @@ def read_remote_table(source: str) -> Any:
     if builder == "dataset":
         dataset = _open(source, builder)
         return dataset.to_pandas() if isinstance(dataset, Dataset) else pd.DataFrame(list(dataset))
-    return pd.DataFrame([row for shard in range(remote_shard_count(source))
-                         for row in _rows_with_retries(source, builder, shard, 0)])
+    return pd.DataFrame(
+        [row for shard in range(remote_shard_count(source)) for row in _rows_with_retries(source, builder, shard, 0)]
+    )
 
 
-def read_remote(url: str, smiles_column: str | None, molblock_column: str | None, id_column: str | None,
-                shard: int = 0, start: int = 0) -> Iterator:
+def read_remote(
+    url: str,
+    smiles_column: str | None,
+    molblock_column: str | None,
+    id_column: str | None,
+    shard: int = 0,
+    start: int = 0,
+) -> Iterator:
     """The molecules of a URL, a Hub dataset or a registered dataset in row order, as `MoleculeRecord`s (see
     `files.read_table`): those of shard `shard` (see `remote_shard_count`) from row `start` on."""
     import pandas as pd
 
     builder = _builder(url)
     # in memory: no network to retry (and an unregistered name is named at once)
-    examples = _shard_rows(url, builder, shard, start) if builder == "dataset" else \
-        _rows_with_retries(url, builder, shard, start)
+    examples = (
+        _shard_rows(url, builder, shard, start)
+        if builder == "dataset"
+        else _rows_with_retries(url, builder, shard, start)
+    )
     column, id_name = FIXED_COLUMNS.get(builder, (None, None))
     for row, example in enumerate(examples, start):
         if column is None:
-            column, id_name = table_columns(pd.DataFrame(columns=list(example)), smiles_column, molblock_column,
-                                       id_column, url)
+            column, id_name = table_columns(
+                pd.DataFrame(columns=list(example)), smiles_column, molblock_column, id_column, url
+            )
         value, identifier = example[column], example[id_name] if id_name else None
-        yield MoleculeRecord(row, value if isinstance(value, str) else None,
-                             str(identifier) if identifier is not None and identifier == identifier else str(row))
+        yield MoleculeRecord(
+            row,
+            value if isinstance(value, str) else None,
+            str(identifier) if identifier is not None and identifier == identifier else str(row),
+        )

@@ -82,8 +82,9 @@ def duplicate_groups(molecules: list[str | None]) -> list[list[int]]:
     return [rows for rows in groups.values() if len(rows) > 1]
 
 
-def random_split(molecules: list[str | None], seed: int, fractions=(0.8, 0.1, 0.1),
-                 duplicates: list[list[int]] | None = None) -> dict[str, list[int]]:
+def random_split(
+    molecules: list[str | None], seed: int, fractions=(0.8, 0.1, 0.1), duplicates: list[list[int]] | None = None
+) -> dict[str, list[int]]:
     """Seeded random split that keeps the rows of one molecule together (a duplicate in train and test would be
     a leak). Molecules are taken in the seeded random order of their first row and fill train, valid, then test,
     with all their rows; without duplicates this is a plain random split of the rows. `duplicates`: the
@@ -132,9 +133,15 @@ def check_split(split: dict[str, list[int]], n: int) -> None:
         raise ValueError(f"split does not partition the {n} rows (duplicates, gaps or out-of-range rows)")
 
 
-def make_split(kind: str, smiles: list[str | None], seed: int = 0, column_values: list | None = None,
-               path: str | None = None, duplicates: list[list[int]] | None = None,
-               fractions: tuple[float, float, float] | list[float] | None = None) -> dict[str, list[int]]:
+def make_split(
+    kind: str,
+    smiles: list[str | None],
+    seed: int = 0,
+    column_values: list | None = None,
+    path: str | None = None,
+    duplicates: list[list[int]] | None = None,
+    fractions: tuple[float, float, float] | list[float] | None = None,
+) -> dict[str, list[int]]:
     """One of: scaffold, balanced_scaffold, random, column (needs `column_values`), file (needs `path`).
     `duplicates`: the `duplicate_groups` of `smiles` when already computed (used by the random split);
     `fractions`: train / valid / test sizes of the scaffold and random splits (default 0.8 / 0.1 / 0.1)."""

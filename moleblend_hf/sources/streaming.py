@@ -125,8 +125,9 @@ class PretrainingStream(IterableDataset):
         """(source index, shard index, shards of that source) of every shard; counted once per process."""
         if self._shard_list is None:
             s = self.settings
-            self._shard_list = [(i, k, n) for i, source in enumerate(s.sources)
-                                for n in [shard_count(source)] for k in range(n)]
+            self._shard_list = [
+                (i, k, n) for i, source in enumerate(s.sources) for n in [shard_count(source)] for k in range(n)
+            ]
         return self._shard_list
 
     def _reading_order(self, epoch: int) -> tuple[list[tuple[int, int, int]], bool, list[int]]:
@@ -138,17 +139,18 @@ class PretrainingStream(IterableDataset):
         order = [shards[i] for i in np.random.default_rng([s.seed, epoch]).permutation(len(shards))]
         if self._worker_shards:
             worker, workers = self._worker
-            return order[s.rank * workers + worker::s.world_size * workers], True, [s.rank, worker]
+            return order[s.rank * workers + worker :: s.world_size * workers], True, [s.rank, worker]
         if s.world_size > 1 and len(order) >= s.world_size:
-            return order[s.rank::s.world_size], True, [s.rank]
+            return order[s.rank :: s.world_size], True, [s.rank]
         return order, s.world_size == 1, []
 
     def _shard_name(self, source: int, shard: int, shards: int) -> str:
         name = Path(self.settings.sources[source]).name
         return f"{name}#{shard}" if shards > 1 else name
 
-    def _blocks(self, epoch: int, start: Position, order: list[tuple[int, int, int]],
-                reader: list[int]) -> Iterator[tuple[Position, list[tuple[str, MoleculeRecord]]]]:
+    def _blocks(
+        self, epoch: int, start: Position, order: list[tuple[int, int, int]], reader: list[int]
+    ) -> Iterator[tuple[Position, list[tuple[str, MoleculeRecord]]]]:
         """The shuffle blocks of the shards `order` from `start`'s block on: (where the block begins, its rows
         permuted with seeds of the epoch, the block and the `reader`)."""
         s = self.settings
@@ -159,8 +161,9 @@ class PretrainingStream(IterableDataset):
                 source, shard, shards = order[k]
                 skip = first_row if k == first_shard else 0
                 name = self._shard_name(source, shard, shards)
-                for n, record in enumerate(read_table(s.sources[source], s.smiles_column, s.molblock_column,
-                                                      shard=shard, start=skip), skip):
+                for n, record in enumerate(
+                    read_table(s.sources[source], s.smiles_column, s.molblock_column, shard=shard, start=skip), skip
+                ):
                     yield k, n, (name, record)
 
         stream, size = rows(), max(1, s.shuffle_buffer)
@@ -174,8 +177,9 @@ class PretrainingStream(IterableDataset):
                 items = [items[i] for i in permutation]
             yield Position(epoch, block=block, shard=chunk[0][0], offset=chunk[0][1]), items
 
-    def _rank_windows(self, epoch: int, start: Position = Position()
-                      ) -> Iterator[tuple[int, Position, list[tuple[str, MoleculeRecord]]]]:
+    def _rank_windows(
+        self, epoch: int, start: Position = Position()
+    ) -> Iterator[tuple[int, Position, list[tuple[str, MoleculeRecord]]]]:
         """(window index, where its first row's block begins, its rows) of this rank's share of the epoch, from
         `start`'s block on (a window cut by that block's beginning comes first, incomplete)."""
         s = self.settings
@@ -204,7 +208,7 @@ class PretrainingStream(IterableDataset):
         order = sorted(range(len(features)), key=lambda i: features[i]["num_atoms"])
         s = self.settings
         if s.batch_size is not None:
-            batches = [order[i: i + s.batch_size] for i in range(0, len(order), s.batch_size)]
+            batches = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
         else:
             batches, current, largest = [], [], 0
             for i in order:
@@ -257,15 +261,30 @@ class PretrainingStream(IterableDataset):
                 if not resumed_inside:  # counts of a window we resume inside were recorded before the stop
                     pending.update(window_skips)
                 # (workers reading their own shards count their windows from 0 each: the worker is in the seed)
-                rng = np.random.default_rng([self.settings.seed, epoch, window_index, self.settings.rank,
-                                             *([worker] if self._worker_shards else [])])
+                rng = np.random.default_rng(
+                    [
+                        self.settings.seed,
+                        epoch,
+                        window_index,
+                        self.settings.rank,
+                        *([worker] if self._worker_shards else []),
+                    ]
+                )
                 for batch_index, members in enumerate(self._batches(features, rng)):
                     if Position(epoch, window_index, batch_index) < start:
                         continue
                     batch = dict(self.processor.pad([features[i] for i in members], return_tensors="pt"))
-                    meta = {"worker": worker, "epoch": epoch, "window": window_index, "batch": batch_index,
-                            "block": where.block, "shard": where.shard, "offset": where.offset,
-                            "molecules": len(members), "skipped": dict(pending)}
+                    meta = {
+                        "worker": worker,
+                        "epoch": epoch,
+                        "window": window_index,
+                        "batch": batch_index,
+                        "block": where.block,
+                        "shard": where.shard,
+                        "offset": where.offset,
+                        "molecules": len(members),
+                        "skipped": dict(pending),
+                    }
                     if self.log_molecule_ids:
                         meta["ids"] = [ids[i] for i in members]
                     pending.clear()
@@ -274,8 +293,10 @@ class PretrainingStream(IterableDataset):
             if not assigned and self._worker_shards:
                 raise RuntimeError(f"{reader}: its shards hold no molecules")
             if not assigned:
-                raise RuntimeError(f"{reader}: the corpus has fewer windows of {self.settings.window_size} molecules "
-                                   "than ranks x workers; use fewer workers or a smaller window")
+                raise RuntimeError(
+                    f"{reader}: the corpus has fewer windows of {self.settings.window_size} molecules "
+                    "than ranks x workers; use fewer workers or a smaller window"
+                )
             if not usable:
                 raise RuntimeError(f"{reader}: no molecule could be featurized ({dict(pending)})")
 

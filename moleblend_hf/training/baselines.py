@@ -28,8 +28,9 @@ class FingerprintSettings:
     n_jobs: int = -1
 
 
-def morgan_fingerprints(molecules: list[str | None], settings: FingerprintSettings = FingerprintSettings()
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def morgan_fingerprints(
+    molecules: list[str | None], settings: FingerprintSettings = FingerprintSettings()
+) -> tuple[np.ndarray, np.ndarray]:
     """Fingerprints [n, num_bits] uint8 of SMILES or molblocks, and a [n] bool mask of those that parsed."""
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=settings.radius, fpSize=settings.num_bits)
     bits = np.zeros((len(molecules), settings.num_bits), dtype=np.uint8)
@@ -49,9 +50,14 @@ def morgan_fingerprints(molecules: list[str | None], settings: FingerprintSettin
     return bits, parsed
 
 
-def random_forest_baseline(molecules: list[str | None], labels: np.ndarray, split: dict[str, list[int]],
-                           problem_type: str, seed: int, settings: FingerprintSettings = FingerprintSettings()
-                           ) -> dict:
+def random_forest_baseline(
+    molecules: list[str | None],
+    labels: np.ndarray,
+    split: dict[str, list[int]],
+    problem_type: str,
+    seed: int,
+    settings: FingerprintSettings = FingerprintSettings(),
+) -> dict:
     """Fit on the train rows, score valid and test rows with the fine-tuning metrics.
 
     `labels` [n_rows, n_tasks] float (NaN = missing); `problem_type` is `"regression"` or
@@ -68,16 +74,24 @@ def random_forest_baseline(molecules: list[str | None], labels: np.ndarray, spli
         train = rows["train"][~np.isnan(labels[rows["train"], task])]
         y = labels[train, task]
         if problem_type == "regression":
-            forest = RandomForestRegressor(n_estimators=settings.n_estimators, random_state=seed,
-                                           min_samples_leaf=settings.min_samples_leaf, n_jobs=settings.n_jobs)
+            forest = RandomForestRegressor(
+                n_estimators=settings.n_estimators,
+                random_state=seed,
+                min_samples_leaf=settings.min_samples_leaf,
+                n_jobs=settings.n_jobs,
+            )
             forest.fit(features[train], y)
             for name in predictions:
                 predictions[name][:, task] = forest.predict(features[rows[name]])
             continue
         if len(np.unique(y)) < 2:
             raise ValueError(f"task column {task} has one class in the training split; it cannot be learned")
-        forest = RandomForestClassifier(n_estimators=settings.n_estimators, random_state=seed,
-                                        min_samples_leaf=settings.min_samples_leaf, n_jobs=settings.n_jobs)
+        forest = RandomForestClassifier(
+            n_estimators=settings.n_estimators,
+            random_state=seed,
+            min_samples_leaf=settings.min_samples_leaf,
+            n_jobs=settings.n_jobs,
+        )
         forest.fit(features[train], y.astype(int))
         for name in predictions:
             probability = np.clip(forest.predict_proba(features[rows[name]])[:, 1], 1e-6, 1 - 1e-6)

@@ -26,8 +26,16 @@ import pandas as pd
 from .._optional import import_optional
 from .baselines import FingerprintSettings, random_forest_baseline
 from .chemprop_baseline import chemprop_available, chemprop_baseline, chemprop_version
-from ..arguments import (CHEMPROP, HARTREE_TO_EV, MOLECULENET, QM9_ENERGIES, QM9_UNITS, RANDOM_FOREST,
-                        BenchmarkArguments, FinetuneArguments)
+from ..arguments import (
+    CHEMPROP,
+    HARTREE_TO_EV,
+    MOLECULENET,
+    QM9_ENERGIES,
+    QM9_UNITS,
+    RANDOM_FOREST,
+    BenchmarkArguments,
+    FinetuneArguments,
+)
 from .finetune import finetune
 from .run_directory import read_run
 from ..sources.files import canonical_set
@@ -37,11 +45,13 @@ from ..sources.splits import random_split, scaffold_split
 logger = logging.getLogger(__name__)
 EXCLUDED = "excluded (--exclude)"  # the pretraining stream's skip reason for --exclude (sources/streaming.py)
 
+
 def _prepare_qm9(args: BenchmarkArguments, work: Path) -> tuple[Path, dict]:
     frame = pd.read_parquet(args.qm9)
     if args.qm9_max_molecules:
-        frame = frame.iloc[np.sort(np.random.default_rng(0).choice(len(frame), args.qm9_max_molecules,
-                                                                   replace=False))].reset_index(drop=True)
+        frame = frame.iloc[
+            np.sort(np.random.default_rng(0).choice(len(frame), args.qm9_max_molecules, replace=False))
+        ].reset_index(drop=True)
     for target in args.qm9_targets:
         if target not in QM9_UNITS:
             raise ValueError(f"unknown QM9 target {target!r}; choose from {sorted(QM9_UNITS)}")
@@ -65,18 +75,39 @@ def _tasks(args: BenchmarkArguments, work: Path) -> list[dict]:
                 raise FileNotFoundError(f"{data} not found (give --moleculenet-dir with the MoleculeNet CSVs)")
             split_file = root / "splits" / f"{name}.json"
             frame = pd.read_csv(data)
-            split = json.loads(split_file.read_text()) if split_file.exists() else scaffold_split(
-                frame["smiles"].tolist())
-            tasks.append(dict(name=name, data=data, labels=labels, metric=metric, unit=unit, split=split,
-                              molecules=frame["smiles"].tolist(), modality=args.modality, column="smiles"))
+            split = (
+                json.loads(split_file.read_text()) if split_file.exists() else scaffold_split(frame["smiles"].tolist())
+            )
+            tasks.append(
+                dict(
+                    name=name,
+                    data=data,
+                    labels=labels,
+                    metric=metric,
+                    unit=unit,
+                    split=split,
+                    molecules=frame["smiles"].tolist(),
+                    modality=args.modality,
+                    column="smiles",
+                )
+            )
     if args.qm9:
         path, split = _prepare_qm9(args, work)
         frame = pd.read_parquet(path)
         for target in args.qm9_targets:
-            tasks.append(dict(name=f"qm9_{target}", data=path, labels=[target], metric="mae",
-                              unit=QM9_UNITS[target], split=split, molecules=frame["smiles"].tolist(),
-                              modality=args.qm9_modality,
-                              column="smiles" if args.qm9_modality == "2d" else "molblock"))
+            tasks.append(
+                dict(
+                    name=f"qm9_{target}",
+                    data=path,
+                    labels=[target],
+                    metric="mae",
+                    unit=QM9_UNITS[target],
+                    split=split,
+                    molecules=frame["smiles"].tolist(),
+                    modality=args.qm9_modality,
+                    column="smiles" if args.qm9_modality == "2d" else "molblock",
+                )
+            )
     if not tasks:
         raise ValueError("nothing to run: give --moleculenet-dir and/or --qm9")
     return tasks
@@ -87,8 +118,14 @@ def export_test_molecules(args: BenchmarkArguments, path: str | Path) -> int:
     to `moleblend pretrain --exclude`; returns how many."""
     work = Path(args.output_dir)
     work.mkdir(parents=True, exist_ok=True)
-    test = sorted({c for task in _tasks(args, work) for r in task["split"]["test"]
-                   if (c := canonical(task["molecules"][r])) is not None})
+    test = sorted(
+        {
+            c
+            for task in _tasks(args, work)
+            for r in task["split"]["test"]
+            if (c := canonical(task["molecules"][r])) is not None
+        }
+    )
     Path(path).write_text("\n".join(test) + "\n")
     return len(test)
 
@@ -100,8 +137,12 @@ def _subsample(task: dict, args: BenchmarkArguments, work: Path) -> dict:
     if not any(limit and len(task["split"][name]) > limit for name, limit in limits.items()):
         return task
     rng = np.random.default_rng(0)
-    kept = {name: sorted(rng.choice(rows, limits[name], replace=False).tolist())
-            if limits.get(name) and len(rows) > limits[name] else list(rows) for name, rows in task["split"].items()}
+    kept = {
+        name: sorted(rng.choice(rows, limits[name], replace=False).tolist())
+        if limits.get(name) and len(rows) > limits[name]
+        else list(rows)
+        for name, rows in task["split"].items()
+    }
     order = [r for name in ("train", "valid", "test") for r in kept[name]]
     reader = pd.read_parquet if str(task["data"]).endswith(".parquet") else pd.read_csv
     frame = reader(task["data"]).iloc[order].reset_index(drop=True)
@@ -109,26 +150,59 @@ def _subsample(task: dict, args: BenchmarkArguments, work: Path) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path)
     sizes = [len(kept[name]) for name in ("train", "valid", "test")]
-    split = {"train": list(range(sizes[0])), "valid": list(range(sizes[0], sizes[0] + sizes[1])),
-             "test": list(range(sizes[0] + sizes[1], len(order)))}
-    return {**task, "data": path, "split": split, "molecules": [task["molecules"][r] for r in order],
-            "subsampled": {name: f"{len(kept[name])} of {len(task['split'][name])}" for name in kept}}
+    split = {
+        "train": list(range(sizes[0])),
+        "valid": list(range(sizes[0], sizes[0] + sizes[1])),
+        "test": list(range(sizes[0] + sizes[1], len(order))),
+    }
+    return {
+        **task,
+        "data": path,
+        "split": split,
+        "molecules": [task["molecules"][r] for r in order],
+        "subsampled": {name: f"{len(kept[name])} of {len(task['split'][name])}" for name in kept},
+    }
 
 
-def _finetune_arguments(args: BenchmarkArguments, task: dict, split_path: Path, run_dir: Path, model: str | None,
-                        seed: int, molecule_features: list[str] | None = None) -> FinetuneArguments:
+def _finetune_arguments(
+    args: BenchmarkArguments,
+    task: dict,
+    split_path: Path,
+    run_dir: Path,
+    model: str | None,
+    seed: int,
+    molecule_features: list[str] | None = None,
+) -> FinetuneArguments:
     column = {"molblock_column": "molblock"} if task["column"] == "molblock" else {"smiles_column": "smiles"}
     overrides = {} if args.classifier_dropout is None else {"classifier_dropout": args.classifier_dropout}
     return FinetuneArguments(
-        data=str(task["data"]), label_columns=task["labels"], output_dir=str(run_dir), **column, split="file",
-        split_file=str(split_path), seed=seed, model=model, preset=args.preset, config_overrides=overrides,
-        modality=task["modality"], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        encoder_learning_rate_ratio=args.encoder_learning_rate_ratio, weight_decay=args.weight_decay,
-        layerwise_lr_decay=args.layerwise_lr_decay, pooling=args.pooling, head_layers=args.head_layers,
+        data=str(task["data"]),
+        label_columns=task["labels"],
+        output_dir=str(run_dir),
+        **column,
+        split="file",
+        split_file=str(split_path),
+        seed=seed,
+        model=model,
+        preset=args.preset,
+        config_overrides=overrides,
+        modality=task["modality"],
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        encoder_learning_rate_ratio=args.encoder_learning_rate_ratio,
+        weight_decay=args.weight_decay,
+        layerwise_lr_decay=args.layerwise_lr_decay,
+        pooling=args.pooling,
+        head_layers=args.head_layers,
         molecule_features=list(molecule_features or []),
-        warmup_ratio=args.warmup_ratio, patience=args.patience, group_by_size=args.group_by_size,
-        cache_dir=args.cache_dir, report_to=args.report_to,
-        overwrite=True)  # the benchmark owns its run directories: a run that is not reused is trained again
+        warmup_ratio=args.warmup_ratio,
+        patience=args.patience,
+        group_by_size=args.group_by_size,
+        cache_dir=args.cache_dir,
+        report_to=args.report_to,
+        overwrite=True,
+    )  # the benchmark owns its run directories: a run that is not reused is trained again
 
 
 #: FinetuneArguments that do not change a run's result
@@ -146,8 +220,11 @@ def _finished(arguments: FinetuneArguments) -> dict | None:
     if stored.get("config_overrides") != arguments.config_overrides:
         return None
     # options added to FinetuneArguments after a run was stored count as their default for it
-    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(arguments)
-                if f.default is not MISSING or f.default_factory is not MISSING} | _BEFORE_THE_OPTION
+    defaults = {
+        f.name: f.default if f.default is not MISSING else f.default_factory()
+        for f in fields(arguments)
+        if f.default is not MISSING or f.default_factory is not MISSING
+    } | _BEFORE_THE_OPTION
     now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k not in _NOT_COMPARED}, default=str))
     then = stored.get("arguments", {})
     if all(then.get(k, json.loads(json.dumps(defaults.get(k), default=str))) == v for k, v in now.items()):
@@ -169,9 +246,15 @@ def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
     """The fingerprint baseline's metrics; stored in `run_dir/metrics.json` and reused by a rerun on the same data
     (the table's hash) and split."""
     data = Path(task["data"])
-    key = {"data": str(data), "bytes": data.stat().st_size, "split": hashlib.sha256(
-        json.dumps(task["split"], sort_keys=True).encode()).hexdigest(), "settings": asdict(FingerprintSettings()),
-        "seed": seed, "labels": task["labels"], "column": task["column"]}
+    key = {
+        "data": str(data),
+        "bytes": data.stat().st_size,
+        "split": hashlib.sha256(json.dumps(task["split"], sort_keys=True).encode()).hexdigest(),
+        "settings": asdict(FingerprintSettings()),
+        "seed": seed,
+        "labels": task["labels"],
+        "column": task["column"],
+    }
     stored = run_dir / "metrics.json"
     if stored.exists() and json.loads(stored.read_text()).get("key") == key:
         return json.loads(stored.read_text())
@@ -202,16 +285,24 @@ def _chemprop(task: dict, seed: int, run_dir: Path, epochs: int | None) -> dict:
     --qm9-modality says); stored in `run_dir/metrics.json`, reused by a rerun on the same data, split, seed and
     chemprop version."""
     data = Path(task["data"])
-    key = {"data": str(data), "bytes": data.stat().st_size, "split": hashlib.sha256(
-        json.dumps(task["split"], sort_keys=True).encode()).hexdigest(), "seed": seed, "labels": task["labels"],
-        "chemprop": chemprop_version(), "epochs": epochs}
+    key = {
+        "data": str(data),
+        "bytes": data.stat().st_size,
+        "split": hashlib.sha256(json.dumps(task["split"], sort_keys=True).encode()).hexdigest(),
+        "seed": seed,
+        "labels": task["labels"],
+        "chemprop": chemprop_version(),
+        "epochs": epochs,
+    }
     stored = run_dir / "metrics.json"
     if stored.exists() and json.loads(stored.read_text()).get("key") == key:
         return json.loads(stored.read_text())
     frame, labels, problem = _task_table(task)
     extra = ("--epochs", str(epochs)) if epochs else ()
-    result = {**chemprop_baseline(frame["smiles"].tolist(), labels, task["split"], problem, seed, run_dir / "work",
-                                  extra), "key": key}
+    result = {
+        **chemprop_baseline(frame["smiles"].tolist(), labels, task["split"], problem, seed, run_dir / "work", extra),
+        "key": key,
+    }
     stored.write_text(json.dumps(result, indent=2))
     return result
 
@@ -219,8 +310,10 @@ def _chemprop(task: dict, seed: int, run_dir: Path, epochs: int | None) -> dict:
 def run_benchmark(args: BenchmarkArguments) -> dict:
     import_optional("matplotlib", "benchmarks", "the benchmark's figure")  # before hours of training, not after
     if args.chemprop_baseline and not args.summarize_only and not chemprop_available():
-        raise ValueError('the chemprop column needs chemprop: pip install "moleblend-hf[benchmarks]" (or pass '
-                         '--no-chemprop-baseline)')
+        raise ValueError(
+            'the chemprop column needs chemprop: pip install "moleblend-hf[benchmarks]" (or pass '
+            "--no-chemprop-baseline)"
+        )
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     columns = args.columns()
@@ -230,8 +323,7 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         corpus = canonical_set(args.pretraining_corpus)
         if args.pretraining_exclude:
             corpus -= canonical_set(args.pretraining_exclude)
-    tests = {task["name"]: {canonical(task["molecules"][r]) for r in task["split"]["test"]} - {None}
-             for task in tasks}
+    tests = {task["name"]: {canonical(task["molecules"][r]) for r in task["split"]["test"]} - {None} for task in tasks}
     overlap = {name: None if corpus is None else len(test & corpus) for name, test in tests.items()}
     for name, count in overlap.items():
         if count:
@@ -240,8 +332,9 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
     for label, record in pretraining.items():
         for name, count in ((record or {}).get("test_molecules_not_excluded") or {}).items():
             if count:
-                logger.warning("%s: %d test molecules are not excluded by the pretraining run of %r", name, count,
-                               label)
+                logger.warning(
+                    "%s: %d test molecules are not excluded by the pretraining run of %r", name, count, label
+                )
     runs = []
     for task in tasks:
         split_path = output / "splits" / f"{task['name']}.json"
@@ -251,25 +344,47 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
     for seed in args.seeds:
         for task in tasks:
             runs += _task_runs(args, task, seed, output / "splits" / f"{task['name']}.json", output, columns)
-            _write_results(output, runs, overlap, args, tasks, pretraining)  # after every run: a partial table is readable
+            _write_results(
+                output, runs, overlap, args, tasks, pretraining
+            )  # after every run: a partial table is readable
     return _write_results(output, runs, overlap, args, tasks, pretraining)
 
 
-def _task_runs(args: BenchmarkArguments, task: dict, seed: int, split_path: Path, output: Path,
-               columns: list[tuple[str, str | None]]) -> list[dict]:
+def _task_runs(
+    args: BenchmarkArguments,
+    task: dict,
+    seed: int,
+    split_path: Path,
+    output: Path,
+    columns: list[tuple[str, str | None]],
+) -> list[dict]:
     """The runs of one task and seed: the forest, chemprop, then every neural column (each reused when finished)."""
     record = {"task": task["name"], "metric": task["metric"], "unit": task["unit"], "seed": seed}
     runs = []
     forest_dir = output / "runs" / task["name"] / RANDOM_FOREST / f"seed{seed}"
     if args.fingerprint_baseline:  # cheap: computed (or reused) even with summarize_only
         result = _random_forest(task, seed, forest_dir)
-        runs.append({**record, "init": RANDOM_FOREST, "test": result["test"][task["metric"]],
-                     "valid": result["valid"][task["metric"]], "wall_time_s": result.get("wall_time_s")})
+        runs.append(
+            {
+                **record,
+                "init": RANDOM_FOREST,
+                "test": result["test"][task["metric"]],
+                "valid": result["valid"][task["metric"]],
+                "wall_time_s": result.get("wall_time_s"),
+            }
+        )
     chemprop_dir = output / "runs" / task["name"] / CHEMPROP / f"seed{seed}"
     if args.chemprop_baseline and (not args.summarize_only or (chemprop_dir / "metrics.json").exists()):
         result = _chemprop(task, seed, chemprop_dir, args.chemprop_epochs)
-        runs.append({**record, "init": CHEMPROP, "test": result["test"][task["metric"]],
-                     "valid": result["valid"][task["metric"]], "wall_time_s": result.get("wall_time_s")})
+        runs.append(
+            {
+                **record,
+                "init": CHEMPROP,
+                "test": result["test"][task["metric"]],
+                "valid": result["valid"][task["metric"]],
+                "wall_time_s": result.get("wall_time_s"),
+            }
+        )
     for init, model in columns:
         run_dir = output / "runs" / task["name"] / init / f"seed{seed}"
         features = args.molecule_features if args.uses_molecule_features(init) else None
@@ -277,8 +392,15 @@ def _task_runs(args: BenchmarkArguments, task: dict, seed: int, split_path: Path
         result = _finished(arguments) if args.summarize_only else _finetune_or_reuse(arguments)
         if result is None:
             continue
-        runs.append({**record, "init": init, "test": result["test"].get(task["metric"]),
-                     "valid": result["valid"].get(task["metric"]), "wall_time_s": result.get("wall_time_s")})
+        runs.append(
+            {
+                **record,
+                "init": init,
+                "test": result["test"].get(task["metric"]),
+                "valid": result["valid"].get(task["metric"]),
+                "wall_time_s": result.get("wall_time_s"),
+            }
+        )
     return runs
 
 
@@ -295,9 +417,13 @@ def pretraining_exclusion(model: str | None, tests: dict[str, set[str]]) -> dict
         return None
     counts = [json.loads(path.read_text()) for path in sorted(root.glob("summary_rank*.json"))]
     files = [str(f) for f in run.settings.get("exclude") or []]
-    record = {"run": str(root), "exclude": files, "summaries": len(counts),
-              "molecules_drawn": sum(c.get("molecules_seen", 0) for c in counts),
-              "excluded_by_stream": sum(c.get("skipped", {}).get(EXCLUDED, 0) for c in counts)}
+    record = {
+        "run": str(root),
+        "exclude": files,
+        "summaries": len(counts),
+        "molecules_drawn": sum(c.get("molecules_seen", 0) for c in counts),
+        "excluded_by_stream": sum(c.get("skipped", {}).get(EXCLUDED, 0) for c in counts),
+    }
     try:
         excluded = canonical_set(files) if files else set()
     except FileNotFoundError as error:
@@ -305,8 +431,14 @@ def pretraining_exclusion(model: str | None, tests: dict[str, set[str]]) -> dict
     return {**record, "test_molecules_not_excluded": {name: len(test - excluded) for name, test in tests.items()}}
 
 
-def _write_results(output: Path, runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict],
-                   pretraining: dict | None = None) -> dict:
+def _write_results(
+    output: Path,
+    runs: list[dict],
+    overlap: dict,
+    args: BenchmarkArguments,
+    tasks: list[dict],
+    pretraining: dict | None = None,
+) -> dict:
     summary = {**_summarize(runs, overlap, args, tasks), "pretraining_runs": pretraining or {}}
     (output / "results.json").write_text(json.dumps({"runs": runs, **summary}, indent=2, default=str))
     (output / "results.md").write_text(results_markdown(summary))
@@ -315,36 +447,75 @@ def _write_results(output: Path, runs: list[dict], overlap: dict, args: Benchmar
 
 
 def column_order(args: BenchmarkArguments) -> list[str]:
-    return [label for label, _ in args.columns()] + ([CHEMPROP] if args.chemprop_baseline else []) + (
-        [RANDOM_FOREST] if args.fingerprint_baseline else [])
+    return (
+        [label for label, _ in args.columns()]
+        + ([CHEMPROP] if args.chemprop_baseline else [])
+        + ([RANDOM_FOREST] if args.fingerprint_baseline else [])
+    )
 
 
 def _summarize(runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks: list[dict]) -> dict:
     table = {}
     for run in runs:
         table.setdefault(run["task"], {"metric": run["metric"], "unit": run["unit"]}).setdefault(
-            run["init"], []).append(run["test"])
+            run["init"], []
+        ).append(run["test"])
     names = column_order(args)
     for task, row in table.items():
         for init in names:
             values = [v for v in row.get(init, []) if v is not None and not np.isnan(v)]
-            row[init] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1
-                         else 0.0, "n": len(values)} if values else None
+            row[init] = (
+                {
+                    "mean": statistics.mean(values),
+                    "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "n": len(values),
+                }
+                if values
+                else None
+            )
         row["test_overlap_with_pretraining"] = overlap.get(task)
     ranks = mean_ranks(table, names)
-    wall = {name: [r["wall_time_s"] for r in runs if r["init"] == name and r.get("wall_time_s") is not None]
-            for name in names}
+    wall = {
+        name: [r["wall_time_s"] for r in runs if r["init"] == name and r.get("wall_time_s") is not None]
+        for name in names
+    }
     wall_time = {name: statistics.median(times) if times else None for name, times in wall.items()}
-    budget = {k: getattr(args, k) for k in ("preset", "epochs", "batch_size", "learning_rate",
-                                            "encoder_learning_rate_ratio", "layerwise_lr_decay", "pooling",
-                                            "head_layers", "molecule_features", "feature_columns",
-                                            "weight_decay", "warmup_ratio",
-                                            "classifier_dropout", "patience", "seeds", "modality", "qm9_modality",
-                                            "pretrained", "compare", "qm9_max_molecules", "max_train_molecules",
-                                            "max_valid_molecules")}
+    budget = {
+        k: getattr(args, k)
+        for k in (
+            "preset",
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "encoder_learning_rate_ratio",
+            "layerwise_lr_decay",
+            "pooling",
+            "head_layers",
+            "molecule_features",
+            "feature_columns",
+            "weight_decay",
+            "warmup_ratio",
+            "classifier_dropout",
+            "patience",
+            "seeds",
+            "modality",
+            "qm9_modality",
+            "pretrained",
+            "compare",
+            "qm9_max_molecules",
+            "max_train_molecules",
+            "max_valid_molecules",
+        )
+    }
     subsampled = {t["name"]: t["subsampled"] for t in tasks if "subsampled" in t}
-    return {"table": table, "columns": names, "mean_rank": ranks, "median_wall_time_s": wall_time, "budget": budget,
-            "subsampled": subsampled}
+    return {
+        "table": table,
+        "columns": names,
+        "mean_rank": ranks,
+        "median_wall_time_s": wall_time,
+        "budget": budget,
+        "subsampled": subsampled,
+    }
 
 
 def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
@@ -363,8 +534,12 @@ def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
     return {name: statistics.mean(r) if r else float("nan") for name, r in ranks.items()}
 
 
-HEADERS = {"scratch": "from scratch", "pretrained": "pretrained", CHEMPROP: "chemprop 2 (defaults)",
-           RANDOM_FOREST: "random forest (Morgan r=2, 2048)"}
+HEADERS = {
+    "scratch": "from scratch",
+    "pretrained": "pretrained",
+    CHEMPROP: "chemprop 2 (defaults)",
+    RANDOM_FOREST: "random forest (Morgan r=2, 2048)",
+}
 
 
 def _not_excluded(summary: dict, task: str) -> str:
@@ -383,10 +558,11 @@ def _exclusion_notes(summary: dict) -> list[str]:
             notes.append(f"- `{label}`: not a `moleblend pretrain` run directory: exclusion not checked")
             continue
         files = ", ".join(f"`{f}`" for f in record["exclude"]) or "none"
-        notes.append(f"- `{label}` (`{record['run']}`): its stream drew {record['molecules_drawn']} molecules and "
-                     f"dropped {record['excluded_by_stream']} as excluded ({record['summaries']} summary_rank*.json); "
-                     f"--exclude files: {files}" + (f" ({record['exclude_error']})" if "exclude_error" in record
-                                                     else ""))
+        notes.append(
+            f"- `{label}` (`{record['run']}`): its stream drew {record['molecules_drawn']} molecules and "
+            f"dropped {record['excluded_by_stream']} as excluded ({record['summaries']} summary_rank*.json); "
+            f"--exclude files: {files}" + (f" ({record['exclude_error']})" if "exclude_error" in record else "")
+        )
     return ["Pretraining runs' own records:", *notes, ""] if notes else []
 
 
@@ -394,21 +570,33 @@ def results_markdown(summary: dict) -> str:
     """`results.md`: the table (mean ± std per column, mean rank, median wall time), the pretraining runs' exclusion
     records, the budget and the subsampling, from a benchmark summary (`results.json` as stored)."""
     names = summary["columns"]
-    lines = ["| task | metric (test) | " + " | ".join(HEADERS.get(n, n) for n in names)
-             + " | test molecules not excluded from pretraining |",
-             "|---|---|" + "---:|" * len(names) + "---:|"]
+    lines = [
+        "| task | metric (test) | "
+        + " | ".join(HEADERS.get(n, n) for n in names)
+        + " | test molecules not excluded from pretraining |",
+        "|---|---|" + "---:|" * len(names) + "---:|",
+    ]
     for task, row in summary["table"].items():
         seeds = len(summary["budget"]["seeds"])
-        cells = [(f"{row[n]['mean']:.3f} ± {row[n]['std']:.3f}" + (f" (n={row[n]['n']})" if row[n]["n"] < seeds
-                                                                   else "")) if isinstance(row.get(n), dict) else "—"
-                 for n in names]
+        cells = [
+            (f"{row[n]['mean']:.3f} ± {row[n]['std']:.3f}" + (f" (n={row[n]['n']})" if row[n]["n"] < seeds else ""))
+            if isinstance(row.get(n), dict)
+            else "—"
+            for n in names
+        ]
         unit = f" ({row['unit']})" if row["unit"] else ""
-        lines.append(f"| {task} | {row['metric']}{unit} | " + " | ".join(cells) + f" | {_not_excluded(summary, task)} |")
-    lines.append("| **mean rank** (1 = best) | | " + " | ".join(f"{summary['mean_rank'][n]:.2f}" for n in names)
-                 + " | |")
+        lines.append(
+            f"| {task} | {row['metric']}{unit} | " + " | ".join(cells) + f" | {_not_excluded(summary, task)} |"
+        )
+    lines.append(
+        "| **mean rank** (1 = best) | | " + " | ".join(f"{summary['mean_rank'][n]:.2f}" for n in names) + " | |"
+    )
     wall = summary.get("median_wall_time_s", {})
-    lines.append("| median wall time per run (s) | | " + " | ".join(
-        f"{wall[n]:.0f}" if wall.get(n) is not None else "—" for n in names) + " | |")
+    lines.append(
+        "| median wall time per run (s) | | "
+        + " | ".join(f"{wall[n]:.0f}" if wall.get(n) is not None else "—" for n in names)
+        + " | |"
+    )
     lines += ["", *_exclusion_notes(summary), f"Budget: `{json.dumps(summary['budget'], default=str)}`", ""]
     if summary["subsampled"]:
         lines += [f"Subsampled (seeded, rows kept of each split): `{json.dumps(summary['subsampled'])}`", ""]
@@ -429,10 +617,16 @@ def _plot(summary: dict, path: Path) -> None:
     for axis, task in zip(axes[0], tasks):
         row = summary["table"][task]
         names = [i for i in summary["columns"] if isinstance(row.get(i), dict)]
-        axis.bar(range(len(names)), [row[i]["mean"] for i in names], yerr=[row[i]["std"] for i in names],
-                 color=[COLORS[k % len(COLORS)] for k in range(len(names))], capsize=4)
-        axis.set_xticks(range(len(names)), [HEADERS.get(i, i).split(" (")[0] for i in names], rotation=30,
-                        ha="right", fontsize=8)
+        axis.bar(
+            range(len(names)),
+            [row[i]["mean"] for i in names],
+            yerr=[row[i]["std"] for i in names],
+            color=[COLORS[k % len(COLORS)] for k in range(len(names))],
+            capsize=4,
+        )
+        axis.set_xticks(
+            range(len(names)), [HEADERS.get(i, i).split(" (")[0] for i in names], rotation=30, ha="right", fontsize=8
+        )
         axis.set_title(task)
         axis.set_ylabel(row["metric"] + (f" ({row['unit']})" if row["unit"] else ""))
     fig.tight_layout()

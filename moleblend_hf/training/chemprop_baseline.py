@@ -46,8 +46,7 @@ def _parsable(molecules: list) -> np.ndarray:
     """[n] bool: SMILES RDKit can read (chemprop would stop on the others; they are left out and counted)."""
     RDLogger.DisableLog("rdApp.*")
     try:
-        return np.array([isinstance(m, str) and "\n" not in m and Chem.MolFromSmiles(m) is not None
-                         for m in molecules])
+        return np.array([isinstance(m, str) and "\n" not in m and Chem.MolFromSmiles(m) is not None for m in molecules])
     finally:
         RDLogger.EnableLog("rdApp.*")
 
@@ -60,8 +59,15 @@ def _run(arguments: list[str], log: Path) -> None:
         raise RuntimeError(f"chemprop {arguments[0]} failed (exit {done.returncode}; log {log}): {tail[0]}")
 
 
-def chemprop_baseline(molecules: list, labels: np.ndarray, split: dict[str, list[int]], problem_type: str,
-                      seed: int, work_dir: str | Path, extra_arguments: tuple[str, ...] = ()) -> dict:
+def chemprop_baseline(
+    molecules: list,
+    labels: np.ndarray,
+    split: dict[str, list[int]],
+    problem_type: str,
+    seed: int,
+    work_dir: str | Path,
+    extra_arguments: tuple[str, ...] = (),
+) -> dict:
     """Train chemprop 2 with its defaults on the train rows (validation rows for its early stopping / model
     choice), then score the valid and test rows.
 
@@ -79,23 +85,71 @@ def chemprop_baseline(molecules: list, labels: np.ndarray, split: dict[str, list
     targets = [f"target_{i}" for i in range(labels.shape[1])]
     parsed = _parsable(molecules)
     rows = {name: [r for r in split[name] if parsed[r] and not np.isnan(labels[r]).all()] for name in split}
-    table = pd.DataFrame({"smiles": [molecules[r] for name in ("train", "valid", "test") for r in rows[name]],
-                          **{t: [labels[r, i] for name in ("train", "valid", "test") for r in rows[name]]
-                             for i, t in enumerate(targets)},
-                          "split": [CHEMPROP_SPLIT_NAMES[name] for name in ("train", "valid", "test")
-                                    for _ in rows[name]]})
+    table = pd.DataFrame(
+        {
+            "smiles": [molecules[r] for name in ("train", "valid", "test") for r in rows[name]],
+            **{
+                t: [labels[r, i] for name in ("train", "valid", "test") for r in rows[name]]
+                for i, t in enumerate(targets)
+            },
+            "split": [CHEMPROP_SPLIT_NAMES[name] for name in ("train", "valid", "test") for _ in rows[name]],
+        }
+    )
     table.to_csv(work / "data.csv", index=False)
     table[table["split"] != "train"][["smiles"]].to_csv(work / "evaluate.csv", index=False)
     task_type = "regression" if problem_type == "regression" else "classification"
     log = work / "chemprop.log"
     log.write_text("")
     start = time.perf_counter()
-    _run(["train", "-i", str(work / "data.csv"), "-s", "smiles", "--target-columns", *targets, "-t", task_type,
-          "--splits-column", "split", "--pytorch-seed", str(seed), "--data-seed", str(seed), "-o",
-          str(work / "model"), "--accelerator", "cpu", "--devices", "1", "-n", "0", *extra_arguments], log)
-    _run(["predict", "-i", str(work / "evaluate.csv"), "-s", "smiles", "--model-paths",
-          str(work / "model" / "model_0" / "best.pt"), "-o", str(work / "predictions.csv"), "--accelerator", "cpu",
-          "--devices", "1", "-n", "0"], log)
+    _run(
+        [
+            "train",
+            "-i",
+            str(work / "data.csv"),
+            "-s",
+            "smiles",
+            "--target-columns",
+            *targets,
+            "-t",
+            task_type,
+            "--splits-column",
+            "split",
+            "--pytorch-seed",
+            str(seed),
+            "--data-seed",
+            str(seed),
+            "-o",
+            str(work / "model"),
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "1",
+            "-n",
+            "0",
+            *extra_arguments,
+        ],
+        log,
+    )
+    _run(
+        [
+            "predict",
+            "-i",
+            str(work / "evaluate.csv"),
+            "-s",
+            "smiles",
+            "--model-paths",
+            str(work / "model" / "model_0" / "best.pt"),
+            "-o",
+            str(work / "predictions.csv"),
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "1",
+            "-n",
+            "0",
+        ],
+        log,
+    )
     wall = time.perf_counter() - start
     predicted = pd.read_csv(work / "predictions.csv")
     if predicted["smiles"].tolist() != table[table["split"] != "train"]["smiles"].tolist():
@@ -108,7 +162,9 @@ def chemprop_baseline(molecules: list, labels: np.ndarray, split: dict[str, list
     result = {
         "valid": compute_metrics(problem_type, labels[rows["valid"]], values[:n_valid]),
         "test": compute_metrics(problem_type, labels[rows["test"]], values[n_valid:]),
-        "skipped_rows": int((~parsed).sum()), "wall_time_s": wall, "chemprop_version": chemprop_version(),
+        "skipped_rows": int((~parsed).sum()),
+        "wall_time_s": wall,
+        "chemprop_version": chemprop_version(),
     }
     for model_file in (work / "model").rglob("*"):  # weights are not needed for the table; keep logs and config
         if model_file.suffix in (".pt", ".ckpt"):

@@ -47,16 +47,38 @@ from .labels import POSITIVE_NAMES  # noqa: F401  (importable from here as befor
 from .labels import check_classes, count_labels, detect_problem_type, encode_labels, id2label_for
 from .metrics import selection_metric
 from .plots import learning_curves, write_learning_curves, write_parity, write_roc_pr
-from .property_trainer import (FeatureDataset, MoleculeTrainer, build_model, build_optimizer, featurize_rows,
-                               metrics_function, training_arguments)
+from .property_trainer import (
+    FeatureDataset,
+    MoleculeTrainer,
+    build_model,
+    build_optimizer,
+    featurize_rows,
+    metrics_function,
+    training_arguments,
+)
 from .run_directory import RunDirectory, TrainerManifest, open_run, save_model_atomically
 from .search import run_search
 
 logger = logging.getLogger(__name__)
 #: what a fine-tuning run (or ensemble) may write beside its model, checkpoints and members: its manifest
-RUN_FILES = ("split.json", "metrics.json", "test_predictions.csv", "skipped_rows.csv", "learning_curves.csv",
-             "learning_curves.png", "test_parity.csv", "test_parity.png", "test_roc_pr.csv", "test_roc_pr.png",
-             "search", "search_trials.json", "search_best.json", CALIBRATION_FILE, ENSEMBLE_FILE, "runs")
+RUN_FILES = (
+    "split.json",
+    "metrics.json",
+    "test_predictions.csv",
+    "skipped_rows.csv",
+    "learning_curves.csv",
+    "learning_curves.png",
+    "test_parity.csv",
+    "test_parity.png",
+    "test_roc_pr.csv",
+    "test_roc_pr.png",
+    "search",
+    "search_trials.json",
+    "search_best.json",
+    CALIBRATION_FILE,
+    ENSEMBLE_FILE,
+    "runs",
+)
 TASKS = ("auto", "regression", "classification", "multiclass")
 MODALITIES = ("2d", "3d", "both")
 
@@ -85,14 +107,29 @@ def _prepare(args: FinetuneArguments) -> dict:
     is_smiles = molecule_column not in MOLBLOCK_COLUMNS
     split_smiles = molecules if is_smiles else [canonical_smiles(m) for m in molecules]
     groups = duplicate_groups(split_smiles)  # once: the random split and the report both use them
-    split = make_split(args.split, split_smiles, seed=args.seed,
-                       column_values=frame[args.split_column].tolist() if args.split_column else None,
-                       path=args.split_file, duplicates=groups, fractions=args.split_sizes)
+    split = make_split(
+        args.split,
+        split_smiles,
+        seed=args.seed,
+        column_values=frame[args.split_column].tolist() if args.split_column else None,
+        path=args.split_file,
+        duplicates=groups,
+        fractions=args.split_sizes,
+    )
     if args.conformal_alpha is not None and problem_type != "regression":
         raise ValueError(f"--conformal-alpha gives intervals for regression; {args.label_columns} is {problem_type}")
-    return dict(frame=frame, molecule_column=molecule_column, molecules=molecules, labels=labels,
-                class_names=class_names, problem_type=problem_type, split=split, is_smiles=is_smiles,
-                duplicates=_duplicates_report(groups, split), metric=selection_metric(problem_type, args.metric))
+    return dict(
+        frame=frame,
+        molecule_column=molecule_column,
+        molecules=molecules,
+        labels=labels,
+        class_names=class_names,
+        problem_type=problem_type,
+        split=split,
+        is_smiles=is_smiles,
+        duplicates=_duplicates_report(groups, split),
+        metric=selection_metric(problem_type, args.metric),
+    )
 
 
 def _duplicates_report(groups: list[list[int]], split: dict[str, list[int]]) -> dict[str, int]:
@@ -102,10 +139,14 @@ def _duplicates_report(groups: list[list[int]], split: dict[str, list[int]]) -> 
     where = {row: name for name, rows in split.items() for row in rows}
     across = sum(1 for rows in groups if len({where[r] for r in rows}) > 1)
     if groups:
-        logger.warning("%d molecules occur in more than one row (%d rows)%s", len(groups),
-                       sum(len(rows) for rows in groups),
-                       f"; {across} of them in more than one split (a leak: check the split)" if across else
-                       "; each one's rows stay in one split")
+        logger.warning(
+            "%d molecules occur in more than one row (%d rows)%s",
+            len(groups),
+            sum(len(rows) for rows in groups),
+            f"; {across} of them in more than one split (a leak: check the split)"
+            if across
+            else "; each one's rows stay in one split",
+        )
     return {"molecules": len(groups), "rows": sum(len(rows) for rows in groups), "across_splits": across}
 
 
@@ -134,8 +175,9 @@ def _finetune_run(args: FinetuneArguments) -> tuple[dict, dict[str, tuple]]:
     start = time.perf_counter()
     prepared = _prepare(args)
     prepared["started"] = start  # the run's wall time counts reading and splitting the data too
-    with open_run(args.output_dir, "finetune", asdict(args), overwrite=args.overwrite, inputs=_inputs(args),
-                  resume_hint="") as run:
+    with open_run(
+        args.output_dir, "finetune", asdict(args), overwrite=args.overwrite, inputs=_inputs(args), resume_hint=""
+    ) as run:
         run.record(*RUN_FILES)  # those never written leave the manifest when the run finishes
         done = _train_one(args, prepared, run)
         run.finish()
@@ -164,41 +206,72 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         if problem_type == "regression":
             built.set_label_statistics(torch.as_tensor(datasets["train"].labels))
         if built.config.molecule_feature_size:  # standardised with the training rows' statistics only
-            built.set_molecule_feature_statistics(torch.as_tensor(np.stack(
-                [np.asarray(f["molecule_features"], dtype=np.float32) for f in datasets["train"].features])))
+            built.set_molecule_feature_statistics(
+                torch.as_tensor(
+                    np.stack([np.asarray(f["molecule_features"], dtype=np.float32) for f in datasets["train"].features])
+                )
+            )
         return built
 
-    common = dict(train_dataset=datasets["train"], eval_dataset=datasets["valid"], group_by_size=args.group_by_size,
-                  data_collator=MoleBlendCollator(processor), compute_metrics=metrics_function(problem_type))
+    common = dict(
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["valid"],
+        group_by_size=args.group_by_size,
+        data_collator=MoleBlendCollator(processor),
+        compute_metrics=metrics_function(problem_type),
+    )
     if args.search_trials:  # the test split takes no part in the search
         search_args = training_arguments(args, str(output / "search"), metric, greater, search=True)
-        args = run_search(args, lambda init, factory: MoleculeTrainer(
-            model_init=init, optimizer_factory=factory, args=search_args, **common), make_model, build_optimizer,
-            metric, greater, output)
+        args = run_search(
+            args,
+            lambda init, factory: MoleculeTrainer(
+                model_init=init, optimizer_factory=factory, args=search_args, **common
+            ),
+            make_model,
+            build_optimizer,
+            metric,
+            greater,
+            output,
+        )
         if (output / "search").is_dir() and not any((output / "search").iterdir()):
             (output / "search").rmdir()  # the trials save nothing; the Trainer made the directory
     model = make_model(args)
     trainer = MoleculeTrainer(
-        model=model, args=training_arguments(args, str(output), metric, greater),
+        model=model,
+        args=training_arguments(args, str(output), metric, greater),
         optimizers=(build_optimizer(model, args), None),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience), TrainerManifest(run)], **common)
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience), TrainerManifest(run)],
+        **common,
+    )
     trainer.train()  # ends with the checkpoint that was best on the validation metric
-    outputs = {name: trainer.predict(datasets[name], metric_key_prefix=name) for name in ("valid", "test")
-               if datasets[name] is not None}
+    outputs = {
+        name: trainer.predict(datasets[name], metric_key_prefix=name)
+        for name in ("valid", "test")
+        if datasets[name] is not None
+    }
     raw = {name: (datasets[name].rows, datasets[name].labels, out.predictions) for name, out in outputs.items()}
     curves = learning_curves(trainer.state.log_history, metric)
     result = {
-        "task": args.label_columns, "problem_type": problem_type, "data": str(args.data), "modality": args.modality,
-        "split": {"method": args.split, "seed": args.seed, "sizes": args.split_sizes,
-                  **{k: len(v) for k, v in split.items()}},
-        "selection_metric": metric, "greater_is_better": greater,
+        "task": args.label_columns,
+        "problem_type": problem_type,
+        "data": str(args.data),
+        "modality": args.modality,
+        "split": {
+            "method": args.split,
+            "seed": args.seed,
+            "sizes": args.split_sizes,
+            **{k: len(v) for k, v in split.items()},
+        },
+        "selection_metric": metric,
+        "greater_is_better": greater,
         **{name: _strip(out.metrics, name) for name, out in outputs.items()},
         "skipped_rows": len(failures),
         "duplicates": prepared["duplicates"],
         "curves": curves.to_dict(orient="list"),
         "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
         "config_overrides": args.config_overrides,
-        "wall_time_s": time.perf_counter() - prepared["started"],  # featurization, training and evaluation; not the saving
+        "wall_time_s": time.perf_counter()
+        - prepared["started"],  # featurization, training and evaluation; not the saving
     }
     result.setdefault("test", {})
     if args.search_trials:
@@ -206,23 +279,33 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
     calibration = _fit_single_model_calibration(args, problem_type, raw, output, result)
     (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     test_raw = raw.get("test", ([], np.zeros((0, num_labels)), np.zeros((0, num_labels))))
-    values, columns = _prediction_values(problem_type, test_raw[2][None], args.label_columns,
-                                         prepared["class_names"])
-    _write_predictions(output, values, columns, test_raw[0], split["test"], prepared, args.label_columns, failures,
-                       apply_calibration(problem_type, test_raw[2][None], calibration))
+    values, columns = _prediction_values(problem_type, test_raw[2][None], args.label_columns, prepared["class_names"])
+    _write_predictions(
+        output,
+        values,
+        columns,
+        test_raw[0],
+        split["test"],
+        prepared,
+        args.label_columns,
+        failures,
+        apply_calibration(problem_type, test_raw[2][None], calibration),
+    )
     _write_skipped(output, split, failures, prepared["molecules"])
     _write_figures(output, curves, metric, problem_type, test_raw, args.label_columns, result["test"])
     _save_model(args, output, trainer.model, processor, run)
     return result, raw
 
 
-def _datasets(args: FinetuneArguments, prepared: dict, processor: MoleBlendProcessor
-              ) -> tuple[dict[str, FeatureDataset | None], dict[int, str]]:
+def _datasets(
+    args: FinetuneArguments, prepared: dict, processor: MoleBlendProcessor
+) -> tuple[dict[str, FeatureDataset | None], dict[int, str]]:
     """The featurized train / valid / test datasets (test None when the split has no test rows) and the reason
     for every row left out."""
     labels, problem_type, split = prepared["labels"], prepared["problem_type"], prepared["split"]
-    features, failures = featurize_rows(processor, prepared["molecules"],
-                                        Path(args.cache_dir) if args.cache_dir else None)
+    features, failures = featurize_rows(
+        processor, prepared["molecules"], Path(args.cache_dir) if args.cache_dir else None
+    )
     unlabeled = {r for r in range(len(labels)) if np.isnan(labels[r]).all()}
     for row in unlabeled - failures.keys():
         failures[row] = "no label"
@@ -235,14 +318,18 @@ def _datasets(args: FinetuneArguments, prepared: dict, processor: MoleBlendProce
             continue
         if not rows:
             raise ValueError(f"the {name} split has no usable molecule")
-        values = target[rows].astype(np.float32) if problem_type != "single_label_classification" else \
-            target[rows].astype(np.int64)
+        values = (
+            target[rows].astype(np.float32)
+            if problem_type != "single_label_classification"
+            else target[rows].astype(np.int64)
+        )
         datasets[name] = FeatureDataset([features[r] for r in rows], values, rows)
     return datasets, failures
 
 
-def _fit_single_model_calibration(args: FinetuneArguments, problem_type: str, raw: dict[str, tuple],
-                                  output: Path, result: dict) -> dict | None:
+def _fit_single_model_calibration(
+    args: FinetuneArguments, problem_type: str, raw: dict[str, tuple], output: Path, result: dict
+) -> dict | None:
     """With --conformal-alpha (regression): intervals from the validation residuals, stored in calibration.json
     (read by `moleblend predict`), their coverage in metrics.json."""
     if args.conformal_alpha is None:
@@ -250,13 +337,22 @@ def _fit_single_model_calibration(args: FinetuneArguments, problem_type: str, ra
     _, labels, predictions = raw["valid"]
     calibration = fit_calibration(problem_type, labels, predictions[None], args.conformal_alpha)
     (output / CALIBRATION_FILE).write_text(json.dumps({"problem_type": problem_type, **calibration}, indent=2))
-    result["calibration"] = {"fitted": calibration, **{
-        name: calibration_metrics(problem_type, part[1], part[2][None], calibration) for name, part in raw.items()}}
+    result["calibration"] = {
+        "fitted": calibration,
+        **{name: calibration_metrics(problem_type, part[1], part[2][None], calibration) for name, part in raw.items()},
+    }
     return calibration
 
 
-def _write_figures(output: Path, curves: pd.DataFrame, metric: str, problem_type: str, test: tuple,
-                   label_columns: list[str], test_metrics: dict) -> None:
+def _write_figures(
+    output: Path,
+    curves: pd.DataFrame,
+    metric: str,
+    problem_type: str,
+    test: tuple,
+    label_columns: list[str],
+    test_metrics: dict,
+) -> None:
     """Learning curves; on the test rows a parity plot (regression) or ROC and precision-recall curves (binary
     tasks); each with its CSV."""
     write_learning_curves(output, curves, metric)
@@ -269,11 +365,11 @@ def _write_figures(output: Path, curves: pd.DataFrame, metric: str, problem_type
         write_roc_pr(output, labels, probabilities(problem_type, outputs), label_columns)
 
 
-def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBlendProcessor,
-                run: RunDirectory) -> None:
+def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBlendProcessor, run: RunDirectory) -> None:
     """Model, processor and card as one whole (`save_model_atomically`)."""
-    base_model = args.model if args.model and resolve_model(args.model) == args.model and \
-        not Path(args.model).exists() else None  # Hub ids only
+    base_model = (
+        args.model if args.model and resolve_model(args.model) == args.model and not Path(args.model).exists() else None
+    )  # Hub ids only
 
     def write(directory: Path) -> None:
         model.save_pretrained(directory)  # not trainer.save_model: it adds a pickled training_args.bin
@@ -286,26 +382,36 @@ def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBle
 
 
 def _strip(metrics: dict, prefix: str) -> dict:
-    return {k[len(prefix) + 1:]: v for k, v in metrics.items() if k.startswith(prefix + "_")}
+    return {k[len(prefix) + 1 :]: v for k, v in metrics.items() if k.startswith(prefix + "_")}
 
 
-def _prediction_values(problem_type: str, members: np.ndarray, label_columns: list[str],
-                       class_names: dict[int, str] | None) -> tuple[np.ndarray, list[str]]:
+def _prediction_values(
+    problem_type: str, members: np.ndarray, label_columns: list[str], class_names: dict[int, str] | None
+) -> tuple[np.ndarray, list[str]]:
     """The members' mean reported value (probabilities, or values for regression) [rows, outputs] and the
     column names."""
     values = probabilities(problem_type, members).mean(0)
     if problem_type == "single_label_classification":
-        names = [f"probability_{class_names[k]}" if class_names else f"probability_class_{k}"
-                 for k in range(values.shape[1])]
+        names = [
+            f"probability_{class_names[k]}" if class_names else f"probability_class_{k}" for k in range(values.shape[1])
+        ]
     else:
         kind = "prediction" if problem_type == "regression" else "probability"
         names = [f"{kind}_{c}" for c in label_columns]
     return values, names
 
 
-def _write_predictions(output: Path, values: np.ndarray, names: list[str], predicted_rows: list[int],
-                       test_rows: list[int], prepared: dict, label_columns: list[str], failures: dict[int, str],
-                       extra: dict[str, np.ndarray] | None = None) -> None:
+def _write_predictions(
+    output: Path,
+    values: np.ndarray,
+    names: list[str],
+    predicted_rows: list[int],
+    test_rows: list[int],
+    prepared: dict,
+    label_columns: list[str],
+    failures: dict[int, str],
+    extra: dict[str, np.ndarray] | None = None,
+) -> None:
     """test_predictions.csv: every test row in input order, with its labels, prediction columns `names` (and
     `<key>_<task>` columns of `extra`: std, calibrated std or probabilities, conformal bounds); unusable rows
     stay, with the reason."""
@@ -316,22 +422,31 @@ def _write_predictions(output: Path, values: np.ndarray, names: list[str], predi
     position = {row: i for i, row in enumerate(predicted_rows)}
     records = []
     for row in test_rows:
-        record = {"row": row, "molecule": frame[molecule_column].iloc[row] if molecule_column not in
-                  MOLBLOCK_COLUMNS else f"molblock row {row}"}
+        record = {
+            "row": row,
+            "molecule": frame[molecule_column].iloc[row]
+            if molecule_column not in MOLBLOCK_COLUMNS
+            else f"molblock row {row}",
+        }
         record.update({c: frame[c].iloc[row] for c in label_columns})
         i = position.get(row)
         record.update({n: (float(v[i]) if i is not None else None) for n, v in columns.items()})
         record["skipped_reason"] = failures.get(row)
         records.append(record)
     pd.DataFrame(records, columns=["row", "molecule", *label_columns, *columns, "skipped_reason"]).to_csv(
-        output / "test_predictions.csv", index=False)
+        output / "test_predictions.csv", index=False
+    )
 
 
 def _write_skipped(output: Path, split: dict, failures: dict[int, str], molecules: list) -> None:
     where = {row: name for name, rows in split.items() for row in rows}
-    pd.DataFrame([{"row": r, "split": where[r], "input": str(molecules[r])[:200], "reason": reason}
-                  for r, reason in sorted(failures.items())],
-                 columns=["row", "split", "input", "reason"]).to_csv(output / "skipped_rows.csv", index=False)
+    pd.DataFrame(
+        [
+            {"row": r, "split": where[r], "input": str(molecules[r])[:200], "reason": reason}
+            for r, reason in sorted(failures.items())
+        ],
+        columns=["row", "split", "input", "reason"],
+    ).to_csv(output / "skipped_rows.csv", index=False)
 
 
 def finetune_ensemble(args: FinetuneArguments) -> dict:
@@ -339,8 +454,14 @@ def finetune_ensemble(args: FinetuneArguments) -> dict:
     members in `seed-<s>/` / `fold-<k>/`, `ensemble.json` naming them, metrics.json with every member's metrics
     and their mean and standard deviation."""
     prepared = _prepare(replace(args, seeds=[], kfold=None))
-    with open_run(args.output_dir, "finetune-ensemble", asdict(args), overwrite=args.overwrite,
-                  inputs=_inputs(args), resume_hint="") as run:
+    with open_run(
+        args.output_dir,
+        "finetune-ensemble",
+        asdict(args),
+        overwrite=args.overwrite,
+        inputs=_inputs(args),
+        resume_hint="",
+    ) as run:
         run.record(*RUN_FILES)
         result = _train_members(args, prepared, run)
         run.finish()
@@ -357,42 +478,79 @@ def _train_members(args: FinetuneArguments, prepared: dict, run: RunDirectory) -
             members[f"seed-{seed}"] = {"seed": seed, "split": split}
     else:
         pool = np.random.default_rng(args.seed).permutation(split["train"] + split["valid"]).tolist()
-        folds = [sorted(pool[k::args.kfold]) for k in range(args.kfold)]
+        folds = [sorted(pool[k :: args.kfold]) for k in range(args.kfold)]
         for k, fold in enumerate(folds):
             train = sorted(r for j, other in enumerate(folds) if j != k for r in other)
-            members[f"fold-{k}"] = {"seed": args.seed, "split": {"train": train, "valid": fold,
-                                                                  "test": split["test"]}}
+            members[f"fold-{k}"] = {"seed": args.seed, "split": {"train": train, "valid": fold, "test": split["test"]}}
     results, raws = {}, {}
     for name, member in members.items():
         split_file = output / f"split-{name}.json"
         run.record(split_file.name, name)
         split_file.write_text(json.dumps(member["split"]))
-        results[name], raws[name] = _finetune_run(replace(
-            args, seeds=[], kfold=None, seed=member["seed"], split="file", split_file=str(split_file),
-            split_column=None, split_sizes=None, conformal_alpha=None, push_to_hub=None,
-            output_dir=str(output / name), overwrite=False))
+        results[name], raws[name] = _finetune_run(
+            replace(
+                args,
+                seeds=[],
+                kfold=None,
+                seed=member["seed"],
+                split="file",
+                split_file=str(split_file),
+                split_column=None,
+                split_sizes=None,
+                conformal_alpha=None,
+                push_to_hub=None,
+                output_dir=str(output / name),
+                overwrite=False,
+            )
+        )
     problem_type = prepared["problem_type"]
     calibration = _calibrate_ensemble(args, prepared, raws, output)
-    (output / ENSEMBLE_FILE).write_text(json.dumps({"members": list(members), "kind": "seeds" if args.seeds else
-                                                    "kfold", "problem_type": problem_type,
-                                                    **({"calibration": calibration} if calibration else {})},
-                                                   indent=2))
+    (output / ENSEMBLE_FILE).write_text(
+        json.dumps(
+            {
+                "members": list(members),
+                "kind": "seeds" if args.seeds else "kfold",
+                "problem_type": problem_type,
+                **({"calibration": calibration} if calibration else {}),
+            },
+            indent=2,
+        )
+    )
     summary = {}
     for part in ("valid", "test"):
         names = sorted({k for r in results.values() for k in r[part] if isinstance(r[part][k], (int, float))})
-        summary[part] = {k: {"mean": float(np.mean([r[part][k] for r in results.values()])),
-                             "std": float(np.std([r[part][k] for r in results.values()]))} for k in names}
-    result = {"task": args.label_columns, "problem_type": problem_type, "data": str(args.data),
-              "members": {name: {"valid": r["valid"], "test": r["test"]} for name, r in results.items()},
-              "split": {"method": args.split, "seed": args.seed, "sizes": args.split_sizes,
-                        **{k: len(v) for k, v in split.items()}},
-              "selection_metric": prepared["metric"][0], "greater_is_better": prepared["metric"][1],
-              "skipped_rows": next(iter(results.values()))["skipped_rows"], **summary}
+        summary[part] = {
+            k: {
+                "mean": float(np.mean([r[part][k] for r in results.values()])),
+                "std": float(np.std([r[part][k] for r in results.values()])),
+            }
+            for k in names
+        }
+    result = {
+        "task": args.label_columns,
+        "problem_type": problem_type,
+        "data": str(args.data),
+        "members": {name: {"valid": r["valid"], "test": r["test"]} for name, r in results.items()},
+        "split": {
+            "method": args.split,
+            "seed": args.seed,
+            "sizes": args.split_sizes,
+            **{k: len(v) for k, v in split.items()},
+        },
+        "selection_metric": prepared["metric"][0],
+        "greater_is_better": prepared["metric"][1],
+        "skipped_rows": next(iter(results.values()))["skipped_rows"],
+        **summary,
+    }
     if calibration:
-        result["calibration"] = {"fitted": calibration, **{
-            part: calibration_metrics(problem_type, labels, outputs, calibration)
-            for part, (_, labels, outputs) in ((p, _common_rows(raws, p)) for p in ("valid", "test"))
-            if len(labels)}}
+        result["calibration"] = {
+            "fitted": calibration,
+            **{
+                part: calibration_metrics(problem_type, labels, outputs, calibration)
+                for part, (_, labels, outputs) in ((p, _common_rows(raws, p)) for p in ("valid", "test"))
+                if len(labels)
+            },
+        }
     (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
@@ -409,8 +567,9 @@ def _common_rows(raws: dict[str, dict[str, tuple]], part: str) -> tuple[list[int
     return rows, np.asarray(present[0][1])[positions[0]], outputs
 
 
-def _calibrate_ensemble(args: FinetuneArguments, prepared: dict, raws: dict[str, dict[str, tuple]],
-                        output: Path) -> dict | None:
+def _calibrate_ensemble(
+    args: FinetuneArguments, prepared: dict, raws: dict[str, dict[str, tuple]], output: Path
+) -> dict | None:
     """Calibration fitted on the validation split shared by the members (--seeds; --kfold members have no common
     held-out rows, so their uncertainty stays uncalibrated), and the ensemble's test predictions (mean, std and the
     calibrated columns) in test_predictions.csv."""
@@ -425,10 +584,20 @@ def _calibrate_ensemble(args: FinetuneArguments, prepared: dict, raws: dict[str,
     if outputs.shape[1] == 0:
         outputs = np.zeros((len(raws), 0, count_labels(problem_type, prepared["labels"])))
     values, names = _prediction_values(problem_type, outputs, args.label_columns, prepared["class_names"])
-    extra = {"std": probabilities(problem_type, outputs).std(0), **apply_calibration(problem_type, outputs,
-                                                                                      calibration)}
+    extra = {
+        "std": probabilities(problem_type, outputs).std(0),
+        **apply_calibration(problem_type, outputs, calibration),
+    }
     reason = "not predicted by every member (see the members' skipped_rows.csv)"
-    _write_predictions(output, values, names, rows, prepared["split"]["test"], prepared, args.label_columns,
-                       {r: reason for r in prepared["split"]["test"] if r not in set(rows)}, extra)
+    _write_predictions(
+        output,
+        values,
+        names,
+        rows,
+        prepared["split"]["test"],
+        prepared,
+        args.label_columns,
+        {r: reason for r in prepared["split"]["test"] if r not in set(rows)},
+        extra,
+    )
     return calibration
-

@@ -34,10 +34,13 @@ def encode_labels(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, 
             raise ValueError(
                 f"label column {column!r} mixes numbers and words: numbers such as {numbers.head(3).tolist()} "
                 f"(rows {numbers.index[:3].tolist()}) and words such as {words.head(3).tolist()} (rows "
-                f"{words.index[:3].tolist()}); make the column all numbers or all class names")
+                f"{words.index[:3].tolist()}); make the column all numbers or all class names"
+            )
         if len(columns) > 1:
-            raise ValueError(f"label column {column!r} holds class names; class names are supported for a single "
-                             "label column (one task), give numeric 0/1 columns for several tasks")
+            raise ValueError(
+                f"label column {column!r} holds class names; class names are supported for a single "
+                "label column (one task), give numeric 0/1 columns for several tasks"
+            )
         classes = sorted({str(v).strip() for v in words})
         if len(classes) == 2:
             positive = [c for c in classes if c.lower() in POSITIVE_NAMES]
@@ -49,18 +52,20 @@ def encode_labels(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, 
     return values, names
 
 
-
 def _check_representable(column: str, numbers: pd.Series) -> None:
     """Labels train in float32: an infinite value, or one beyond float32's range (1e300), would turn the loss into
     NaN after the first step. They are refused here, with their rows, before anything is written."""
-    bad = numbers[~np.isfinite(numbers.to_numpy(dtype=np.float64)) |
-                  (np.abs(numbers.to_numpy(dtype=np.float64)) > np.finfo(np.float32).max)]
+    bad = numbers[
+        ~np.isfinite(numbers.to_numpy(dtype=np.float64))
+        | (np.abs(numbers.to_numpy(dtype=np.float64)) > np.finfo(np.float32).max)
+    ]
     if len(bad):
         shown = ", ".join(f"{value!r} (row {row})" for row, value in bad.head(5).items())
-        raise ValueError(f"label column {column!r} holds {len(bad)} value(s) that are not finite numbers within "
-                         f"float32's range (±{np.finfo(np.float32).max:.3g}): {shown}; fix or remove those rows "
-                         "(an empty cell is a missing label)")
-
+        raise ValueError(
+            f"label column {column!r} holds {len(bad)} value(s) that are not finite numbers within "
+            f"float32's range (±{np.finfo(np.float32).max:.3g}): {shown}; fix or remove those rows "
+            "(an empty cell is a missing label)"
+        )
 
 
 def detect_problem_type(task: str, labels: np.ndarray) -> str:
@@ -72,14 +77,13 @@ def detect_problem_type(task: str, labels: np.ndarray) -> str:
     present = labels[~np.isnan(labels)]
     binary = present.size > 0 and np.isin(present, (0.0, 1.0)).all()
     if task == "classification" and not binary:
-        raise ValueError("--task classification needs 0/1 labels (NaN = missing); use --task multiclass for "
-                         "class indices")
+        raise ValueError(
+            "--task classification needs 0/1 labels (NaN = missing); use --task multiclass for class indices"
+        )
     return "multi_label_classification" if binary else "regression"
 
 
-
-def id2label_for(problem_type: str, class_names: dict[int, str] | None, columns: list[str]
-                 ) -> dict[int, str] | None:
+def id2label_for(problem_type: str, class_names: dict[int, str] | None, columns: list[str]) -> dict[int, str] | None:
     """id2label: the class names of a single-label task; one task name per column otherwise (a binary task of
     class names keeps the positive class's name)."""
     if problem_type == "single_label_classification" and class_names:
@@ -91,7 +95,6 @@ def id2label_for(problem_type: str, class_names: dict[int, str] | None, columns:
     return dict(enumerate(columns))
 
 
-
 def check_classes(problem_type: str, labels: np.ndarray, columns: list[str]) -> None:
     """A classification task whose labels hold one class cannot be learned: refuse before any training."""
     if problem_type == "regression":
@@ -99,9 +102,10 @@ def check_classes(problem_type: str, labels: np.ndarray, columns: list[str]) -> 
     for position, column in enumerate(columns):
         present = labels[~np.isnan(labels[:, position]), position]
         if len(np.unique(present)) < 2:
-            raise ValueError(f"label column {column!r} has a single class ({np.unique(present).tolist()}); a "
-                             "classifier cannot be trained on it")
-
+            raise ValueError(
+                f"label column {column!r} has a single class ({np.unique(present).tolist()}); a "
+                "classifier cannot be trained on it"
+            )
 
 
 def count_labels(problem_type: str, labels: np.ndarray) -> int:

@@ -24,8 +24,12 @@ def binary_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
         roc.append(roc_auc_score(y, scores[present, task]))
         pr.append(average_precision_score(y, scores[present, task]))
     nan = float("nan")
-    return {"roc_auc": float(np.mean(roc)) if roc else nan, "pr_auc": float(np.mean(pr)) if pr else nan,
-            "tasks_scored": len(roc), "tasks": labels.shape[1]}
+    return {
+        "roc_auc": float(np.mean(roc)) if roc else nan,
+        "pr_auc": float(np.mean(pr)) if pr else nan,
+        "tasks_scored": len(roc),
+        "tasks": labels.shape[1],
+    }
 
 
 def multiclass_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
@@ -36,8 +40,9 @@ def multiclass_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, floa
     probabilities /= probabilities.sum(1, keepdims=True)
     result = {"accuracy": float((probabilities.argmax(1) == labels).mean())}
     try:
-        result["roc_auc"] = float(roc_auc_score(labels, probabilities, multi_class="ovr",
-                                                labels=list(range(logits.shape[1]))))
+        result["roc_auc"] = float(
+            roc_auc_score(labels, probabilities, multi_class="ovr", labels=list(range(logits.shape[1])))
+        )
     except ValueError:  # a class absent from this split
         result["roc_auc"] = float("nan")
     return result
@@ -68,8 +73,11 @@ def compute_metrics(problem_type: str, labels: np.ndarray, logits: np.ndarray) -
 
 
 #: The metric that selects checkpoints and stops early by default, and whether larger is better.
-SELECTION_METRIC = {"regression": ("rmse", False), "multi_label_classification": ("roc_auc", True),
-                    "single_label_classification": ("roc_auc", True)}
+SELECTION_METRIC = {
+    "regression": ("rmse", False),
+    "multi_label_classification": ("roc_auc", True),
+    "single_label_classification": ("roc_auc", True),
+}
 #: Every metric `compute_metrics` reports for a problem type (plus the validation loss), with whether larger is
 #: better: the choices of `finetune --metric`.
 SELECTABLE_METRICS = {

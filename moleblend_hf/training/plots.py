@@ -51,8 +51,9 @@ def learning_curves(log_history: list[dict[str, Any]], metric: str) -> pd.DataFr
         if f"eval_{metric}" in entry:
             row[f"valid_{metric}"] = float(entry[f"eval_{metric}"])
     columns = ["epoch", "train_loss", "valid_loss", f"valid_{metric}"]
-    frame = pd.DataFrame([{"epoch": epoch, **values} for epoch, values in sorted(rows.items()) if values],
-                         columns=columns)
+    frame = pd.DataFrame(
+        [{"epoch": epoch, **values} for epoch, values in sorted(rows.items()) if values], columns=columns
+    )
     return frame.dropna(subset=["train_loss", "valid_loss", f"valid_{metric}"], how="all").reset_index(drop=True)
 
 
@@ -74,14 +75,26 @@ def write_learning_curves(output: Path, curves: pd.DataFrame, metric: str) -> No
     _save(figure, output / "learning_curves.png")
 
 
-def write_parity(output: Path, rows: list[int], labels: np.ndarray, predictions: np.ndarray,
-                 tasks: list[str], metrics: dict[str, float]) -> None:
+def write_parity(
+    output: Path,
+    rows: list[int],
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    tasks: list[str],
+    metrics: dict[str, float],
+) -> None:
     """test_parity.csv (row, task, label, prediction) and test_parity.png, RMSE / MAE / R^2 in the title."""
     labels = np.asarray(labels, dtype=np.float64).reshape(len(rows), -1)
     predictions = np.asarray(predictions, dtype=np.float64).reshape(labels.shape)
-    frame = pd.DataFrame([{"row": row, "task": task, "label": labels[i, t], "prediction": predictions[i, t]}
-                          for t, task in enumerate(tasks) for i, row in enumerate(rows)
-                          if not np.isnan(labels[i, t])], columns=["row", "task", "label", "prediction"])
+    frame = pd.DataFrame(
+        [
+            {"row": row, "task": task, "label": labels[i, t], "prediction": predictions[i, t]}
+            for t, task in enumerate(tasks)
+            for i, row in enumerate(rows)
+            if not np.isnan(labels[i, t])
+        ],
+        columns=["row", "task", "label", "prediction"],
+    )
     frame.to_csv(output / "test_parity.csv", index=False)
     figure = _figure(figsize=(4.2, 4.2))
     if figure is None:
@@ -92,8 +105,11 @@ def write_parity(output: Path, rows: list[int], labels: np.ndarray, predictions:
     if len(frame):
         low, high = float(frame[["label", "prediction"]].min().min()), float(frame[["label", "prediction"]].max().max())
         axes.plot([low, high], [low, high], color="grey", linewidth=1)
-    axes.set(xlabel="measured", ylabel="predicted",
-             title=f"test: RMSE {metrics['rmse']:.3g}, MAE {metrics['mae']:.3g}, R² {metrics['r2']:.3g}")
+    axes.set(
+        xlabel="measured",
+        ylabel="predicted",
+        title=f"test: RMSE {metrics['rmse']:.3g}, MAE {metrics['mae']:.3g}, R² {metrics['r2']:.3g}",
+    )
     if len(tasks) > 1:
         axes.legend(fontsize="small")
     _save(figure, output / "test_parity.png")
@@ -113,10 +129,13 @@ def write_roc_pr(output: Path, labels: np.ndarray, probabilities: np.ndarray, ta
             continue
         fpr, tpr, roc_thresholds = roc_curve(y, p)
         precision, recall, pr_thresholds = precision_recall_curve(y, p)
-        records += [{"task": task, "curve": "roc", "x": a, "y": b, "threshold": c}
-                    for a, b, c in zip(fpr, tpr, roc_thresholds)]
-        records += [{"task": task, "curve": "pr", "x": a, "y": b, "threshold": c}  # the last point has no threshold
-                    for a, b, c in zip(recall, precision, [*pr_thresholds, np.nan])]
+        records += [
+            {"task": task, "curve": "roc", "x": a, "y": b, "threshold": c} for a, b, c in zip(fpr, tpr, roc_thresholds)
+        ]
+        records += [
+            {"task": task, "curve": "pr", "x": a, "y": b, "threshold": c}  # the last point has no threshold
+            for a, b, c in zip(recall, precision, [*pr_thresholds, np.nan])
+        ]
     frame = pd.DataFrame(records, columns=["task", "curve", "x", "y", "threshold"])
     frame.to_csv(output / "test_roc_pr.csv", index=False)
     figure = _figure(figsize=(8, 3.6))

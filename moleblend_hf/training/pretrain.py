@@ -45,6 +45,7 @@ from .plots import write_pretraining_curves
 from .pretrain_checkpoints import PretrainCheckpoints
 from .run_directory import Run, RunDirectory, open_run, read_run, save_model_atomically
 from .train_log import LOSS_NAMES, TrainLog
+
 # STATE_FILE and run_checkpoints: importable from here as before they moved to training_state.py
 from .training_state import STATE_FILE, run_checkpoints, weights_checksum  # noqa: F401
 from ..sources.streaming import Position, PretrainingStream, StreamSettings, next_position
@@ -61,9 +62,22 @@ def cosine_schedule(step: int, warmup: int, total: int, floor: float) -> float:
 
 
 #: settings that may change between a run and its --resume (they do not change what is trained)
-RESUMABLE_CHANGES = ("resume", "overwrite", "allow_changed_settings", "stop_after_steps", "progress", "push_to_hub",
-                     "report_to", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "cpu",
-                     "gradient_checkpointing", "log_level")
+RESUMABLE_CHANGES = (
+    "resume",
+    "overwrite",
+    "allow_changed_settings",
+    "stop_after_steps",
+    "progress",
+    "push_to_hub",
+    "report_to",
+    "logging_steps",
+    "save_steps",
+    "save_total_limit",
+    "eval_steps",
+    "cpu",
+    "gradient_checkpointing",
+    "log_level",
+)
 
 
 class Pretrainer(PretrainCheckpoints):
@@ -97,11 +111,15 @@ class Pretrainer(PretrainCheckpoints):
             (no_decay if param.ndim < 2 or "norm" in name or "embedding" in name else decay).append(param)
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_eps,
-            fused=self.accelerator.device.type == "cuda" or None)  # one kernel per step on a GPU, same math
+            lr=args.learning_rate,
+            betas=(args.adam_beta1, args.adam_beta2),
+            eps=args.adam_eps,
+            fused=self.accelerator.device.type == "cuda" or None,
+        )  # one kernel per step on a GPU, same math
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda step: cosine_schedule(step, args.warmup_steps, args.max_steps, args.min_learning_rate_ratio))
+            lambda step: cosine_schedule(step, args.warmup_steps, args.max_steps, args.min_learning_rate_ratio),
+        )
         # The schedule counts optimizer steps, so the scheduler is stepped here (not by Accelerate, which would
         # step it once per process) and checkpointed alongside.
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
@@ -127,22 +145,37 @@ class Pretrainer(PretrainCheckpoints):
     def _stream_settings(self) -> StreamSettings:
         args = self.args
         return StreamSettings(
-            sources=tuple(self.sources), seed=args.seed, shuffle_buffer=args.shuffle_buffer,
-            batch_size=None if args.max_tokens else args.batch_size, max_tokens=args.max_tokens,
-            window_size=args.window_size, rank=self.accelerator.process_index,
-            world_size=self.accelerator.num_processes, smiles_column=args.smiles_column,
-            molblock_column=args.molblock_column, exclude=tuple(str(p) for p in expand_sources(args.exclude)),
+            sources=tuple(self.sources),
+            seed=args.seed,
+            shuffle_buffer=args.shuffle_buffer,
+            batch_size=None if args.max_tokens else args.batch_size,
+            max_tokens=args.max_tokens,
+            window_size=args.window_size,
+            rank=self.accelerator.process_index,
+            world_size=self.accelerator.num_processes,
+            smiles_column=args.smiles_column,
+            molblock_column=args.molblock_column,
+            exclude=tuple(str(p) for p in expand_sources(args.exclude)),
         )
 
     def _loader(self) -> DataLoader:
-        stream = PretrainingStream(self._stream_settings(), self.processor, self.positions, self.next_worker,
-                                   log_molecule_ids=self.args.log_molecule_ids)
+        stream = PretrainingStream(
+            self._stream_settings(),
+            self.processor,
+            self.positions,
+            self.next_worker,
+            log_molecule_ids=self.args.log_molecule_ids,
+        )
         # Its own generator: creating the iterator must not draw from the global RNG that the model's noise and
         # blend masks use, or a resumed run would diverge from an uninterrupted one.
-        return DataLoader(stream, batch_size=None, num_workers=self.args.num_workers,
-                          persistent_workers=self.args.num_workers > 0,
-                          pin_memory=self.accelerator.device.type == "cuda",  # for non-blocking copies
-                          generator=torch.Generator().manual_seed(self.args.seed))
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=self.args.num_workers,
+            persistent_workers=self.args.num_workers > 0,
+            pin_memory=self.accelerator.device.type == "cuda",  # for non-blocking copies
+            generator=torch.Generator().manual_seed(self.args.seed),
+        )
 
     # ---------------------------------------------------------------------------------------- evaluation
     def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
@@ -158,12 +191,15 @@ class Pretrainer(PretrainCheckpoints):
                     except MoleculeError as error:
                         skipped[error.reason] += 1
             if not features:
-                raise ValueError(f"no held-out molecule could be featurized from {self.args.eval_inputs}: "
-                                 f"{dict(skipped)}")
+                raise ValueError(
+                    f"no held-out molecule could be featurized from {self.args.eval_inputs}: {dict(skipped)}"
+                )
             features.sort(key=lambda f: f["num_atoms"])
             size = self.args.batch_size or 64
-            self._eval_cache = [dict(self.processor.pad(features[i: i + size], return_tensors="pt"))
-                                for i in range(0, len(features), size)]
+            self._eval_cache = [
+                dict(self.processor.pad(features[i : i + size], return_tensors="pt"))
+                for i in range(0, len(features), size)
+            ]
         return self._eval_cache
 
     @torch.no_grad()
@@ -213,11 +249,17 @@ class Pretrainer(PretrainCheckpoints):
         rank = accelerator.process_index
         log_path = self.output_dir / ("train_log.jsonl" if rank == 0 else f"train_log_rank{rank}.jsonl")
         ids_path = self.output_dir / f"molecule_ids_rank{rank}.txt"
-        stop_at = args.max_steps if args.stop_after_steps is None else min(args.max_steps,
-                                                                            self.step + args.stop_after_steps)
+        stop_at = (
+            args.max_steps if args.stop_after_steps is None else min(args.max_steps, self.step + args.stop_after_steps)
+        )
         batches = iter(self._loader())
-        bar = tqdm(total=args.max_steps, initial=self.step, desc="pretraining", unit="step",
-                   disable=not (args.progress and accelerator.is_main_process))
+        bar = tqdm(
+            total=args.max_steps,
+            initial=self.step,
+            desc="pretraining",
+            unit="step",
+            disable=not (args.progress and accelerator.is_main_process),
+        )
         train_log = TrainLog(accelerator.num_processes)
         self.model.train()
         with open(log_path, "a") as log, open(ids_path, "a") if args.log_molecule_ids else _Null() as ids_log:
@@ -275,8 +317,15 @@ class Pretrainer(PretrainCheckpoints):
         """Count the step, then log, report, evaluate and checkpoint as their intervals say."""
         args = self.args
         self.step += 1
-        train_log.add({"step": self.step, "lr": self.scheduler.get_last_lr()[0],
-                       "molecules_seen": self.molecules_seen, "skipped": sum(self.skipped.values())}, losses)
+        train_log.add(
+            {
+                "step": self.step,
+                "lr": self.scheduler.get_last_lr()[0],
+                "molecules_seen": self.molecules_seen,
+                "skipped": sum(self.skipped.values()),
+            },
+            losses,
+        )
         report = self.step % args.logging_steps == 0 or self.step == stop_at
         if report or self.step % args.save_steps == 0:
             train_log.write_pending(log, rate=report)
@@ -294,19 +343,36 @@ class Pretrainer(PretrainCheckpoints):
         """The window's mean losses and rate to the trackers and the progress bar."""
         mean = train_log.means()
         rate = train_log.window[-1]["molecules_per_s"]
-        self.accelerator.log({**{f"train/{k}": v for k, v in mean.items()}, "train/molecules_per_s": rate,
-                              "train/lr": train_log.window[-1]["lr"]}, step=self.step)
-        bar.set_postfix(loss=f"{mean['loss']:.3f}", spd=f"{mean['spd_loss']:.3f}", path=f"{mean['path_loss']:.3f}",
-                        pos=f"{mean['relative_position_loss']:.3f}", noise=f"{mean['denoise_loss']:.3f}",
-                        mol_s=f"{rate:.0f}", skipped=sum(self.skipped.values()))
+        self.accelerator.log(
+            {
+                **{f"train/{k}": v for k, v in mean.items()},
+                "train/molecules_per_s": rate,
+                "train/lr": train_log.window[-1]["lr"],
+            },
+            step=self.step,
+        )
+        bar.set_postfix(
+            loss=f"{mean['loss']:.3f}",
+            spd=f"{mean['spd_loss']:.3f}",
+            path=f"{mean['path_loss']:.3f}",
+            pos=f"{mean['relative_position_loss']:.3f}",
+            noise=f"{mean['denoise_loss']:.3f}",
+            mol_s=f"{rate:.0f}",
+            skipped=sum(self.skipped.values()),
+        )
 
     def _finish(self) -> dict:
         """This rank's summary (written beside the logs); once every step is done, the final model, then the summary
         and the run marked finished."""
         args, accelerator = self.args, self.accelerator
-        summary = {"step": self.step, "max_steps": args.max_steps, "molecules_seen": self.molecules_seen,
-                   "skipped": dict(self.skipped), "finished": False,
-                   "weights_sha256": weights_checksum(accelerator.unwrap_model(self.model))}
+        summary = {
+            "step": self.step,
+            "max_steps": args.max_steps,
+            "molecules_seen": self.molecules_seen,
+            "skipped": dict(self.skipped),
+            "finished": False,
+            "weights_sha256": weights_checksum(accelerator.unwrap_model(self.model)),
+        }
         summary_path = self.output_dir / f"summary_rank{accelerator.process_index}.json"
         summary_path.write_text(json.dumps(summary, indent=2))
         if self.step >= args.max_steps:  # finished only once the final model is in place
@@ -328,17 +394,32 @@ class Pretrainer(PretrainCheckpoints):
         if accelerator.is_main_process:
             settings = asdict(args)
             compared = tuple(k for k in settings if k not in RESUMABLE_CHANGES)
-            inputs = [*self.sources, *self._stream_settings().exclude, *expand_sources(args.eval_inputs),
-                      args.init_from]
-            self.run_dir = open_run(self.output_dir, "pretrain", settings, resume=bool(args.resume),
-                                    overwrite=args.overwrite, compared=compared,
-                                    allow_changes=args.allow_changed_settings, inputs=inputs,
-                                    record_resume=False)  # recorded once the checkpoint is accepted (train)
+            inputs = [
+                *self.sources,
+                *self._stream_settings().exclude,
+                *expand_sources(args.eval_inputs),
+                args.init_from,
+            ]
+            self.run_dir = open_run(
+                self.output_dir,
+                "pretrain",
+                settings,
+                resume=bool(args.resume),
+                overwrite=args.overwrite,
+                compared=compared,
+                allow_changes=args.allow_changed_settings,
+                inputs=inputs,
+                record_resume=False,
+            )  # recorded once the checkpoint is accepted (train)
             self.run = self.run_dir.run
             ranks = range(accelerator.num_processes)
-            self.run_dir.record(*(name for r in ranks for name in self._log_names(r)),
-                                *(f"summary_rank{r}.json" for r in ranks), "loss_curves.csv", "loss_curves.png",
-                                "moleblend-pretrain")  # tensorboard
+            self.run_dir.record(
+                *(name for r in ranks for name in self._log_names(r)),
+                *(f"summary_rank{r}.json" for r in ranks),
+                "loss_curves.csv",
+                "loss_curves.png",
+                "moleblend-pretrain",
+            )  # tensorboard
         accelerator.wait_for_everyone()
         if self.run is None:
             self.run = read_run(self.output_dir)
@@ -367,11 +448,21 @@ class Pretrainer(PretrainCheckpoints):
             def write(directory: Path) -> None:
                 model.save_pretrained(directory)
                 self.processor.save_pretrained(directory)
-                write_model_card(directory, model.config, repo_id=self.args.push_to_hub, pretraining={
-                    "inputs": self.sources, "steps": self.step, "molecules_seen": self.molecules_seen,
-                    "skipped": dict(self.skipped), "batch_size": self.args.batch_size,
-                    "max_tokens": self.args.max_tokens, "learning_rate": self.args.learning_rate,
-                    "processes": accelerator.num_processes})
+                write_model_card(
+                    directory,
+                    model.config,
+                    repo_id=self.args.push_to_hub,
+                    pretraining={
+                        "inputs": self.sources,
+                        "steps": self.step,
+                        "molecules_seen": self.molecules_seen,
+                        "skipped": dict(self.skipped),
+                        "batch_size": self.args.batch_size,
+                        "max_tokens": self.args.max_tokens,
+                        "learning_rate": self.args.learning_rate,
+                        "processes": accelerator.num_processes,
+                    },
+                )
 
             save_model_atomically(self.run_dir, final, write)
             if self.args.push_to_hub:

@@ -20,8 +20,16 @@ from safetensors import SafetensorError
 from ..sources.fingerprints import source_changes
 from ..sources.remote import HUB_PREFIX, HubSource
 from ..sources.streaming import Position
-from .training_state import (STATE_FILE, CheckpointError, CheckpointWriteError, load_training_state,
-                             run_checkpoints, save_training_state, verify_checksums, write_checksums)
+from .training_state import (
+    STATE_FILE,
+    CheckpointError,
+    CheckpointWriteError,
+    load_training_state,
+    run_checkpoints,
+    save_training_state,
+    verify_checksums,
+    write_checksums,
+)
 
 # the job's logger: its checkpoint messages keep the name they had in pretrain.py
 logger = logging.getLogger(__name__.rpartition(".")[0] + ".pretrain")
@@ -74,16 +82,25 @@ class PretrainCheckpoints:
                 shutil.rmtree(temporary)
             temporary.mkdir(parents=True)  # before any rank writes its random states into it
         accelerator.wait_for_everyone()
-        save_training_state(temporary, accelerator.unwrap_model(self.model), self.optimizer.optimizer,
-                            self.scheduler, accelerator.scaler, accelerator.process_index,
-                            accelerator.is_main_process)
+        save_training_state(
+            temporary,
+            accelerator.unwrap_model(self.model),
+            self.optimizer.optimizer,
+            self.scheduler,
+            accelerator.scaler,
+            accelerator.process_index,
+            accelerator.is_main_process,
+        )
         # every rank's data positions differ: each writes its own state file, with the length of its logs, to
         # which a resumed run cuts them back
         rank = accelerator.process_index
         for handle in self._logs.values():
             handle.flush()
-        logs = {name: (self.output_dir / name).stat().st_size for name in self._log_names(rank)
-                if (self.output_dir / name).exists()}
+        logs = {
+            name: (self.output_dir / name).stat().st_size
+            for name in self._log_names(rank)
+            if (self.output_dir / name).exists()
+        }
         (temporary / f"data_state_rank{rank}.json").write_text(json.dumps({**self._state(), "logs": logs}, indent=2))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -106,31 +123,50 @@ class PretrainCheckpoints:
         if state["world_size"] != self.accelerator.num_processes or state["num_workers"] != self.args.num_workers:
             raise ValueError(
                 f"{path} was written by {state['world_size']} processes x {state['num_workers']} data workers; "
-                f"resume with the same (now {self.accelerator.num_processes} x {self.args.num_workers})")
+                f"resume with the same (now {self.accelerator.num_processes} x {self.args.num_workers})"
+            )
         now = json.loads(json.dumps(asdict(self._stream_settings())))
-        hub = [(old, HubSource.parse(old), HubSource.parse(new)) for old, new in
-               zip(state["stream"]["sources"], now["sources"]) if old.startswith(HUB_PREFIX) and
-               new.startswith(HUB_PREFIX)]
-        moved = [(old, after.revision) for old, before, after in hub
-                 if before != after and replace(before, revision=None) == replace(after, revision=None)]
+        hub = [
+            (old, HubSource.parse(old), HubSource.parse(new))
+            for old, new in zip(state["stream"]["sources"], now["sources"])
+            if old.startswith(HUB_PREFIX) and new.startswith(HUB_PREFIX)
+        ]
+        moved = [
+            (old, after.revision)
+            for old, before, after in hub
+            if before != after and replace(before, revision=None) == replace(after, revision=None)
+        ]
         if moved:
-            raise ValueError(f"{path}: the Hub dataset changed since the checkpoint ({moved[0][0]} -> "
-                             f"{moved[0][1]}); to continue on the checkpoint's data, name its "
-                             f"revision as the input, {moved[0][0]}, with --allow-changed-settings")
+            raise ValueError(
+                f"{path}: the Hub dataset changed since the checkpoint ({moved[0][0]} -> "
+                f"{moved[0][1]}); to continue on the checkpoint's data, name its "
+                f"revision as the input, {moved[0][0]}, with --allow-changed-settings"
+            )
         if state["stream"].get("stream_format", 1) != now["stream_format"]:
-            raise ValueError(f"{path} was written by an older moleblend-hf whose data order differs (stream format "
-                             f"{state['stream'].get('stream_format', 1)}, now {now['stream_format']}): resume it with "
-                             "that version, or start a new run (--init-from its last checkpoint keeps the weights)")
+            raise ValueError(
+                f"{path} was written by an older moleblend-hf whose data order differs (stream format "
+                f"{state['stream'].get('stream_format', 1)}, now {now['stream_format']}): resume it with "
+                "that version, or start a new run (--init-from its last checkpoint keeps the weights)"
+            )
         self._check_sources(path, state.get("source_fingerprints", {}))
         if state["stream"] != now:
-            raise ValueError(f"{path}: the data settings differ from the checkpoint's; resume with the same inputs, "
-                             f"seed, batch size, token budget, window and shuffle block\n"
-                             f"checkpoint: {state['stream']}\nnow: {now}")
+            raise ValueError(
+                f"{path}: the data settings differ from the checkpoint's; resume with the same inputs, "
+                f"seed, batch size, token budget, window and shuffle block\n"
+                f"checkpoint: {state['stream']}\nnow: {now}"
+            )
         if state.get("run_id") != self.run.run_id:
-            raise ValueError(f"{path} belongs to run {state.get('run_id')}, not to the run in {self.output_dir} "
-                             f"({self.run.run_id})")
-        load_training_state(path, self.accelerator.unwrap_model(self.model), self.optimizer.optimizer,
-                            self.scheduler, self.accelerator.scaler, rank)
+            raise ValueError(
+                f"{path} belongs to run {state.get('run_id')}, not to the run in {self.output_dir} ({self.run.run_id})"
+            )
+        load_training_state(
+            path,
+            self.accelerator.unwrap_model(self.model),
+            self.optimizer.optimizer,
+            self.scheduler,
+            self.accelerator.scaler,
+            rank,
+        )
         for name, size in state.get("logs", {}).items():  # steps logged after the checkpoint are run again
             log = self.output_dir / name
             if log.exists() and log.stat().st_size > size:
@@ -146,9 +182,11 @@ class PretrainCheckpoints:
         """A local corpus file edited since the checkpoint: its stream position points into other data."""
         changes = source_changes(recorded, self.fingerprints)
         if changes and not self.args.allow_changed_settings:
-            raise ValueError(f"--resume: {changes[0]} since {path.name}; the checkpoint's data position no longer "
-                             "fits it. Restore the file, start a new run (--init-from keeps the weights), or pass "
-                             "--allow-changed-settings to continue on the new data")
+            raise ValueError(
+                f"--resume: {changes[0]} since {path.name}; the checkpoint's data position no longer "
+                "fits it. Restore the file, start a new run (--init-from keeps the weights), or pass "
+                "--allow-changed-settings to continue on the new data"
+            )
         for change in changes:
             logger.warning("resuming on changed data (--allow-changed-settings): %s", change)
 
@@ -161,8 +199,11 @@ class PretrainCheckpoints:
             try:
                 verify_checksums(path)
             except CheckpointError as error:
-                earlier = [p for p in found if int(p.name.split("-")[1]) < int(path.name.split("-")[-1])] \
-                    if path.name.startswith("checkpoint-") else []
+                earlier = (
+                    [p for p in found if int(p.name.split("-")[1]) < int(path.name.split("-")[-1])]
+                    if path.name.startswith("checkpoint-")
+                    else []
+                )
                 offer = f"; the previous checkpoint is {earlier[-1]} (--resume {earlier[-1]})" if earlier else ""
                 raise CheckpointError(error.path, error.reason + offer) from None
             return path
@@ -172,5 +213,7 @@ class PretrainCheckpoints:
                 return path
             except CheckpointError as error:
                 logger.warning("not resuming from %s: %s; trying the previous checkpoint", path, error)
-        raise FileNotFoundError(f"--resume latest: no complete checkpoint of run {self.run.run_id} in "
-                                f"{self.output_dir}" + (f" ({len(found)} damaged)" if found else ""))
+        raise FileNotFoundError(
+            f"--resume latest: no complete checkpoint of run {self.run.run_id} in "
+            f"{self.output_dir}" + (f" ({len(found)} damaged)" if found else "")
+        )

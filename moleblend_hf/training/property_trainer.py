@@ -50,8 +50,13 @@ class MoleculeTrainer(Trainer):
     counts, and evaluation keeps the dataset order.
     """
 
-    def __init__(self, *args, group_by_size: bool = False,
-                 optimizer_factory: Callable[[torch.nn.Module, Any], torch.optim.Optimizer] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        group_by_size: bool = False,
+        optimizer_factory: Callable[[torch.nn.Module, Any], torch.optim.Optimizer] | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.group_by_size = group_by_size
         self.optimizer_factory = optimizer_factory
@@ -60,8 +65,9 @@ class MoleculeTrainer(Trainer):
         """With `optimizer_factory(model, trial)`: its optimizer (a hyperparameter search builds one per trial, which
         the Trainer's `optimizers` argument cannot do)."""
         if self.optimizer is None and self.optimizer_factory is not None:
-            self.optimizer = self.optimizer_factory(model if model is not None else self.model,
-                                                    getattr(self, "_trial", None))
+            self.optimizer = self.optimizer_factory(
+                model if model is not None else self.model, getattr(self, "_trial", None)
+            )
         return super().create_optimizer(model)
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None):
@@ -70,26 +76,32 @@ class MoleculeTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         from transformers.trainer_pt_utils import LengthGroupedSampler
 
-        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                    lengths=dataset.sizes())
+        return LengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=dataset.sizes()
+        )
 
 
-def featurize_rows(processor: MoleBlendProcessor, molecules: list, cache: Path | None
-                   ) -> tuple[dict[int, dict], dict[int, str]]:
+def featurize_rows(
+    processor: MoleBlendProcessor, molecules: list, cache: Path | None
+) -> tuple[dict[int, dict], dict[int, str]]:
     """Features of every row that can be featurized, and the reason for every row that cannot.
 
     With `cache`, features (conformers included, the slow part) are stored with `datasets.save_to_disk` under a
     key of the inputs and the processor settings, and reused by later runs.
     """
-    key = hashlib.sha256(json.dumps([processor.to_dict(), [str(m) for m in molecules]], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([processor.to_dict(), [str(m) for m in molecules]], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
     target = cache / f"features-{key}" if cache else None
     if target is not None and (target / "dataset_info.json").exists():
         from datasets import load_from_disk
 
         stored = load_from_disk(str(target))
-        features = {int(r["row"]): {k: v for k, v in r.items() if k not in ("row", "error")}
-                    for r in stored if r["error"] is None}
+        features = {
+            int(r["row"]): {k: v for k, v in r.items() if k not in ("row", "error")}
+            for r in stored
+            if r["error"] is None
+        }
         failures = {int(r["row"]): r["error"] for r in stored if r["error"] is not None}
         return features, failures
     features, failures = {}, {}
@@ -101,24 +113,38 @@ def featurize_rows(processor: MoleBlendProcessor, molecules: list, cache: Path |
     if target is not None:
         from datasets import Dataset as HFDataset
 
-        records = [{"row": r, "error": None, **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                                 for k, v in f.items()}} for r, f in features.items()]
+        records = [
+            {"row": r, "error": None, **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.items()}}
+            for r, f in features.items()
+        ]
         template = records[0] if records else {}
         records += [{**{k: None for k in template}, "row": r, "error": reason} for r, reason in failures.items()]
         HFDataset.from_list(records).save_to_disk(str(target))
     return features, failures
 
 
-def build_model(args: FinetuneArguments, problem_type: str, num_labels: int,
-                label_names: dict[int, str] | None = None) -> MoleBlendForPropertyPrediction:
-    relations = {"use_2d_relations": args.modality in ("2d", "both"),
-                 "use_3d_relations": args.modality in ("3d", "both")}
-    overrides = {**relations, **args.config_overrides, "num_labels": num_labels, "problem_type": problem_type,
-                 "classifier_pooling": args.pooling, "classifier_num_layers": args.head_layers}
+def build_model(
+    args: FinetuneArguments, problem_type: str, num_labels: int, label_names: dict[int, str] | None = None
+) -> MoleBlendForPropertyPrediction:
+    relations = {
+        "use_2d_relations": args.modality in ("2d", "both"),
+        "use_3d_relations": args.modality in ("3d", "both"),
+    }
+    overrides = {
+        **relations,
+        **args.config_overrides,
+        "num_labels": num_labels,
+        "problem_type": problem_type,
+        "classifier_pooling": args.pooling,
+        "classifier_num_layers": args.head_layers,
+    }
     if args.molecule_features:
         names = rdkit2d_names() if "rdkit2d" in args.molecule_features else None
-        overrides |= {"molecule_features": list(args.molecule_features), "descriptor_names": names,
-                      "molecule_feature_size": molecule_feature_size(args.molecule_features, names)}
+        overrides |= {
+            "molecule_features": list(args.molecule_features),
+            "descriptor_names": names,
+            "molecule_feature_size": molecule_feature_size(args.molecule_features, names),
+        }
     if label_names:
         overrides |= {"id2label": label_names, "label2id": {name: i for i, name in label_names.items()}}
     torch.manual_seed(args.seed)  # the new head's initialisation depends on the seed only, not on earlier runs
@@ -147,25 +173,44 @@ def build_optimizer(model: MoleBlendForPropertyPrediction, args: FinetuneArgumen
             scale = args.encoder_learning_rate_ratio * args.layerwise_lr_decay ** (layers - 1 - depth)
         decay = parameter.ndim >= 2 and "norm" not in name and "embedding" not in name
         groups.setdefault((scale, decay), []).append(parameter)
-    return torch.optim.AdamW([
-        {"params": params, "weight_decay": args.weight_decay if decay else 0.0, "lr": args.learning_rate * scale}
-        for (scale, decay), params in groups.items()], lr=args.learning_rate)
+    return torch.optim.AdamW(
+        [
+            {"params": params, "weight_decay": args.weight_decay if decay else 0.0, "lr": args.learning_rate * scale}
+            for (scale, decay), params in groups.items()
+        ],
+        lr=args.learning_rate,
+    )
 
 
-def training_arguments(args: FinetuneArguments, output_dir: str, metric: str, greater_is_better: bool,
-                       search: bool = False) -> TrainingArguments:
+def training_arguments(
+    args: FinetuneArguments, output_dir: str, metric: str, greater_is_better: bool, search: bool = False
+) -> TrainingArguments:
     """The Trainer's arguments of a fine-tuning run: evaluated every epoch, the best checkpoint on the validation
     `metric` loaded at the end. `search`: a hyperparameter-search trial, which saves no checkpoint (its score is
     its best validation value, see search.py)."""
     return TrainingArguments(
-        output_dir=output_dir, num_train_epochs=args.epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, weight_decay=args.weight_decay, warmup_steps=args.warmup_ratio,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, eval_strategy="epoch",
-        save_strategy="no" if search else "epoch", load_best_model_at_end=not search, metric_for_best_model=metric,
-        greater_is_better=greater_is_better, save_total_limit=2, logging_strategy="epoch", seed=args.seed,
-        report_to=[] if search else args.report_to, remove_unused_columns=False, label_names=["labels"],
-        dataloader_num_workers=args.num_workers, use_cpu=not torch.cuda.is_available(),
+        output_dir=output_dir,
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        eval_strategy="epoch",
+        save_strategy="no" if search else "epoch",
+        load_best_model_at_end=not search,
+        metric_for_best_model=metric,
+        greater_is_better=greater_is_better,
+        save_total_limit=2,
+        logging_strategy="epoch",
+        seed=args.seed,
+        report_to=[] if search else args.report_to,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=args.num_workers,
+        use_cpu=not torch.cuda.is_available(),
     )
 
 

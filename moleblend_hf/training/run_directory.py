@@ -62,12 +62,17 @@ def read_marker(directory: str | Path) -> dict | None:
         marker = json.loads((Path(directory) / MARKER_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT or \
-            not isinstance(marker.get("written"), list):
+    if (
+        not isinstance(marker, dict)
+        or marker.get("format") != MARKER_FORMAT
+        or not isinstance(marker.get("written"), list)
+    ):
         return None
     if marker.get("version", 0) > MARKER_VERSION:
-        raise ValueError(f"{directory} holds a run of a newer moleblend-hf (run format {marker['version']}); "
-                         "upgrade moleblend-hf to use it")
+        raise ValueError(
+            f"{directory} holds a run of a newer moleblend-hf (run format {marker['version']}); "
+            "upgrade moleblend-hf to use it"
+        )
     return marker
 
 
@@ -80,8 +85,10 @@ def read_run(directory: str | Path, run_file: str = RUN_FILE) -> Run | None:
     try:
         run = Run(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError) as error:
-        raise ValueError(f"{path}: the run's record is damaged ({type(error).__name__}: {error}); pass "
-                         "--overwrite to replace the run, or choose another --output-dir") from None
+        raise ValueError(
+            f"{path}: the run's record is damaged ({type(error).__name__}: {error}); pass "
+            "--overwrite to replace the run, or choose another --output-dir"
+        ) from None
     return run
 
 
@@ -102,8 +109,10 @@ class RunDirectory:
         """Add top-level names (files or directories this run is about to write) to the manifest."""
         clash = sorted(set(names) & self.foreign)
         if clash:
-            raise FileExistsError(f"{self.path / clash[0]} is not from this run and the run would write over it; "
-                                  "move it out of the directory or choose another --output-dir")
+            raise FileExistsError(
+                f"{self.path / clash[0]} is not from this run and the run would write over it; "
+                "move it out of the directory or choose another --output-dir"
+            )
         new = [name for name in names if name not in self.marker["written"]]
         if new:
             self.marker["written"] += new
@@ -111,8 +120,9 @@ class RunDirectory:
 
     def finish(self) -> None:
         """Mark the run finished; names recorded but never written leave the manifest."""
-        self.marker["written"] = [name for name in self.marker["written"]
-                                  if name == MARKER_FILE or os.path.lexists(self.path / name)]
+        self.marker["written"] = [
+            name for name in self.marker["written"] if name == MARKER_FILE or os.path.lexists(self.path / name)
+        ]
         self.marker["finished"] = True
         _write_json(self.path / MARKER_FILE, self.marker)
 
@@ -150,10 +160,20 @@ def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=str))
 
 
-def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resume: bool = False,
-             overwrite: bool = False, compared: tuple[str, ...] | None = None, allow_changes: bool = False,
-             run_file: str = RUN_FILE, record_resume: bool = True, inputs: Iterable[str | Path | None] = (),
-             resume_hint: str = "--resume to continue it, ") -> RunDirectory:
+def open_run(
+    directory: str | Path,
+    job: str,
+    settings: dict[str, Any],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    compared: tuple[str, ...] | None = None,
+    allow_changes: bool = False,
+    run_file: str = RUN_FILE,
+    record_resume: bool = True,
+    inputs: Iterable[str | Path | None] = (),
+    resume_hint: str = "--resume to continue it, ",
+) -> RunDirectory:
     """Claim `directory` for a run of `job`; returns the open `RunDirectory` (close it when the job ends).
 
     `compared`: the settings that must not change on `--resume` (all settings when None); a change is an error
@@ -174,17 +194,40 @@ def open_run(directory: str | Path, job: str, settings: dict[str, Any], *, resum
     except PermissionError as error:
         raise PermissionError(f"cannot write to {directory}: {error.strerror}") from None
     try:
-        return _claim(directory, job, _jsonable(settings), held, resume=resume, overwrite=overwrite,
-                      compared=compared, allow_changes=allow_changes, run_file=run_file,
-                      record_resume=record_resume, inputs=inputs, resume_hint=resume_hint)
+        return _claim(
+            directory,
+            job,
+            _jsonable(settings),
+            held,
+            resume=resume,
+            overwrite=overwrite,
+            compared=compared,
+            allow_changes=allow_changes,
+            run_file=run_file,
+            record_resume=record_resume,
+            inputs=inputs,
+            resume_hint=resume_hint,
+        )
     except BaseException:
         held.release()
         raise
 
 
-def _claim(directory: Path, job: str, settings: dict[str, Any], held: RunLock, *, resume: bool,
-           overwrite: bool, compared: tuple[str, ...] | None, allow_changes: bool, run_file: str,
-           record_resume: bool, inputs: Iterable[str | Path | None], resume_hint: str) -> RunDirectory:
+def _claim(
+    directory: Path,
+    job: str,
+    settings: dict[str, Any],
+    held: RunLock,
+    *,
+    resume: bool,
+    overwrite: bool,
+    compared: tuple[str, ...] | None,
+    allow_changes: bool,
+    run_file: str,
+    record_resume: bool,
+    inputs: Iterable[str | Path | None],
+    resume_hint: str,
+) -> RunDirectory:
     used = any(entry.name != LOCK_FILE for entry in directory.iterdir())
     marker = read_marker(directory) if used else None
     previous = read_run(directory, run_file) if marker is not None else None
@@ -199,31 +242,51 @@ def _claim(directory: Path, job: str, settings: dict[str, Any], held: RunLock, *
         return RunDirectory(directory, previous, marker.get("run_file", run_file), marker, held)
     if used:
         if not overwrite:
-            what = f"run {previous.run_id} ({previous.job}, started {previous.started})" if previous else \
-                "files that are not from a moleblend run"
-            raise FileExistsError(f"{directory} is not empty: it holds {what}. Pass {resume_hint}--overwrite to "
-                                  "replace it, or choose another --output-dir")
+            what = (
+                f"run {previous.run_id} ({previous.job}, started {previous.started})"
+                if previous
+                else "files that are not from a moleblend run"
+            )
+            raise FileExistsError(
+                f"{directory} is not empty: it holds {what}. Pass {resume_hint}--overwrite to "
+                "replace it, or choose another --output-dir"
+            )
         if previous is None:
-            raise FileExistsError(f"{directory} is not empty and holds no moleblend run ({MARKER_FILE}); "
-                                  "--overwrite only replaces a previous run's files. Choose another --output-dir")
+            raise FileExistsError(
+                f"{directory} is not empty and holds no moleblend run ({MARKER_FILE}); "
+                "--overwrite only replaces a previous run's files. Choose another --output-dir"
+            )
         remove_run_files(directory, marker, inputs)
         logger.warning("--overwrite: removed run %s from %s", previous.run_id, directory)
     run = Run(run_id=uuid.uuid4().hex, job=job, started=_now(), settings=settings)
-    marker = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "run_id": run.run_id, "job": job,
-              "run_file": run_file, "finished": False, "written": [MARKER_FILE, run_file]}
+    marker = {
+        "format": MARKER_FORMAT,
+        "version": MARKER_VERSION,
+        "run_id": run.run_id,
+        "job": job,
+        "run_file": run_file,
+        "finished": False,
+        "written": [MARKER_FILE, run_file],
+    }
     _write_json(directory / MARKER_FILE, marker)
     run.save(directory, run_file)
     return RunDirectory(directory, run, run_file, marker, held)
 
 
-def _compare_settings(directory: Path, previous: Run, settings: dict[str, Any], compared: tuple[str, ...] | None,
-                      allow_changes: bool) -> None:
-    changed = {k: {"run": previous.settings.get(k), "now": v} for k, v in settings.items()
-               if (compared is None or k in compared) and previous.settings.get(k) != v}
+def _compare_settings(
+    directory: Path, previous: Run, settings: dict[str, Any], compared: tuple[str, ...] | None, allow_changes: bool
+) -> None:
+    changed = {
+        k: {"run": previous.settings.get(k), "now": v}
+        for k, v in settings.items()
+        if (compared is None or k in compared) and previous.settings.get(k) != v
+    }
     if changed and not allow_changes:
         listed = "; ".join(f"{k}: {c['run']!r} -> {c['now']!r}" for k, c in changed.items())
-        raise ValueError(f"--resume: settings differ from the run in {directory}: {listed}. Resume with the "
-                         "run's settings, or pass --allow-changed-settings to apply the new ones from here on")
+        raise ValueError(
+            f"--resume: settings differ from the run in {directory}: {listed}. Resume with the "
+            "run's settings, or pass --allow-changed-settings to apply the new ones from here on"
+        )
     if changed:
         logger.warning("resuming %s with changed settings: %s", directory, changed)
     previous.resumed.append({"at": _now(), "changed": changed})
@@ -233,15 +296,20 @@ def _compare_settings(directory: Path, previous: Run, settings: dict[str, Any], 
 def remove_run_files(directory: Path, marker: dict, inputs: Iterable[str | Path | None] = ()) -> None:
     """Remove what the run of `marker` wrote in `directory` (its manifest), the marker itself last; refuses
     (before removing anything) when an entry is, or holds, one of `inputs`."""
-    entries = [directory / name for name in marker["written"] if name != MARKER_FILE and
-               _inside(directory / name, directory) and os.path.lexists(directory / name)]
+    entries = [
+        directory / name
+        for name in marker["written"]
+        if name != MARKER_FILE and _inside(directory / name, directory) and os.path.lexists(directory / name)
+    ]
     for given in inputs:
         if given is None or not os.path.exists(given):
             continue
         for entry in entries:
             if _contains(entry, Path(given)):
-                raise ValueError(f"--overwrite would remove {entry}, which holds {given}, an input of this "
-                                 "command; move the input out of the run directory or choose another --output-dir")
+                raise ValueError(
+                    f"--overwrite would remove {entry}, which holds {given}, an input of this "
+                    "command; move the input out of the run directory or choose another --output-dir"
+                )
     for entry in entries:
         if entry.is_dir() and not entry.is_symlink():
             nested = read_marker(entry)
@@ -287,11 +355,14 @@ def save_model_atomically(run: RunDirectory | None, directory: Path, write: Call
         temporary.mkdir()
         write(temporary)
         names = sorted((p.name for p in temporary.iterdir()), key=lambda name: (name == "config.json", name))
-        foreign = [name for name in names if os.path.lexists(directory / name) and
-                   (run is None or name not in run.written)]
+        foreign = [
+            name for name in names if os.path.lexists(directory / name) and (run is None or name not in run.written)
+        ]
         if run is not None and foreign:
-            raise FileExistsError(f"{directory / foreign[0]} was not written by this run; the final model was not "
-                                  "saved over it. Move that file away and resume, or choose another --output-dir")
+            raise FileExistsError(
+                f"{directory / foreign[0]} was not written by this run; the final model was not "
+                "saved over it. Move that file away and resume, or choose another --output-dir"
+            )
         if run is not None:
             run.record(*names)
     except BaseException as error:

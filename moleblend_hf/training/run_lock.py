@@ -52,17 +52,27 @@ class RunLock:
     def acquire(cls, directory: str | Path) -> RunLock:
         """Take the lock of `directory` (which must exist) or raise `RunLockedError` naming its holder."""
         path = Path(directory) / LOCK_FILE
-        owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         for _ in range(3):
             try:
                 descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = _holder(path)
-                if holder is not None and holder.get("host") == owner["host"] and holder["pid"] != owner["pid"] \
-                        and not _alive(holder["pid"]):
-                    logger.warning("%s: taking over the lock of process %d, which is gone (it did not end cleanly)",
-                                   directory, holder["pid"])
+                if (
+                    holder is not None
+                    and holder.get("host") == owner["host"]
+                    and holder["pid"] != owner["pid"]
+                    and not _alive(holder["pid"])
+                ):
+                    logger.warning(
+                        "%s: taking over the lock of process %d, which is gone (it did not end cleanly)",
+                        directory,
+                        holder["pid"],
+                    )
                     path.unlink(missing_ok=True)
                     continue
                 raise RunLockedError(_refusal(directory, path, holder)) from None
@@ -86,9 +96,13 @@ class RunLock:
 
 def _refusal(directory: str | Path, path: Path, holder: dict | None) -> str:
     if holder is None:
-        return (f"{directory} is in use by another moleblend job (lock {path}); if no job uses it any more, "
-                "remove that file")
+        return (
+            f"{directory} is in use by another moleblend job (lock {path}); if no job uses it any more, "
+            "remove that file"
+        )
     where = "this host" if holder.get("host") == socket.gethostname() else f"host {holder.get('host')}"
-    return (f"{directory} is in use by another moleblend job (process {holder['pid']} on {where}, since "
-            f"{holder.get('since')}); wait for it to end or choose another --output-dir (if that process is gone, "
-            f"remove {path})")
+    return (
+        f"{directory} is in use by another moleblend job (process {holder['pid']} on {where}, since "
+        f"{holder.get('since')}); wait for it to end or choose another --output-dir (if that process is gone, "
+        f"remove {path})"
+    )

@@ -26,8 +26,11 @@ from ..arguments import FinetuneArguments
 
 logger = logging.getLogger(__name__)
 #: search parameters that are TrainingArguments fields (set on the trainer's arguments by the Trainer itself)
-TRAINER_FIELDS = {"learning_rate": "learning_rate", "weight_decay": "weight_decay",
-                  "batch_size": "per_device_train_batch_size"}
+TRAINER_FIELDS = {
+    "learning_rate": "learning_rate",
+    "weight_decay": "weight_decay",
+    "batch_size": "per_device_train_batch_size",
+}
 STUDY_NAME = "moleblend-finetune"
 
 
@@ -49,16 +52,25 @@ def with_params(args: FinetuneArguments, params: dict[str, Any]) -> FinetuneArgu
     overrides = dict(args.config_overrides)
     if "dropout" in params:
         overrides["classifier_dropout"] = float(params["dropout"])
-    fields = {name: params[name] for name in ("learning_rate", "encoder_learning_rate_ratio", "weight_decay")
-              if name in params}
+    fields = {
+        name: params[name]
+        for name in ("learning_rate", "encoder_learning_rate_ratio", "weight_decay")
+        if name in params
+    }
     if "batch_size" in params:
         fields["batch_size"] = int(params["batch_size"])
     return replace(args, **fields, config_overrides=overrides)
 
 
-def run_search(args: FinetuneArguments, make_trainer: Callable[..., Trainer],
-               build_model: Callable[[FinetuneArguments], Any], build_optimizer: Callable[[Any, FinetuneArguments], Any],
-               metric: str, greater_is_better: bool, output: Path) -> FinetuneArguments:
+def run_search(
+    args: FinetuneArguments,
+    make_trainer: Callable[..., Trainer],
+    build_model: Callable[[FinetuneArguments], Any],
+    build_optimizer: Callable[[Any, FinetuneArguments], Any],
+    metric: str,
+    greater_is_better: bool,
+    output: Path,
+) -> FinetuneArguments:
     """Run `args.search_trials` trials; write search_trials.json and search_best.json into `output`; return the
     arguments with the best trial's settings. `make_trainer(model_init, optimizer_factory)` gives a Trainer on the
     training and validation splits."""
@@ -89,18 +101,36 @@ def run_search(args: FinetuneArguments, make_trainer: Callable[..., Trainer],
     storage = optuna.storages.InMemoryStorage()
     trainer = make_trainer(model_init, optimizer_factory)
     best = trainer.hyperparameter_search(
-        hp_space=hp_space, compute_objective=objective, n_trials=args.search_trials, backend="optuna",
-        direction="maximize" if greater_is_better else "minimize", storage=storage, study_name=STUDY_NAME,
-        sampler=optuna.samplers.TPESampler(seed=args.seed))
+        hp_space=hp_space,
+        compute_objective=objective,
+        n_trials=args.search_trials,
+        backend="optuna",
+        direction="maximize" if greater_is_better else "minimize",
+        storage=storage,
+        study_name=STUDY_NAME,
+        sampler=optuna.samplers.TPESampler(seed=args.seed),
+    )
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
     fixed = {name: spec["value"] for name, spec in space.items() if "value" in spec}
-    trials = [{"trial": t.number, "state": t.state.name, "params": {**fixed, **t.params}, f"valid_{metric}": t.value}
-              for t in study.trials]
+    trials = [
+        {"trial": t.number, "state": t.state.name, "params": {**fixed, **t.params}, f"valid_{metric}": t.value}
+        for t in study.trials
+    ]
     chosen = {**fixed, **best.hyperparameters}
     (output / "search_trials.json").write_text(json.dumps(trials, indent=2))
-    (output / "search_best.json").write_text(json.dumps(
-        {"trial": int(best.run_id), "params": chosen, f"valid_{metric}": best.objective, "metric": metric,
-         "direction": "maximize" if greater_is_better else "minimize", "trials": len(trials),
-         "space": space}, indent=2))
+    (output / "search_best.json").write_text(
+        json.dumps(
+            {
+                "trial": int(best.run_id),
+                "params": chosen,
+                f"valid_{metric}": best.objective,
+                "metric": metric,
+                "direction": "maximize" if greater_is_better else "minimize",
+                "trials": len(trials),
+                "space": space,
+            },
+            indent=2,
+        )
+    )
     logger.info("search: best trial %s of %d, %s %.4g, %s", best.run_id, len(trials), metric, best.objective, chosen)
     return with_params(args, chosen)

@@ -37,8 +37,9 @@ class TrainLog:
         values = torch.stack([losses for _, losses in self.pending]).tolist()
         if rate:
             elapsed = time.perf_counter() - self.started
-            self.pending[-1][0]["molecules_per_s"] = round(self.molecules_since * self.num_processes /
-                                                           max(elapsed, 1e-9), 1)
+            self.pending[-1][0]["molecules_per_s"] = round(
+                self.molecules_since * self.num_processes / max(elapsed, 1e-9), 1
+            )
         for (record, _), step_values in zip(self.pending, values):
             record.update({k: round(v, 6) for k, v in zip(LOSS_NAMES, step_values)})
             log.write(json.dumps(record) + "\n")

@@ -58,8 +58,11 @@ def _sha256(path: Path) -> str:
 
 def write_checksums(directory: Path) -> None:
     """Record every file of a complete checkpoint (called last, by the main process)."""
-    files = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
-             for p in sorted(directory.iterdir()) if p.is_file() and p.name != CHECKSUM_FILE}
+    files = {
+        p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != CHECKSUM_FILE
+    }
     (directory / CHECKSUM_FILE).write_text(json.dumps(files, indent=2))
 
 
@@ -78,8 +81,9 @@ def verify_checksums(directory: Path) -> None:
             raise CheckpointError(path, "missing")
         size = path.stat().st_size
         if size != expected["bytes"]:
-            raise CheckpointError(path, f"{size} bytes, the checkpoint recorded {expected['bytes']} (truncated or "
-                                        "damaged)")
+            raise CheckpointError(
+                path, f"{size} bytes, the checkpoint recorded {expected['bytes']} (truncated or damaged)"
+            )
         if _sha256(path) != expected["sha256"]:
             raise CheckpointError(path, "content differs from the checkpoint's checksum (damaged)")
 
@@ -95,8 +99,9 @@ def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
             else:
                 scalars[f"{index}.{name}"] = value
     save_file(tensors, str(directory / "optimizer.safetensors"))
-    (directory / "optimizer.json").write_text(json.dumps({"param_groups": state["param_groups"], "scalars": scalars},
-                                                         indent=2))
+    (directory / "optimizer.json").write_text(
+        json.dumps({"param_groups": state["param_groups"], "scalars": scalars}, indent=2)
+    )
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
@@ -108,8 +113,9 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
     for key, value in meta["scalars"].items():
         index, name = key.split(".", 1)
         per_parameter.setdefault(int(index), {})[name] = value
-    groups = [{**group, "betas": tuple(group["betas"])} if "betas" in group else group
-              for group in meta["param_groups"]]
+    groups = [
+        {**group, "betas": tuple(group["betas"])} if "betas" in group else group for group in meta["param_groups"]
+    ]
     optimizer.load_state_dict({"state": per_parameter, "param_groups": groups})
 
 
@@ -122,9 +128,14 @@ def _save_rng(directory: Path, rank: int) -> None:
         for device, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"cuda{device}"] = state
     save_file(tensors, str(directory / f"rng_rank{rank}.safetensors"))
-    (directory / f"rng_rank{rank}.json").write_text(json.dumps({
-        "numpy": [numpy_state[0], int(numpy_state[2]), int(numpy_state[3]), float(numpy_state[4])],
-        "python": [python_state[0], list(python_state[1]), python_state[2]]}))
+    (directory / f"rng_rank{rank}.json").write_text(
+        json.dumps(
+            {
+                "numpy": [numpy_state[0], int(numpy_state[2]), int(numpy_state[3]), float(numpy_state[4])],
+                "python": [python_state[0], list(python_state[1]), python_state[2]],
+            }
+        )
+    )
 
 
 def _load_rng(directory: Path, rank: int) -> None:
@@ -142,9 +153,15 @@ def _load_rng(directory: Path, rank: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ all of it
-def save_training_state(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: Any, rank: int,
-                        main_process: bool) -> None:
+def save_training_state(
+    directory: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: Any,
+    rank: int,
+    main_process: bool,
+) -> None:
     """Write this rank's random states, and (main process) the model, optimizer, scheduler and scaler, which DDP
     keeps identical on every rank."""
     _save_rng(directory, rank)
@@ -158,8 +175,14 @@ def save_training_state(directory: Path, model: torch.nn.Module, optimizer: torc
         (directory / "scaler.json").write_text(json.dumps(scaler.state_dict(), indent=2))
 
 
-def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: Any, rank: int) -> None:
+def load_training_state(
+    directory: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: Any,
+    rank: int,
+) -> None:
     """Restore what `save_training_state` wrote (every rank reads the shared files). Verify the checksums first."""
     load_model(model, str(directory / MODEL_FILE), device=str(next(model.parameters()).device))
     _load_optimizer(optimizer, directory)

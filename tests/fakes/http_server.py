@@ -54,7 +54,7 @@ class FileServer:
                     end = min(int(match.group(2)) if match.group(2) else len(data) - 1, len(data) - 1)
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-                    data = data[start: end + 1]
+                    data = data[start : end + 1]
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))

@@ -86,8 +86,14 @@ class _Failure:
 class HubError(Exception):
     """Turned into an HTTP error answer with the Hub's error headers."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, commit: str | None = None,
-                 extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        commit: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.code, self.commit = status, message, code, commit
         self.extra = extra or {}  # more JSON fields of the error body
@@ -211,8 +217,12 @@ class HubServer:
     def preupload(self, repo: Repo, revision: str, body: dict[str, Any]) -> dict[str, Any]:
         head = self._commit(repo, revision)
         # "regular" for every file: contents then travel inline in the commit, so neither LFS nor Xet is used.
-        return {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                           "oid": head.files.get(f["path"])} for f in body.get("files", [])]}
+        return {
+            "files": [
+                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": head.files.get(f["path"])}
+                for f in body.get("files", [])
+            ]
+        }
 
     def commit(self, repo: Repo, revision: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
         if not lines or lines[0].get("key") != "header":
@@ -260,9 +270,20 @@ class HubServer:
             except (ValueError, TypeError):
                 pass
         name = repo.repo_id.removeprefix("datasets/")
-        return {"config": config, "id": name, "modelId": name, "sha": commit.sha, "private": repo.private,
-                "disabled": False, "gated": False, "tags": [], "downloads": 0, "likes": 0,
-                "lastModified": _iso(commit.date), "siblings": [{"rfilename": p} for p in sorted(commit.files)]}
+        return {
+            "config": config,
+            "id": name,
+            "modelId": name,
+            "sha": commit.sha,
+            "private": repo.private,
+            "disabled": False,
+            "gated": False,
+            "tags": [],
+            "downloads": 0,
+            "likes": 0,
+            "lastModified": _iso(commit.date),
+            "siblings": [{"rfilename": p} for p in sorted(commit.files)],
+        }
 
     def tree(self, repo: Repo, revision: str, prefix: str, recursive: bool) -> list[dict[str, Any]]:
         commit = self._commit(repo, revision)
@@ -272,24 +293,36 @@ class HubServer:
         for path, sha in sorted(commit.files.items()):
             if not path.startswith(base):
                 continue
-            parts = path[len(base):].split("/")
+            parts = path[len(base) :].split("/")
             for depth in range(1, len(parts)):  # the folders above the file
                 if not recursive and depth > 1:
                     break
                 folder = base + "/".join(parts[:depth])
                 entries.setdefault(folder, {"type": "directory", "path": folder, "oid": "0" * 40})
             if recursive or len(parts) == 1:
-                entries[path] = {"type": "file", "path": path, "oid": sha,
-                                 "size": (self.root / "blobs" / sha).stat().st_size}
+                entries[path] = {
+                    "type": "file",
+                    "path": path,
+                    "oid": sha,
+                    "size": (self.root / "blobs" / sha).stat().st_size,
+                }
         if prefix and not entries:
-            raise HubError(404, f"{prefix} does not exist on \"{revision}\"", "EntryNotFound", commit.sha)
+            raise HubError(404, f'{prefix} does not exist on "{revision}"', "EntryNotFound", commit.sha)
         return list(entries.values())
 
     def commit_log(self, repo: Repo, revision: str) -> list[dict[str, Any]]:
         head = self._commit(repo, revision)
         history = repo.commits[: repo.commits.index(head) + 1]
-        return [{"id": c.sha, "title": c.title, "message": c.message, "date": _iso(c.date),
-                 "authors": [{"user": DEFAULT_NAMESPACE}]} for c in reversed(history)]
+        return [
+            {
+                "id": c.sha,
+                "title": c.title,
+                "message": c.message,
+                "date": _iso(c.date),
+                "authors": [{"user": DEFAULT_NAMESPACE}],
+            }
+            for c in reversed(history)
+        ]
 
     def resolve_file(self, repo: Repo, revision: str, path: str) -> tuple[Commit, str]:
         commit = self._commit(repo, revision)
@@ -303,8 +336,10 @@ def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
 
 
-_API = re.compile(r"/api/(models|datasets)/([^/]+/[^/]+)"
-                  r"(?:/(preupload|commit|revision|tree|commits|paths-info)/([^/]+)(/.*)?)?")
+_API = re.compile(
+    r"/api/(models|datasets)/([^/]+/[^/]+)"
+    r"(?:/(preupload|commit|revision|tree|commits|paths-info)/([^/]+)(/.*)?)?"
+)
 _RESOLVE = re.compile(r"/((?:datasets/)?[^/]+/[^/]+)/resolve/([^/]+)/(.+)")
 
 
@@ -386,14 +421,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _check_token(self, write: bool) -> None:
         auth = self.headers.get("Authorization", "")
-        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
         if token is not None and token not in self.hub.tokens:
             raise HubError(401, "Invalid credentials in Authorization header")
         if write and token is None:
             raise HubError(401, "You must be authenticated to access this resource")
 
-    def _send(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None,
-              length: int | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        length: int | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload) if length is None else length))
@@ -440,8 +481,9 @@ class _Handler(BaseHTTPRequestHandler):
             recursive = query.get("recursive", ["False"])[0].lower() in ("1", "true")
             return self._send_json(hub.tree(self._readable(repo_id), revision, unquote(rest or ""), recursive))
         if route == "paths-info" and method == "POST":
-            wanted = [unquote(p) for p in parse_qs(body.decode()).get("paths", [])] or \
-                json.loads(body or b"{}").get("paths", [])
+            wanted = [unquote(p) for p in parse_qs(body.decode()).get("paths", [])] or json.loads(body or b"{}").get(
+                "paths", []
+            )
             entries = hub.tree(self._readable(repo_id), revision, "", True)
             return self._send_json([e for e in entries if e["path"] in wanted])
         if route == "commits" and method == "GET":
@@ -468,7 +510,7 @@ class _Handler(BaseHTTPRequestHandler):
         if span is not None:
             start, end = span
             headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
-            self._send(206, content[start: end + 1], "application/octet-stream", headers)
+            self._send(206, content[start : end + 1], "application/octet-stream", headers)
             return 206
         self._send(200, content, "application/octet-stream", headers)
         return 200

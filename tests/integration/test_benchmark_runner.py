@@ -13,8 +13,16 @@ from moleblend_hf.sources.files import canonical_set
 
 from tests.conftest import DATA, PACKAGE_DATA
 
-BENCH = ["--tasks", "esol", "--qm9", str(PACKAGE_DATA / "qm9_small.parquet"), "--qm9-max-molecules", "120",
-         "--qm9-targets", "gap"]
+BENCH = [
+    "--tasks",
+    "esol",
+    "--qm9",
+    str(PACKAGE_DATA / "qm9_small.parquet"),
+    "--qm9-max-molecules",
+    "120",
+    "--qm9-targets",
+    "gap",
+]
 
 
 def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_path):
@@ -33,13 +41,52 @@ def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_pat
     assert len(canonical_set([corpus]) & canonical_set([test_file])) == 2
 
     pretrain = tmp_path / "pretrain"
-    assert main(["pretrain", str(corpus), "--output", str(pretrain), "--max-steps", "3", "--batch-size", "8",
-                 "--window-size", "32", "--no-progress", "--report-to", "jsonl", "--exclude", str(test_file),
-                 "--shuffle-buffer", "1"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                str(corpus),
+                "--output",
+                str(pretrain),
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "8",
+                "--window-size",
+                "32",
+                "--no-progress",
+                "--report-to",
+                "jsonl",
+                "--exclude",
+                str(test_file),
+                "--shuffle-buffer",
+                "1",
+            ]
+        )
+        == 0
+    )
 
-    run = ["benchmark", *common, "--seeds", "0", "1", "--epochs", "1", "--batch-size", "32", "--pretrained",
-           str(pretrain), "--compare", f"again={pretrain}", "--pretraining-corpus", str(corpus),
-           "--pretraining-exclude", str(test_file), "--max-train-molecules", "100"]
+    run = [
+        "benchmark",
+        *common,
+        "--seeds",
+        "0",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--pretrained",
+        str(pretrain),
+        "--compare",
+        f"again={pretrain}",
+        "--pretraining-corpus",
+        str(corpus),
+        "--pretraining-exclude",
+        str(test_file),
+        "--max-train-molecules",
+        "100",
+    ]
     assert main(run) == 0
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 2 * 4 * 2  # tasks x (scratch, pretrained, again, random forest) x seeds
@@ -62,8 +109,12 @@ def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_pat
     assert (out / "runs" / "esol" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
     assert json.loads((out / "results.json").read_text())["table"] == results["table"]  # the random forest too
     # --summarize-only trains nothing: a seed that never ran is missing from the table, and the cell says n=2
-    assert main([*run[:run.index("--seeds")], "--seeds", "0", "1", "7", *run[run.index("--epochs"):],
-                 "--summarize-only"]) == 0
+    assert (
+        main(
+            [*run[: run.index("--seeds")], "--seeds", "0", "1", "7", *run[run.index("--epochs") :], "--summarize-only"]
+        )
+        == 0
+    )
     assert not (out / "runs" / "esol" / "scratch" / "seed7").exists()
     summary = json.loads((out / "results.json").read_text())
     assert summary["table"]["esol"]["scratch"]["n"] == 2 and "(n=2)" in (out / "results.md").read_text()
@@ -88,8 +139,9 @@ def test_excluded_molecules_never_reach_a_batch(tmp_path):
     corpus, excluded = tmp_path / "c.smi", tmp_path / "x.smi"
     corpus.write_text("\n".join(lines) + "\n")
     excluded.write_text("\n".join(lines[10:15]) + "\n")
-    settings = StreamSettings(sources=(str(corpus),), batch_size=10, window_size=50, shuffle_buffer=1,
-                              exclude=(str(excluded),))
+    settings = StreamSettings(
+        sources=(str(corpus),), batch_size=10, window_size=50, shuffle_buffer=1, exclude=(str(excluded),)
+    )
     seen, skipped = [], {}
     for _, meta in PretrainingStream(settings, MoleBlendProcessor(), log_molecule_ids=True):
         if meta["epoch"] > 0:
@@ -117,8 +169,9 @@ def test_group_by_size_reaches_the_runs_and_older_runs_count_as_shuffled(tmp_pat
     assert runs[True].group_by_size and not runs[False].group_by_size
     stored = {k: v for k, v in asdict(runs[False]).items() if k not in ("group_by_size", "config_overrides")}
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"config_overrides": {}, "arguments": stored},
-                                                              default=str))
+    (tmp_path / "run" / "metrics.json").write_text(
+        json.dumps({"config_overrides": {}, "arguments": stored}, default=str)
+    )
     assert _finished(runs[False]) is not None and _finished(runs[True]) is None
 
 
@@ -131,9 +184,31 @@ def test_the_chemprop_and_feature_columns_run_on_the_same_split_with_wall_times(
     moleculenet.mkdir()
     esol.to_csv(moleculenet / "esol.csv", index=False)
     out = tmp_path / "bench"
-    assert main(["benchmark", "--moleculenet-dir", str(moleculenet), "--tasks", "esol", "--output", str(out),
-                 "--seeds", "0", "--epochs", "1", "--chemprop-epochs", "3", "--feature-columns", "scratch",
-                 "--molecule-features", "rdkit2d", "--no-fingerprint-baseline"]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--moleculenet-dir",
+                str(moleculenet),
+                "--tasks",
+                "esol",
+                "--output",
+                str(out),
+                "--seeds",
+                "0",
+                "--epochs",
+                "1",
+                "--chemprop-epochs",
+                "3",
+                "--feature-columns",
+                "scratch",
+                "--molecule-features",
+                "rdkit2d",
+                "--no-fingerprint-baseline",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["columns"] == ["scratch", "scratch+features", "chemprop"]
     row = results["table"]["esol"]

@@ -22,7 +22,8 @@ def test_corpus_has_3d_molblocks_in_input_order_and_counts_what_it_left_out(tmp_
         mol = Chem.MolFromMolBlock(block, removeHs=False)
         assert mol.GetConformer().Is3D() and mol.GetNumAtoms() == Chem.AddHs(Chem.MolFromSmiles(smiles)).GetNumAtoms()
         assert Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False) == Chem.MolToSmiles(
-            Chem.MolFromSmiles(smiles), isomericSmiles=False)
+            Chem.MolFromSmiles(smiles), isomericSmiles=False
+        )
     counts = json.loads((tmp_path / "corpus.parquet.json").read_text())["counts"]
     assert counts == {"written": 3, "excluded": 1, "invalid SMILES": 1}
     batch = MoleBlendProcessor()(frame.molblock.tolist())  # read back as given conformers

@@ -24,8 +24,24 @@ def test_embed_cli_on_csv_with_invalid_rows(tmp_path, esol):
     source = tmp_path / "mols.csv"
     frame.to_csv(source, index=False)
     out = tmp_path / "emb"
-    assert main(["embed", "--input", str(source), "--output", str(out), "--batch-size", "8", "--chunk-size", "10",
-                 "--no-progress", "--per-atom"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--input",
+                str(source),
+                "--output",
+                str(out),
+                "--batch-size",
+                "8",
+                "--chunk-size",
+                "10",
+                "--no-progress",
+                "--per-atom",
+            ]
+        )
+        == 0
+    )
     table = pd.read_parquet(out).sort_values("row")
     assert table["row"].tolist() == [r for r in range(30) if r not in (3, 9, 17)]
     skipped = [json.loads(line) for line in (out / "_skipped.jsonl").read_text().splitlines()]
@@ -52,16 +68,46 @@ def test_int8_quantized_embeddings_are_close_and_recorded(tmp_path, esol):
     runs = {}
     for quantize in ("none", "int8"):
         out = tmp_path / quantize
-        assert main(["embed", "--input", str(source), "--output-dir", str(out), "--preset", "small",
-                     "--no-progress", "--quantize", quantize]) == 0
+        assert (
+            main(
+                [
+                    "embed",
+                    "--input",
+                    str(source),
+                    "--output-dir",
+                    str(out),
+                    "--preset",
+                    "small",
+                    "--no-progress",
+                    "--quantize",
+                    quantize,
+                ]
+            )
+            == 0
+        )
         runs[quantize] = np.stack(pd.read_parquet(out).sort_values("row")["embedding"].to_numpy())
         assert json.loads((out / "_run.json").read_text())["settings"]["quantize"] == quantize
     full, int8 = runs["none"], runs["int8"]
     cosine = (full * int8).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(int8, axis=1)
     assert cosine.min() > 0.99 and not np.allclose(full, int8, atol=1e-6)
     # a quantized rerun into the fp32 directory is a different setting: refused
-    assert main(["embed", "--input", str(source), "--output-dir", str(tmp_path / "none"), "--preset", "small",
-                 "--no-progress", "--quantize", "int8"]) == 1
+    assert (
+        main(
+            [
+                "embed",
+                "--input",
+                str(source),
+                "--output-dir",
+                str(tmp_path / "none"),
+                "--preset",
+                "small",
+                "--no-progress",
+                "--quantize",
+                "int8",
+            ]
+        )
+        == 1
+    )
 
 
 def test_embed_resumes_completed_parts(tmp_path):
@@ -110,8 +156,22 @@ def test_compiled_embeddings_equal_eager_ones(tmp_path, esol):
     esol.head(24).to_csv(source, index=False)
     tables = {}
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
-        assert main(["embed", "--input", str(source), "--output-dir", str(tmp_path / name), "--batch-size", "8",
-                     "--no-progress", *extra]) == 0
+        assert (
+            main(
+                [
+                    "embed",
+                    "--input",
+                    str(source),
+                    "--output-dir",
+                    str(tmp_path / name),
+                    "--batch-size",
+                    "8",
+                    "--no-progress",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         tables[name] = np.stack(pd.read_parquet(tmp_path / name).sort_values("row")["embedding"].to_numpy())
     np.testing.assert_allclose(tables["compiled"], tables["eager"], atol=1e-5)
 
@@ -125,11 +185,13 @@ def test_compiled_predictions_equal_eager_ones(tmp_path):
     tables = {}
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         out = tmp_path / f"{name}.csv"
-        assert main(["predict", str(data), "--model", str(model_dir), "--output", str(out), "--no-progress",
-                     *extra]) == 0
+        assert (
+            main(["predict", str(data), "--model", str(model_dir), "--output", str(out), "--no-progress", *extra]) == 0
+        )
         tables[name] = pd.read_csv(out)
-    np.testing.assert_allclose(tables["compiled"]["prediction_LABEL_0"], tables["eager"]["prediction_LABEL_0"],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        tables["compiled"]["prediction_LABEL_0"], tables["eager"]["prediction_LABEL_0"], atol=1e-5
+    )
 
 
 def test_int8_quantized_predictions_are_close_and_only_on_the_cpu(tmp_path, esol, capsys):
@@ -141,12 +203,38 @@ def test_int8_quantized_predictions_are_close_and_only_on_the_cpu(tmp_path, esol
     tables = {}
     for quantize in ("none", "int8"):
         out = tmp_path / f"{quantize}.csv"
-        assert main(["predict", str(data), "--model", str(model_dir), "--output", str(out), "--no-progress",
-                     "--quantize", quantize]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(data),
+                    "--model",
+                    str(model_dir),
+                    "--output",
+                    str(out),
+                    "--no-progress",
+                    "--quantize",
+                    quantize,
+                ]
+            )
+            == 0
+        )
         tables[quantize] = pd.read_csv(out)["prediction_LABEL_0"].to_numpy()
     deviation = np.abs(tables["int8"] - tables["none"])
     assert 0 < deviation.max() < 0.05 * np.abs(tables["none"]).mean() + 0.05
     with pytest.raises(SystemExit) as exited:  # an argument error: exit 2 with one line
-        main(["predict", str(data), "--model", str(model_dir), "--output", str(tmp_path / "gpu.csv"),
-              "--quantize", "int8", "--device", "cuda"])
+        main(
+            [
+                "predict",
+                str(data),
+                "--model",
+                str(model_dir),
+                "--output",
+                str(tmp_path / "gpu.csv"),
+                "--quantize",
+                "int8",
+                "--device",
+                "cuda",
+            ]
+        )
     assert exited.value.code == 2 and "--quantize int8 runs on the CPU only" in capsys.readouterr().err

@@ -24,8 +24,11 @@ ESOL_LABEL = "measured log solubility in mols per litre"
 
 def _model(problem_type="regression", num_labels=1, seed=0, **overrides) -> MoleBlendForPropertyPrediction:
     torch.manual_seed(seed)
-    return MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(
-        "tiny", problem_type=problem_type, num_labels=num_labels, use_3d_relations=False, **overrides))
+    return MoleBlendForPropertyPrediction(
+        MoleBlendConfig.from_preset(
+            "tiny", problem_type=problem_type, num_labels=num_labels, use_3d_relations=False, **overrides
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,18 +36,37 @@ def esol_features(esol):
     processor = MoleBlendProcessor(conformers="none")
     split = json.loads((DATA / "esol_split.json").read_text())
     labels = esol[ESOL_LABEL].to_numpy(np.float32)
-    data = {name: [{**processor.featurize(esol.smiles[r]), "labels": labels[r:r + 1]} for r in rows]
-            for name, rows in split.items()}
+    data = {
+        name: [{**processor.featurize(esol.smiles[r]), "labels": labels[r : r + 1]} for r in rows]
+        for name, rows in split.items()
+    }
     return processor, data
 
 
 def _trainer(model, processor, data, tmp_path, accumulation=1, batch=32, steps=60):
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=batch,
-                             gradient_accumulation_steps=accumulation, learning_rate=5e-4, logging_steps=5,
-                             eval_strategy="no", save_strategy="no", report_to=[], seed=0, use_cpu=True,
-                             remove_unused_columns=False, label_names=["labels"], dataloader_drop_last=True)
-    return Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["valid"],
-                   data_collator=MoleBlendCollator(processor))
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=5e-4,
+        logging_steps=5,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        use_cpu=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_drop_last=True,
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data["valid"],
+        data_collator=MoleBlendCollator(processor),
+    )
 
 
 def test_trainer_finetuning_lowers_the_validation_loss_on_esol(esol_features, tmp_path):
@@ -64,17 +86,31 @@ def test_trainer_with_default_arguments_on_featurized_and_raw_rows(esol_features
     processor, data = esol_features
     defaults = dict(max_steps=2, per_device_train_batch_size=8, report_to=[], use_cpu=True, save_strategy="no")
     model = _model()
-    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "a"), **defaults),
-                      train_dataset=data["train"][:32], data_collator=MoleBlendCollator(processor))
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(tmp_path / "a"), **defaults),
+        train_dataset=data["train"][:32],
+        data_collator=MoleBlendCollator(processor),
+    )
     assert np.isfinite(trainer.train().training_loss)
-    raw = [{"smiles": smiles, "labels": np.float32([label])}
-           for smiles, label in zip(esol.smiles.head(32), esol[ESOL_LABEL].head(32))]
-    trainer = Trainer(model=_model(), args=TrainingArguments(output_dir=str(tmp_path / "b"), **defaults),
-                      train_dataset=raw, data_collator=MoleBlendCollator(processor))
+    raw = [
+        {"smiles": smiles, "labels": np.float32([label])}
+        for smiles, label in zip(esol.smiles.head(32), esol[ESOL_LABEL].head(32))
+    ]
+    trainer = Trainer(
+        model=_model(),
+        args=TrainingArguments(output_dir=str(tmp_path / "b"), **defaults),
+        train_dataset=raw,
+        data_collator=MoleBlendCollator(processor),
+    )
     with pytest.raises(KeyError, match="'smiles' column.*remove_unused_columns=False"):
         trainer.train()
-    trainer = Trainer(model=_model(), train_dataset=raw, data_collator=MoleBlendCollator(processor),
-                      args=TrainingArguments(output_dir=str(tmp_path / "c"), remove_unused_columns=False, **defaults))
+    trainer = Trainer(
+        model=_model(),
+        train_dataset=raw,
+        data_collator=MoleBlendCollator(processor),
+        args=TrainingArguments(output_dir=str(tmp_path / "c"), remove_unused_columns=False, **defaults),
+    )
     assert np.isfinite(trainer.train().training_loss)
 
 
@@ -141,8 +177,9 @@ def test_loading_a_pretraining_checkpoint_replaces_the_heads(tmp_path):
     torch.manual_seed(0)
     pretrained = MoleBlendForPreTraining(MoleBlendConfig.from_preset("tiny"))
     pretrained.save_pretrained(tmp_path)
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2,
-                                                               problem_type="multi_label_classification")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=2, problem_type="multi_label_classification"
+    )
     assert isinstance(model, MoleBlendForPropertyPrediction)
     for name, tensor in pretrained.moleblend.state_dict().items():
         torch.testing.assert_close(model.moleblend.state_dict()[name], tensor)
@@ -153,8 +190,9 @@ def test_a_head_is_untrained_until_trained_or_loaded_with_its_weights(tmp_path):
 
     torch.manual_seed(0)
     MoleBlendForPreTraining(MoleBlendConfig.from_preset("tiny")).save_pretrained(tmp_path / "pretrained")
-    model = MoleBlendForPropertyPrediction.from_pretrained(tmp_path / "pretrained", num_labels=1,
-                                                           problem_type="regression")
+    model = MoleBlendForPropertyPrediction.from_pretrained(
+        tmp_path / "pretrained", num_labels=1, problem_type="regression"
+    )
     assert model.has_trained_head is False  # the checkpoint had no head: transformers initialised it at random
     batch = MoleBlendProcessor()(["CCO", "c1ccccc1O"])
     loss = model(**batch, labels=torch.tensor([[0.5], [1.5]])).loss
@@ -163,8 +201,9 @@ def test_a_head_is_untrained_until_trained_or_loaded_with_its_weights(tmp_path):
     assert model.has_trained_head is True
     model.save_pretrained(tmp_path / "tuned")
     assert MoleBlendForPropertyPrediction.from_pretrained(tmp_path / "tuned").has_trained_head is True
-    reloaded, info = MoleBlendForPropertyPrediction.from_pretrained(tmp_path / "pretrained", num_labels=1,
-                                                                    output_loading_info=True)
+    reloaded, info = MoleBlendForPropertyPrediction.from_pretrained(
+        tmp_path / "pretrained", num_labels=1, output_loading_info=True
+    )
     assert reloaded.has_trained_head is False and "head.out.weight" in info["missing_keys"]
     assert MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1)).has_trained_head
 
@@ -190,8 +229,25 @@ def test_finetune_cli_keeps_predictions_aligned_with_input_rows(tmp_path, bbbp):
     source = tmp_path / "bbbp_small.csv"
     frame.to_csv(source, index=False)
     out = tmp_path / "run"
-    assert main(["finetune", str(source), "--label-columns", "p_np", "--split", "random", "--epochs", "2",
-                 "--batch-size", "16", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(source),
+                "--label-columns",
+                "p_np",
+                "--split",
+                "random",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["problem_type"] == "multi_label_classification" and metrics["skipped_rows"] == 2
     assert 0.0 <= metrics["test"]["roc_auc"] <= 1.0
@@ -222,8 +278,9 @@ def test_pipelines_predict_and_embed_smiles(tmp_path):
     result = predict(["CCO", "c1ccccc1O"])
     with torch.no_grad():
         expected = torch.sigmoid(model(**processor(["CCO", "c1ccccc1O"])).logits)
-    assert [[round(r["score"], 5) for r in row] for row in result] == \
-        [[round(float(p), 5) for p in row] for row in expected]
+    assert [[round(r["score"], 5) for r in row] for row in result] == [
+        [round(float(p), 5) for p in row] for row in expected
+    ]
     embed = pipeline("molecule-feature-extraction", model=str(tmp_path))
     with torch.no_grad():
         graph = model.moleblend(**processor(["CCO"])).pooler_output[0]
@@ -255,11 +312,14 @@ def test_pipelines_batch_skip_bad_rows_and_name_the_right_index(tmp_path, esol):
     # batches hold molecules of similar atom counts: less padding than batches in input order
     padded = []
     real_forward = predict.forward
-    predict.forward = lambda inputs, **kw: padded.append(max(f["num_atoms"] for f in inputs["features"]) * len(
-        inputs["features"])) or real_forward(inputs, **kw)
+    predict.forward = lambda inputs, **kw: (
+        padded.append(max(f["num_atoms"] for f in inputs["features"]) * len(inputs["features"]))
+        or real_forward(inputs, **kw)
+    )
     predict(esol.smiles.head(64).tolist(), batch_size=8)
-    in_order = sum(max(MoleBlendProcessor().featurize(m)["num_atoms"] for m in esol.smiles[i: i + 8]) * 8
-                   for i in range(0, 64, 8))
+    in_order = sum(
+        max(MoleBlendProcessor().featurize(m)["num_atoms"] for m in esol.smiles[i : i + 8]) * 8 for i in range(0, 64, 8)
+    )
     assert len(padded) == 8 and sum(padded) < 0.8 * in_order
     embed = pipeline("molecule-feature-extraction", model=str(tmp_path))
     vectors = embed(molecules[:6], batch_size=4, errors="skip")
@@ -273,15 +333,49 @@ def test_string_labels_train_and_the_config_carries_the_class_names(tmp_path, bb
     data = tmp_path / "words.csv"
     frame.drop(columns=["p_np"]).to_csv(data, index=False)
     out = tmp_path / "run"
-    assert main(["finetune", str(data), "--label-columns", "barrier", "--split", "random", "--max-steps", "3",
-                 "--batch-size", "16", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "--label-columns",
+                "barrier",
+                "--split",
+                "random",
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "16",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     config = AutoConfig.from_pretrained(out)
     assert config.problem_type == "multi_label_classification"
     assert config.id2label == {0: "barrier=BBB+"}  # the value that reads as positive is class 1
     three = frame.assign(barrier=np.where(frame.index % 3 == 0, "low", np.where(frame.index % 3 == 1, "mid", "high")))
     three.to_csv(data, index=False)
-    assert main(["finetune", str(data), "--label-columns", "barrier", "--split", "random", "--max-steps", "2",
-                 "--batch-size", "16", "--output", str(tmp_path / "three")]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "--label-columns",
+                "barrier",
+                "--split",
+                "random",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "16",
+                "--output",
+                str(tmp_path / "three"),
+            ]
+        )
+        == 0
+    )
     config = AutoConfig.from_pretrained(tmp_path / "three")
     assert config.problem_type == "single_label_classification"
     assert config.id2label == {0: "high", 1: "low", 2: "mid"} and config.label2id["mid"] == 2
@@ -310,8 +404,23 @@ def test_random_split_keeps_duplicate_molecules_in_one_split_and_finetune_report
     frame = esol.head(200).copy()
     frame = pd.concat([frame, frame.head(60).assign(smiles=again)], ignore_index=True)
     frame.to_csv(tmp_path / "dups.csv", index=False)
-    assert main(["finetune", str(tmp_path / "dups.csv"), "--label-columns", ESOL_LABEL, "--split", "random",
-                 "--max-steps", "1", "--output-dir", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(tmp_path / "dups.csv"),
+                "--label-columns",
+                ESOL_LABEL,
+                "--split",
+                "random",
+                "--max-steps",
+                "1",
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "run" / "metrics.json").read_text())["duplicates"]
     assert report == {"molecules": 60, "rows": 120, "across_splits": 0}
 
@@ -325,8 +434,21 @@ def test_mixed_and_one_class_label_columns_are_refused_before_training(tmp_path,
     frame.to_csv(data, index=False)
     assert main(["finetune", str(data), "--label-columns", "mixed", "--output", str(tmp_path / "a")]) == 1
     assert re.search(r"mixes numbers and words.*'active'.*rows \[4, 9\]", capsys.readouterr().err)
-    assert main(["finetune", str(data), "--label-columns", "single", "--task", "classification",
-                 "--output", str(tmp_path / "b")]) == 1
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "--label-columns",
+                "single",
+                "--task",
+                "classification",
+                "--output",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 1
+    )
     assert "single class" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before touching the output
 
@@ -340,8 +462,23 @@ def test_labels_beyond_float32_are_refused_with_their_rows_before_anything_is_wr
     data = tmp_path / "labels.csv"
     data.write_text("\n".join(lines) + "\n")
     out = tmp_path / "run"
-    assert main(["finetune", str(data), "--label-columns", "measured log solubility in mols per litre",
-                 "--split", "random", "--max-steps", "1", "--output-dir", str(out)]) == 1
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "--label-columns",
+                "measured log solubility in mols per litre",
+                "--split",
+                "random",
+                "--max-steps",
+                "1",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 1
+    )
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "(row 7)" in error and "float32" in error
     assert repr(float(bad)) in error
@@ -352,8 +489,18 @@ def test_finetune_into_a_used_directory_is_refused(tmp_path, bbbp, capsys):
     source = tmp_path / "bbbp.csv"
     bbbp.head(80).to_csv(source, index=False)
     out = tmp_path / "run"
-    common = ["finetune", str(source), "--label-columns", "p_np", "--split", "random", "--max-steps", "2",
-              "--output-dir", str(out)]
+    common = [
+        "finetune",
+        str(source),
+        "--label-columns",
+        "p_np",
+        "--split",
+        "random",
+        "--max-steps",
+        "2",
+        "--output-dir",
+        str(out),
+    ]
     assert main(common) == 0
     before = (out / "metrics.json").read_bytes(), (out / "split.json").read_bytes()
     assert main([*common, "--seed", "1"]) == 1 and "--overwrite" in capsys.readouterr().err
@@ -369,8 +516,26 @@ def test_seed_ensemble_predicts_with_mean_and_std_and_keeps_bad_rows_aligned(tmp
     esol.head(120).to_csv(source, index=False)
     ensemble = tmp_path / "ensemble"
     label = "measured log solubility in mols per litre"
-    assert main(["finetune", str(source), "--label-columns", label, "--split", "random", "--max-steps", "4",
-                 "--seeds", "0", "1", "--output-dir", str(ensemble)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(source),
+                "--label-columns",
+                label,
+                "--split",
+                "random",
+                "--max-steps",
+                "4",
+                "--seeds",
+                "0",
+                "1",
+                "--output-dir",
+                str(ensemble),
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((ensemble / "ensemble.json").read_text())
     assert manifest["members"] == ["seed-0", "seed-1"]
     splits = [json.loads((ensemble / m / "split.json").read_text()) for m in manifest["members"]]
@@ -388,15 +553,32 @@ def test_seed_ensemble_predicts_with_mean_and_std_and_keeps_bad_rows_aligned(tmp
     assert table["skipped_reason"].notna().tolist() == [False, True, False, True, False]
     assert (table[f"std_{label}"].dropna() > 0).all()
     listed = tmp_path / "listed.csv"
-    assert main(["predict", str(data), "--model", str(ensemble / "seed-0"), str(ensemble / "seed-1"),
-                 "--output", str(listed), "--no-progress", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(data),
+                "--model",
+                str(ensemble / "seed-0"),
+                str(ensemble / "seed-1"),
+                "--output",
+                str(listed),
+                "--no-progress",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     # listed members carry no calibration: the same columns less the calibrated ones
-    pd.testing.assert_frame_equal(pd.read_csv(listed), table[[c for c in table.columns if not c.startswith(
-        ("calibrated_", "lower_", "upper_"))]])
+    pd.testing.assert_frame_equal(
+        pd.read_csv(listed), table[[c for c in table.columns if not c.startswith(("calibrated_", "lower_", "upper_"))]]
+    )
     assert f"calibrated_std_{label}" in table.columns
     assert main(["predict", str(data), "--model", str(ensemble), "--output", str(out), "--no-progress"]) == 1
     # members are the models finetune saved: the mean is the mean of the members' own predictions
     from moleblend_hf import MoleBlendProcessor
+
     members = [AutoModelForSequenceClassification.from_pretrained(ensemble / m).eval() for m in manifest["members"]]
     batch = MoleBlendProcessor.from_pretrained(ensemble / "seed-0")(["CCO"])
     with torch.no_grad():
@@ -409,8 +591,7 @@ def test_seed_ensemble_predicts_with_mean_and_std_and_keeps_bad_rows_aligned(tmp
     rows = pipe(new["smiles"].tolist(), batch_size=2, errors="skip")
     assert [row is None for row in rows] == [False, True, False, True, False]
     assert [row[0]["value"] for row in rows if row] == pytest.approx(table[column].dropna().tolist(), abs=1e-5)
-    assert [row[0]["std"] for row in rows if row] == pytest.approx(table[f"std_{label}"].dropna().tolist(),
-                                                                   abs=1e-5)
+    assert [row[0]["std"] for row in rows if row] == pytest.approx(table[f"std_{label}"].dropna().tolist(), abs=1e-5)
     with pytest.raises(ValueError, match="ensemble of 2 fine-tuned models"):
         moleblend_hf.pipeline("molecule-feature-extraction", model=str(ensemble))
 
@@ -421,16 +602,35 @@ def test_kfold_ensemble_members_share_the_test_rows(tmp_path, bbbp):
     frame["p_np"] = frame["p_np"].map({1: "BBB+", 0: "BBB-"})
     frame.to_csv(source, index=False)
     out = tmp_path / "kfold"
-    assert main(["finetune", str(source), "--label-columns", "p_np", "--split", "random", "--max-steps", "2",
-                 "--kfold", "3", "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(source),
+                "--label-columns",
+                "p_np",
+                "--split",
+                "random",
+                "--max-steps",
+                "2",
+                "--kfold",
+                "3",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     splits = [json.loads((out / f"fold-{k}" / "split.json").read_text()) for k in range(3)]
     assert len({tuple(s["test"]) for s in splits}) == 1
     valids = [set(s["valid"]) for s in splits]
     assert not valids[0] & valids[1] and not valids[1] & valids[2]
     predictions = tmp_path / "p.csv"
     pd.DataFrame({"smiles": ["CCO", "c1ccccc1N"]}).to_csv(tmp_path / "x.csv", index=False)
-    assert main(["predict", str(tmp_path / "x.csv"), "--model", str(out), "--output", str(predictions),
-                 "--no-progress"]) == 0
+    assert (
+        main(["predict", str(tmp_path / "x.csv"), "--model", str(out), "--output", str(predictions), "--no-progress"])
+        == 0
+    )
     table = pd.read_csv(predictions)
     assert {"probability_p_np=BBB+", "std_p_np=BBB+"} <= set(table.columns)
 
@@ -446,21 +646,50 @@ def test_group_by_size_batches_similar_molecules_and_keeps_test_predictions_alig
     sizes = np.array(dataset.sizes())
     padding = {}
     for grouped in (False, True):
-        args = TrainingArguments(output_dir=str(tmp_path / "t"), per_device_train_batch_size=16, report_to=[],
-                                 use_cpu=True, remove_unused_columns=False, seed=0)
-        trainer = MoleculeTrainer(model=_model(), args=args, train_dataset=dataset, group_by_size=grouped,
-                                  data_collator=MoleBlendCollator(processor))
+        args = TrainingArguments(
+            output_dir=str(tmp_path / "t"),
+            per_device_train_batch_size=16,
+            report_to=[],
+            use_cpu=True,
+            remove_unused_columns=False,
+            seed=0,
+        )
+        trainer = MoleculeTrainer(
+            model=_model(),
+            args=args,
+            train_dataset=dataset,
+            group_by_size=grouped,
+            data_collator=MoleBlendCollator(processor),
+        )
         order = list(trainer._get_train_sampler())
         assert sorted(order) == list(range(256))
-        batches = [sizes[order[i: i + 16]] for i in range(0, 256, 16)]
+        batches = [sizes[order[i : i + 16]] for i in range(0, 256, 16)]
         padding[grouped] = sum(int(b.max()) * len(b) - int(b.sum()) for b in batches)
     assert padding[True] < 0.5 * padding[False]
 
     source = tmp_path / "esol.csv"
     esol.head(120).to_csv(source, index=False)
     out = tmp_path / "run"
-    assert main(["finetune", str(source), "--label-columns", ESOL_LABEL, "--split", "random", "--epochs", "1",
-                 "--batch-size", "16", "--group-by-size", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(source),
+                "--label-columns",
+                ESOL_LABEL,
+                "--split",
+                "random",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--group-by-size",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     predictions = pd.read_csv(out / "test_predictions.csv")
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     saved = MoleBlendProcessor.from_pretrained(out)

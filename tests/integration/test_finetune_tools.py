@@ -27,14 +27,42 @@ def esol_small(tmp_path, esol):
 
 
 def _finetune(data, out, *flags, label=ESOL_LABEL):
-    return main(["finetune", str(data), "--label-columns", label, "--split", "random", "--batch-size", "16",
-                 "--output-dir", str(out), *flags])
+    return main(
+        [
+            "finetune",
+            str(data),
+            "--label-columns",
+            label,
+            "--split",
+            "random",
+            "--batch-size",
+            "16",
+            "--output-dir",
+            str(out),
+            *flags,
+        ]
+    )
 
 
 def test_split_sizes_metric_curves_parity_and_conformal_intervals(tmp_path, esol_small):
     out = tmp_path / "run"
-    assert _finetune(esol_small, out, "--split-sizes", "0.5", "0.25", "0.25", "--metric", "mae", "--epochs", "3",
-                     "--conformal-alpha", "0.2") == 0
+    assert (
+        _finetune(
+            esol_small,
+            out,
+            "--split-sizes",
+            "0.5",
+            "0.25",
+            "0.25",
+            "--metric",
+            "mae",
+            "--epochs",
+            "3",
+            "--conformal-alpha",
+            "0.2",
+        )
+        == 0
+    )
     split = json.loads((out / "split.json").read_text())
     assert [len(split[k]) for k in ("train", "valid", "test")] == [30, 15, 15]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -52,7 +80,7 @@ def test_split_sizes_metric_curves_parity_and_conformal_intervals(tmp_path, esol
     assert parity["row"].tolist() == predictions["row"].tolist()
     np.testing.assert_allclose(parity["prediction"], predictions[f"prediction_{TASK}"], rtol=1e-6)
     errors = parity["prediction"] - parity["label"]
-    assert np.sqrt(np.mean(errors ** 2)) == pytest.approx(metrics["test"]["rmse"], rel=1e-5)
+    assert np.sqrt(np.mean(errors**2)) == pytest.approx(metrics["test"]["rmse"], rel=1e-5)
     assert np.mean(np.abs(errors)) == pytest.approx(metrics["test"]["mae"], rel=1e-5)
     for figure in ("learning_curves.png", "test_parity.png"):
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
@@ -96,16 +124,19 @@ def test_classification_metric_choice_and_roc_pr_curves(tmp_path, bbbp):
     assert set(curves.curve) == {"roc", "pr"} and (out / "test_roc_pr.png").exists()
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--split-sizes", "0.5", "0.5", "0.5"], "summing to 1"),
-    (["--split-sizes", "0.9", "0", "0.1"], "train and valid > 0"),
-    (["--split-sizes", "0.9", "0.1"], "three fractions"),
-    (["--split", "file", "--split-file", "s.json", "--split-sizes", "0.8", "0.1", "0.1"], "not --split file"),
-    (["--metric", "f1"], "invalid choice"),
-    (["--search-space", "{}"], "only with --search-trials"),
-    (["--search-trials", "2", "--search-space", '{"depth": {"value": 3}}'], "'depth'"),
-    (["--conformal-alpha", "1.5"], "between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--split-sizes", "0.5", "0.5", "0.5"], "summing to 1"),
+        (["--split-sizes", "0.9", "0", "0.1"], "train and valid > 0"),
+        (["--split-sizes", "0.9", "0.1"], "three fractions"),
+        (["--split", "file", "--split-file", "s.json", "--split-sizes", "0.8", "0.1", "0.1"], "not --split file"),
+        (["--metric", "f1"], "invalid choice"),
+        (["--search-space", "{}"], "only with --search-trials"),
+        (["--search-trials", "2", "--search-space", '{"depth": {"value": 3}}'], "'depth'"),
+        (["--conformal-alpha", "1.5"], "between 0 and 1"),
+    ],
+)
 def test_bad_split_sizes_metric_and_search_flags_exit_2(tmp_path, esol_small, capsys, flags, message):
     with pytest.raises(SystemExit) as raised:
         _finetune(esol_small, tmp_path / "run", *flags)
@@ -136,8 +167,13 @@ def test_hyperparameter_search_writes_trials_and_trains_with_the_best(tmp_path, 
     trials = json.loads((out / "search_trials.json").read_text())
     assert [t["trial"] for t in trials] == [0, 1]
     for trial in trials:
-        assert set(trial["params"]) == {"learning_rate", "encoder_learning_rate_ratio", "weight_decay", "dropout",
-                                        "batch_size"}
+        assert set(trial["params"]) == {
+            "learning_rate",
+            "encoder_learning_rate_ratio",
+            "weight_decay",
+            "dropout",
+            "batch_size",
+        }
         assert trial["params"]["batch_size"] == 8 and 1e-4 <= trial["params"]["learning_rate"] <= 1e-3
     best = json.loads((out / "search_best.json").read_text())
     winner = min(trials, key=lambda t: t["valid_rmse"])
@@ -176,14 +212,15 @@ def test_seed_ensemble_calibrates_on_validation_and_predict_and_pipeline_apply_i
     assert main(["predict", str(new), "--model", str(out), "--output", str(tmp_path / "p.csv"), "--no-progress"]) == 0
     table = pd.read_csv(tmp_path / "p.csv")
     np.testing.assert_allclose(table[f"calibrated_std_{TASK}"], scale * table[f"std_{TASK}"], rtol=1e-5)
-    np.testing.assert_allclose(table[f"lower_{TASK}"], table[f"prediction_{TASK}"] - q * table[f"std_{TASK}"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        table[f"lower_{TASK}"], table[f"prediction_{TASK}"] - q * table[f"std_{TASK}"], rtol=1e-5, atol=1e-6
+    )
     import moleblend_hf
 
-    rows = moleblend_hf.pipeline("molecule-property-prediction", model=str(out))(["CCO", "c1ccccc1O",
-                                                                                  "CC(=O)Nc1ccccc1"])
-    assert [r[0]["calibrated_std"] for r in rows] == pytest.approx(table[f"calibrated_std_{TASK}"].tolist(),
-                                                                   rel=1e-4)
+    rows = moleblend_hf.pipeline("molecule-property-prediction", model=str(out))(
+        ["CCO", "c1ccccc1O", "CC(=O)Nc1ccccc1"]
+    )
+    assert [r[0]["calibrated_std"] for r in rows] == pytest.approx(table[f"calibrated_std_{TASK}"].tolist(), rel=1e-4)
     assert [r[0]["upper"] for r in rows] == pytest.approx(table[f"upper_{TASK}"].tolist(), rel=1e-4, abs=1e-5)
 
 
@@ -208,16 +245,44 @@ def test_classification_ensemble_temperature_and_calibrated_probabilities(tmp_pa
     import torch
 
     with torch.no_grad():
-        logits = torch.stack([AutoModelForSequenceClassification.from_pretrained(out / m).eval()(**batch).logits
-                              for m in ("seed-0", "seed-1")]).mean(0)[:, 0].numpy()
+        logits = (
+            torch.stack(
+                [
+                    AutoModelForSequenceClassification.from_pretrained(out / m).eval()(**batch).logits
+                    for m in ("seed-0", "seed-1")
+                ]
+            )
+            .mean(0)[:, 0]
+            .numpy()
+        )
     np.testing.assert_allclose(table["calibrated_probability_p_np"], expit(logits / temperature), rtol=1e-4)
 
 
 def test_pretrain_writes_loss_curves_from_its_logs(tmp_path):
     out = tmp_path / "pretrain"
-    assert main(["pretrain", "--max-steps", "4", "--batch-size", "8", "--logging-steps", "2", "--eval-inputs",
-                 str(DATA / "esol.csv"), "--eval-max-molecules", "8", "--report-to", "jsonl", "--no-progress",
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--max-steps",
+                "4",
+                "--batch-size",
+                "8",
+                "--logging-steps",
+                "2",
+                "--eval-inputs",
+                str(DATA / "esol.csv"),
+                "--eval-max-molecules",
+                "8",
+                "--report-to",
+                "jsonl",
+                "--no-progress",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     curves = pd.read_csv(out / "loss_curves.csv")
     train = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     evaluation = [json.loads(line) for line in (out / "eval_log.jsonl").read_text().splitlines()]

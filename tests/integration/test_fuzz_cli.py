@@ -55,13 +55,18 @@ def _killed_finetune(path: Path) -> None:
 
 MODEL_CASES = {
     "missing directory": (None, ["no such directory"]),
-    "pickled weights only": (_pickled_only, ["no safetensors weights; pickled weights are never loaded",
-                                             "pytorch_model.bin"]),
+    "pickled weights only": (
+        _pickled_only,
+        ["no safetensors weights; pickled weights are never loaded", "pytorch_model.bin"],
+    ),
     "killed fine-tune": (_killed_finetune, ["did not finish", "checkpoint-4"]),
     "config not JSON": (lambda p: (p / "config.json").write_text("{not json"), ["config.json is not valid JSON"]),
-    "max_text_length abc": (lambda p: (p / "preprocessor_config.json").write_text(json.dumps(
-        {**json.loads((p / "preprocessor_config.json").read_text()), "max_text_length": "abc"})),
-        ["preprocessor_config.json", "max_text_length must be an integer"]),
+    "max_text_length abc": (
+        lambda p: (p / "preprocessor_config.json").write_text(
+            json.dumps({**json.loads((p / "preprocessor_config.json").read_text()), "max_text_length": "abc"})
+        ),
+        ["preprocessor_config.json", "max_text_length must be an integer"],
+    ),
     "no weights": (lambda p: (p / "model.safetensors").unlink(), ["no model weights"]),
 }
 
@@ -74,8 +79,16 @@ def test_bad_model_directories_are_one_line(case, command, tmp_path, model_dir, 
     if command == "predict":
         argv = ["predict", str(data), "--model", str(model), "--output", str(tmp_path / "p.csv"), "--no-progress"]
     else:
-        argv = ["embed", "--input", str(data), "--model", str(model), "--output-dir", str(tmp_path / "e"),
-                "--no-progress"]
+        argv = [
+            "embed",
+            "--input",
+            str(data),
+            "--model",
+            str(model),
+            "--output-dir",
+            str(tmp_path / "e"),
+            "--no-progress",
+        ]
     assert main(argv) == 1
     _one_line_error(capsys, *expected)
 
@@ -84,8 +97,10 @@ def test_a_model_name_found_nowhere_is_one_line(tmp_path, data, capsys, monkeypa
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network in tests: fail at once
-    assert main(["predict", str(data), "--model", "DOES_NOT_EXIST", "--output", str(tmp_path / "p.csv"),
-                 "--no-progress"]) == 1
+    assert (
+        main(["predict", str(data), "--model", "DOES_NOT_EXIST", "--output", str(tmp_path / "p.csv"), "--no-progress"])
+        == 1
+    )
     _one_line_error(capsys, "DOES_NOT_EXIST", "could not be loaded from the Hub")
 
 
@@ -99,8 +114,11 @@ def read_only(tmp_path, monkeypatch) -> Path:
     real_open = builtins.open
 
     def guarded(file, mode="r", *args, **kwargs):
-        if isinstance(file, (str, Path)) and any(c in mode for c in "wax+") and \
-                Path(file).resolve().is_relative_to(directory.resolve()):
+        if (
+            isinstance(file, (str, Path))
+            and any(c in mode for c in "wax+")
+            and Path(file).resolve().is_relative_to(directory.resolve())
+        ):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, mode, *args, **kwargs)
 
@@ -115,8 +133,15 @@ def test_a_read_only_output_directory_is_one_line(command, read_only, model_dir,
     argv = {
         "pretrain": ["pretrain", str(data), "--output-dir", str(read_only), "--max-steps", "1"],
         "embed": ["embed", "--input", str(data), "--output-dir", str(read_only), "--no-progress"],
-        "predict": ["predict", str(data), "--model", str(model_dir), "--output", str(read_only / "p.csv"),
-                    "--no-progress"],
+        "predict": [
+            "predict",
+            str(data),
+            "--model",
+            str(model_dir),
+            "--output",
+            str(read_only / "p.csv"),
+            "--no-progress",
+        ],
     }[command]
     assert main(argv) == 1
     _one_line_error(capsys, "Permission denied")

@@ -15,8 +15,12 @@ from rdkit import Chem
 import moleblend_hf
 from moleblend_hf import MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
 from moleblend_hf.cli import main
-from moleblend_hf.processing.molecule_features import (MOLECULE_FEATURE_SETS, compute_molecule_features,
-                                                       molecule_feature_size, rdkit2d_names)
+from moleblend_hf.processing.molecule_features import (
+    MOLECULE_FEATURE_SETS,
+    compute_molecule_features,
+    molecule_feature_size,
+    rdkit2d_names,
+)
 from moleblend_hf.arguments import MOLECULE_FEATURE_SETS as ARGUMENT_SETS
 
 from tests.conftest import DATA
@@ -30,9 +34,26 @@ def finetuned(tmp_path_factory) -> tuple:
     out = tmp_path_factory.mktemp("features") / "run"
     data = out.parent / "esol.csv"
     pd.read_csv(DATA / "esol.csv").head(60).to_csv(data, index=False)
-    assert main(["finetune", str(data), "--label-columns", "measured log solubility in mols per litre",
-                 "--output-dir", str(out), "--epochs", "1", "--split", "random", "--molecule-features", "rdkit2d",
-                 "morgan_count"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "--label-columns",
+                "measured log solubility in mols per litre",
+                "--output-dir",
+                str(out),
+                "--epochs",
+                "1",
+                "--split",
+                "random",
+                "--molecule-features",
+                "rdkit2d",
+                "morgan_count",
+            ]
+        )
+        == 0
+    )
     return out, data
 
 
@@ -45,7 +66,7 @@ def test_features_are_finite_where_rdkit_computes_them_and_ordered_by_stored_nam
     names = rdkit2d_names()
     values = compute_molecule_features(mol, ["rdkit2d", "morgan_count"], names)
     assert values.dtype == np.float32 and values.shape == (molecule_feature_size(["rdkit2d", "morgan_count"]),)
-    assert np.isfinite(values[: len(names)]).mean() > 0.95 and (values[len(names):] >= 0).all()
+    assert np.isfinite(values[: len(names)]).mean() > 0.95 and (values[len(names) :] >= 0).all()
     # the stored descriptor list decides the order, whatever the installed RDKit lists
     reordered = compute_molecule_features(mol, ["rdkit2d"], names[::-1])
     np.testing.assert_array_equal(reordered, values[: len(names)][::-1])
@@ -74,8 +95,9 @@ def test_predict_and_the_pipeline_give_the_models_own_outputs(finetuned, tmp_pat
         expected = model(**processor(SMILES)).logits[:, 0].numpy()
     source = tmp_path / "new.csv"
     pd.DataFrame({"smiles": SMILES}).to_csv(source, index=False)
-    assert main(["predict", str(source), "--model", str(out), "--output", str(tmp_path / "p.csv"),
-                 "--no-progress"]) == 0
+    assert (
+        main(["predict", str(source), "--model", str(out), "--output", str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    )
     written = pd.read_csv(tmp_path / "p.csv").filter(like="prediction_").to_numpy()[:, 0]
     np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-5)
     pipe = moleblend_hf.pipeline("molecule-property-prediction", model=str(out))
@@ -84,8 +106,9 @@ def test_predict_and_the_pipeline_give_the_models_own_outputs(finetuned, tmp_pat
 
 
 def test_a_model_with_features_names_the_missing_input():
-    config = MoleBlendConfig.from_preset("tiny", num_labels=1, molecule_features=["morgan_count"],
-                                         molecule_feature_size=2048)
+    config = MoleBlendConfig.from_preset(
+        "tiny", num_labels=1, molecule_features=["morgan_count"], molecule_feature_size=2048
+    )
     model = MoleBlendForPropertyPrediction(config).eval()
     batch = MoleBlendProcessor()(SMILES)  # a processor without the features
     with pytest.raises(ValueError, match="reads 2048 molecule features"):
@@ -136,8 +159,14 @@ def test_remote_code_computes_the_same_features_and_outputs(finetuned, tmp_path)
         with torch.no_grad():
             print("VALUES", model(**processor({SMILES!r})).logits[:, 0].tolist())
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                            timeout=300, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     line = [x for x in result.stdout.splitlines() if x.startswith("VALUES")]
     assert line, result.stderr[-3000:]
     np.testing.assert_allclose(json.loads(line[0].split(" ", 1)[1]), expected, rtol=1e-5, atol=1e-5)

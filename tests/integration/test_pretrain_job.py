@@ -18,8 +18,18 @@ from moleblend_hf.sources.streaming import PretrainingStream, Position, StreamSe
 
 from tests.conftest import DATA
 
-SMALL = ["--batch-size", "8", "--window-size", "32", "--shuffle-buffer", "64", "--no-progress", "--log-molecule-ids",
-         "--report-to", "jsonl"]
+SMALL = [
+    "--batch-size",
+    "8",
+    "--window-size",
+    "32",
+    "--shuffle-buffer",
+    "64",
+    "--no-progress",
+    "--log-molecule-ids",
+    "--report-to",
+    "jsonl",
+]
 
 
 def _summary(directory: Path, rank: int = 0) -> dict:
@@ -49,8 +59,9 @@ def test_default_job_trains_and_saves_a_loadable_model(tmp_path):
     assert isinstance(encoder, MoleBlendModel)
     batch = MoleBlendProcessor.from_pretrained(final)(["CCO", "c1ccccc1"])
     with torch.no_grad():
-        torch.testing.assert_close(encoder(**batch).last_hidden_state,
-                                   pretraining.eval().moleblend(**batch).last_hidden_state)
+        torch.testing.assert_close(
+            encoder(**batch).last_hidden_state, pretraining.eval().moleblend(**batch).last_hidden_state
+        )
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]
 
 
@@ -70,16 +81,52 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_different_data_settings(tmp_path, capsys):
     out = tmp_path / "run"
-    main(["pretrain", "--output", str(out), "--max-steps", "4", "--save-steps", "2", *SMALL, "--stop-after-steps",
-          "2"])
-    assert main(["pretrain", "--output", str(out), "--max-steps", "4", *SMALL[:-6], "--batch-size", "4",
-                 "--window-size", "32", "--shuffle-buffer", "64", "--resume"]) == 1
+    main(["pretrain", "--output", str(out), "--max-steps", "4", "--save-steps", "2", *SMALL, "--stop-after-steps", "2"])
+    assert (
+        main(
+            [
+                "pretrain",
+                "--output",
+                str(out),
+                "--max-steps",
+                "4",
+                *SMALL[:-6],
+                "--batch-size",
+                "4",
+                "--window-size",
+                "32",
+                "--shuffle-buffer",
+                "64",
+                "--resume",
+            ]
+        )
+        == 1
+    )
     assert "batch_size: 8 -> 4" in capsys.readouterr().err
     # told to accept changed settings, the data settings are still checked: the stream would not be the same;
     # the refused resume leaves the run's record as it was
     record = (out / "run.json").read_text()
-    assert main(["pretrain", "--output", str(out), "--max-steps", "4", *SMALL[:-6], "--batch-size", "4",
-                 "--window-size", "32", "--shuffle-buffer", "64", "--resume", "--allow-changed-settings"]) == 1
+    assert (
+        main(
+            [
+                "pretrain",
+                "--output",
+                str(out),
+                "--max-steps",
+                "4",
+                *SMALL[:-6],
+                "--batch-size",
+                "4",
+                "--window-size",
+                "32",
+                "--shuffle-buffer",
+                "64",
+                "--resume",
+                "--allow-changed-settings",
+            ]
+        )
+        == 1
+    )
     assert "data settings differ" in capsys.readouterr().err
     assert (out / "run.json").read_text() == record
     # a checkpoint of an older data order (written before the stream format was recorded) is refused by name
@@ -90,8 +137,7 @@ def test_resume_refuses_different_data_settings(tmp_path, capsys):
     del state["stream"]["stream_format"]
     (checkpoint / "data_state_rank0.json").write_text(json.dumps(state))
     write_checksums(checkpoint)
-    assert main(["pretrain", "--output", str(out), "--max-steps", "4", "--save-steps", "2", *SMALL,
-                 "--resume"]) == 1
+    assert main(["pretrain", "--output", str(out), "--max-steps", "4", "--save-steps", "2", *SMALL, "--resume"]) == 1
     assert "older moleblend-hf whose data order differs" in capsys.readouterr().err
 
 
@@ -100,9 +146,29 @@ def test_two_processes_read_disjoint_molecules_and_end_with_identical_weights(tm
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-         "moleblend_hf.cli", "pretrain", "--output", str(out), "--max-steps", "6", "--save-steps", "3", *SMALL],
-        capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "moleblend_hf.cli",
+            "pretrain",
+            "--output",
+            str(out),
+            "--max-steps",
+            "6",
+            "--save-steps",
+            "3",
+            *SMALL,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     first, second = _ids(out, 0), _ids(out, 1)
     assert len(first) == len(second) == 6 * 8
@@ -116,8 +182,9 @@ def test_token_budget_batches_and_skip_counts(tmp_path):
     lines = (DATA.parent.parent / "benchmarks" / "data" / "moses_5k.smi").read_text().splitlines()[:120]
     lines[5], lines[40], lines[77] = "not_a_smiles(", "[*]CC", "c1cccc1"
     corpus.write_text("\n".join(lines) + "\n")
-    settings = StreamSettings(sources=(str(corpus),), batch_size=None, max_tokens=2500, window_size=60,
-                              shuffle_buffer=16)
+    settings = StreamSettings(
+        sources=(str(corpus),), batch_size=None, max_tokens=2500, window_size=60, shuffle_buffer=16
+    )
     stream = PretrainingStream(settings, MoleBlendProcessor(), log_molecule_ids=True)
     seen, skipped = [], {}
     for batch, meta in stream:
@@ -133,12 +200,21 @@ def test_token_budget_batches_and_skip_counts(tmp_path):
 
 
 def test_stream_resumes_inside_a_window(tmp_path):
-    settings = StreamSettings(sources=(str(DATA / "moses_200_conformers.parquet"),), batch_size=8, window_size=40,
-                              shuffle_buffer=32)
-    full = [meta["ids"] for _, meta in _take(PretrainingStream(settings, MoleBlendProcessor(),
-                                                                log_molecule_ids=True), 12)]
-    resumed = [meta["ids"] for _, meta in _take(PretrainingStream(
-        settings, MoleBlendProcessor(), start_positions={0: Position(0, 1, 2)}, log_molecule_ids=True), 5)]
+    settings = StreamSettings(
+        sources=(str(DATA / "moses_200_conformers.parquet"),), batch_size=8, window_size=40, shuffle_buffer=32
+    )
+    full = [
+        meta["ids"] for _, meta in _take(PretrainingStream(settings, MoleBlendProcessor(), log_molecule_ids=True), 12)
+    ]
+    resumed = [
+        meta["ids"]
+        for _, meta in _take(
+            PretrainingStream(
+                settings, MoleBlendProcessor(), start_positions={0: Position(0, 1, 2)}, log_molecule_ids=True
+            ),
+            5,
+        )
+    ]
     assert resumed == full[7:12]  # window 0 has 5 batches; window 1 batch 2 is the 8th
 
 
@@ -190,10 +266,26 @@ def test_resume_refuses_a_changed_learning_rate_unless_allowed(tmp_path, capsys)
     main(["pretrain", "--output-dir", str(out), *RUN, "--stop-after-steps", "2"])
     assert main(["pretrain", "--output-dir", str(out), *RUN, "--learning-rate", "1e-3", "--resume"]) == 1
     assert "learning_rate: 0.0005 -> 0.001" in capsys.readouterr().err
-    assert main(["pretrain", "--output-dir", str(out), *RUN, "--learning-rate", "1e-3", "--resume",
-                 "--allow-changed-settings", "--stop-after-steps", "1"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--output-dir",
+                str(out),
+                *RUN,
+                "--learning-rate",
+                "1e-3",
+                "--resume",
+                "--allow-changed-settings",
+                "--stop-after-steps",
+                "1",
+            ]
+        )
+        == 0
+    )
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     from moleblend_hf.training.pretrain import cosine_schedule
+
     assert log[-1]["step"] == 3
     assert log[-1]["lr"] == pytest.approx(1e-3 * cosine_schedule(3, 30, 6, 0.0))  # the new rate applies
     assert json.loads((out / "run.json").read_text())["resumed"][-1]["changed"]["learning_rate"]["now"] == 1e-3
@@ -213,33 +305,48 @@ def test_resume_cuts_the_logs_back_to_the_checkpoint(tmp_path):
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path):
-    for argv in (["--max-steps", "0"], ["--batch-size", "0"], ["--save-steps", "0"], ["--preset", "huge"],
-                 ["--learning-rate", "abc"], ["--resume", "--overwrite"], ["--no-such-flag"]):
-        result = subprocess.run([sys.executable, "-m", "moleblend_hf.cli", "pretrain", "--output-dir",
-                                 str(tmp_path / "x"), *argv], capture_output=True, text=True)
+    for argv in (
+        ["--max-steps", "0"],
+        ["--batch-size", "0"],
+        ["--save-steps", "0"],
+        ["--preset", "huge"],
+        ["--learning-rate", "abc"],
+        ["--resume", "--overwrite"],
+        ["--no-such-flag"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "moleblend_hf.cli", "pretrain", "--output-dir", str(tmp_path / "x"), *argv],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 2, (argv, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "error:" in result.stderr, (argv, result.stderr)
         assert not (tmp_path / "x").exists()
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from moleblend_hf.cli import main\n"
-            "for argv in (['--help'], ['pretrain', '--help'], ['predict', '--help']):\n"
-            "    try: main(argv)\n"
-            "    except SystemExit: pass\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    code = (
+        "import sys; from moleblend_hf.cli import main\n"
+        "for argv in (['--help'], ['pretrain', '--help'], ['predict', '--help']):\n"
+        "    try: main(argv)\n"
+        "    except SystemExit: pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "--output-dir" in result.stdout and "predict" in result.stdout
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("hiden_size=64", "'hiden_size' is not a MoleBlendConfig field (did you mean 'hidden_size'?)"),
-    ("hidden_size=abc", "config field 'hidden_size' takes an integer, got 'abc'"),
-    ("num_attention_heads=0", "num_attention_heads must be a positive integer, got 0"),
-    ("hidden_size=65", "hidden_size (65) must be a multiple of num_attention_heads (4)"),
-    ("attention_probs_dropout_prob=1.5", "attention_probs_dropout_prob must be a number in [0, 1), got 1.5"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("hiden_size=64", "'hiden_size' is not a MoleBlendConfig field (did you mean 'hidden_size'?)"),
+        ("hidden_size=abc", "config field 'hidden_size' takes an integer, got 'abc'"),
+        ("num_attention_heads=0", "num_attention_heads must be a positive integer, got 0"),
+        ("hidden_size=65", "hidden_size (65) must be a multiple of num_attention_heads (4)"),
+        ("attention_probs_dropout_prob=1.5", "attention_probs_dropout_prob must be a number in [0, 1), got 1.5"),
+    ],
+)
 def test_bad_config_settings_are_refused_in_one_line_before_anything_is_written(tmp_path, capsys, setting, message):
     out = tmp_path / "run"
     assert main(["pretrain", "--output-dir", str(out), "--max-steps", "1", "--set", setting]) == 1
@@ -276,8 +383,13 @@ def test_resume_never_unpickles_files_planted_in_a_checkpoint(tmp_path):
     main(["pretrain", "--output-dir", str(out), *RUN, "--stop-after-steps", "4"])
     checkpoint = out / "checkpoint-4"
     assert not list(checkpoint.glob("*.pkl")) and not list(checkpoint.glob("*.bin"))  # nothing pickled is written
-    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "scheduler.bin",
-                 "pytorch_model.bin"):  # what Accelerate's load_state would read
+    for name in (
+        "custom_checkpoint_0.pkl",
+        "random_states_0.pkl",
+        "optimizer.bin",
+        "scheduler.bin",
+        "pytorch_model.bin",
+    ):  # what Accelerate's load_state would read
         (checkpoint / name).write_bytes(pickle.dumps(_Planted(marker)))
     assert main(["pretrain", "--output-dir", str(out), *RUN, "--resume"]) == 0
     assert not marker.exists()
@@ -306,8 +418,10 @@ def test_gradient_checkpointing_trains_the_same_model(tmp_path):
     plain, checkpointed = tmp_path / "plain", tmp_path / "checkpointed"
     assert main(["pretrain", "--output-dir", str(plain), *common]) == 0
     assert main(["pretrain", "--output-dir", str(checkpointed), *common, "--gradient-checkpointing"]) == 0
-    losses = [[json.loads(line)["loss"] for line in (d / "train_log.jsonl").read_text().splitlines()]
-              for d in (plain, checkpointed)]
+    losses = [
+        [json.loads(line)["loss"] for line in (d / "train_log.jsonl").read_text().splitlines()]
+        for d in (plain, checkpointed)
+    ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     a, b = (MoleBlendForPreTraining.from_pretrained(d).state_dict() for d in (plain, checkpointed))
     for name in a:

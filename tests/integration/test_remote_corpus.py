@@ -32,8 +32,12 @@ def served(tmp_path_factory):
     (root / "esol.smi").write_text("\n".join(f"{s} mol{i}" for i, s in enumerate(esol.smiles)) + "\n")
     esol.to_csv(root / "esol.csv", index=False)
     with gzip.open(root / "qm9.sdf.gz", "wt") as handle:
-        handle.write("".join(f"qm9-{i}" + block[block.index("\n"):] + "$$$$\n"
-                             for i, block in enumerate(frame["molblock"].head(120))))
+        handle.write(
+            "".join(
+                f"qm9-{i}" + block[block.index("\n") :] + "$$$$\n"
+                for i, block in enumerate(frame["molblock"].head(120))
+            )
+        )
     with FileServer(root) as server:
         yield server, root
 
@@ -100,8 +104,7 @@ def test_pretrain_on_urls_saves_a_loadable_model_and_resumes_exactly(served, tmp
     assert settings["inputs"] == urls
 
 
-def test_a_failing_server_is_retried_then_named_and_the_checkpoint_resumes(served, tmp_path, capsys,
-                                                                          quick_retries):
+def test_a_failing_server_is_retried_then_named_and_the_checkpoint_resumes(served, tmp_path, capsys, quick_retries):
     server, _ = served
     url = server.url("shard-1.parquet")
     common = [url, "--max-steps", "6", "--save-steps", "2", *SMALL]
@@ -128,8 +131,16 @@ def test_pretrain_takes_datasets_objects_and_resumes_exactly(tmp_path):
     from moleblend_hf.training.pretrain import pretrain
 
     stream = Dataset.from_pandas(pd.read_parquet(QM9).head(300)).to_iterable_dataset(num_shards=3)
-    common = dict(max_steps=6, save_steps=2, batch_size=8, window_size=32, shuffle_buffer=64, progress=False,
-                  log_molecule_ids=True, report_to=["jsonl"])
+    common = dict(
+        max_steps=6,
+        save_steps=2,
+        batch_size=8,
+        window_size=32,
+        shuffle_buffer=64,
+        progress=False,
+        log_molecule_ids=True,
+        report_to=["jsonl"],
+    )
     whole = pretrain(PretrainArguments(output_dir=str(tmp_path / "whole"), **common), datasets={"qm9": stream})
     assert whole["finished"] and whole["molecules_seen"] == 48
     # its own 3 shards are the units of the stream: ids name the shard and the row in it
@@ -146,12 +157,21 @@ def test_trainer_recipe_pretrains_on_a_streamed_source(served, tmp_path):
     from datasets import load_dataset
     from transformers import Trainer, TrainingArguments
 
-    from moleblend_hf import (MoleBlendCollator, MoleBlendConfig, MoleBlendForPreTraining, MoleBlendProcessor,
-                              MoleculeError)
+    from moleblend_hf import (
+        MoleBlendCollator,
+        MoleBlendConfig,
+        MoleBlendForPreTraining,
+        MoleBlendProcessor,
+        MoleculeError,
+    )
 
     server, _ = served
-    stream = load_dataset("parquet", data_files=[server.url("shard-0.parquet"), server.url("shard-1.parquet")],
-                          split="train", streaming=True)
+    stream = load_dataset(
+        "parquet",
+        data_files=[server.url("shard-0.parquet"), server.url("shard-1.parquet")],
+        split="train",
+        streaming=True,
+    )
     model = MoleBlendForPreTraining(MoleBlendConfig.from_preset("tiny"))
     processor = MoleBlendProcessor.from_config(model.config)
     skipped = []
@@ -169,9 +189,20 @@ def test_trainer_recipe_pretrains_on_a_streamed_source(served, tmp_path):
         return out
 
     features = stream.map(featurize, batched=True, batch_size=64, remove_columns=stream.column_names)
-    trainer = Trainer(model=model, train_dataset=features, data_collator=MoleBlendCollator(processor),
-                      args=TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8,
-                                             report_to=[], use_cpu=True, save_strategy="no", logging_steps=1))
+    trainer = Trainer(
+        model=model,
+        train_dataset=features,
+        data_collator=MoleBlendCollator(processor),
+        args=TrainingArguments(
+            output_dir=str(tmp_path),
+            max_steps=4,
+            per_device_train_batch_size=8,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            logging_steps=1,
+        ),
+    )
     result = trainer.train()
     assert result.global_step == 4 and result.training_loss == result.training_loss  # finite, not NaN
     trainer.save_model(str(tmp_path / "model"))
@@ -186,10 +217,31 @@ def test_two_processes_stream_disjoint_molecules_from_urls(served, tmp_path):
     server, _ = served
     out = tmp_path / "ddp"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-         "moleblend_hf.cli", "pretrain", server.url("shard-0.parquet"), server.url("shard-1.parquet"),
-         "--output-dir", str(out), "--max-steps", "4", "--save-steps", "4", *SMALL],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "moleblend_hf.cli",
+            "pretrain",
+            server.url("shard-0.parquet"),
+            server.url("shard-1.parquet"),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "4",
+            "--save-steps",
+            "4",
+            *SMALL,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     first, second = _ids(out, 0), _ids(out, 1)
     assert len(first) == len(second) == 4 * 8 and not set(first) & set(second)
@@ -232,29 +284,61 @@ def test_pretrain_streams_a_hub_dataset_by_shards_resumes_without_rereading_and_
         api.create_repo("test-user/qm9-corpus", repo_type="dataset")
         for k in range(4):
             shard = tmp_path / f"train-{k}.parquet"
-            frame.iloc[k * 40: (k + 1) * 40].to_parquet(shard)
-            api.upload_file(path_or_fileobj=str(shard), path_in_repo=f"data/train-{k}.parquet",
-                            repo_id="test-user/qm9-corpus", repo_type="dataset")
-        api.upload_file(path_or_fileobj=CARD.encode(), path_in_repo="README.md", repo_id="test-user/qm9-corpus",
-                        repo_type="dataset")
+            frame.iloc[k * 40 : (k + 1) * 40].to_parquet(shard)
+            api.upload_file(
+                path_or_fileobj=str(shard),
+                path_in_repo=f"data/train-{k}.parquet",
+                repo_id="test-user/qm9-corpus",
+                repo_type="dataset",
+            )
+        api.upload_file(
+            path_or_fileobj=CARD.encode(), path_in_repo="README.md", repo_id="test-user/qm9-corpus", repo_type="dataset"
+        )
         sha = api.dataset_info("test-user/qm9-corpus").sha
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf_home"),
-               "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1"}
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf_home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "OMP_NUM_THREADS": "1",
+        }
         for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
             env.pop(name, None)
         # blocks of 16 rows, windows of 16: 8 steps of 8 molecules cross shards of 40 rows
-        small = ["--batch-size", "8", "--window-size", "16", "--shuffle-buffer", "16", "--no-progress",
-                 "--log-molecule-ids", "--report-to", "jsonl", "--max-steps", "10", "--save-steps", "8"]
+        small = [
+            "--batch-size",
+            "8",
+            "--window-size",
+            "16",
+            "--shuffle-buffer",
+            "16",
+            "--no-progress",
+            "--log-molecule-ids",
+            "--report-to",
+            "jsonl",
+            "--max-steps",
+            "10",
+            "--save-steps",
+            "8",
+        ]
 
         def pretrain(out: Path, *extra: str) -> subprocess.CompletedProcess:
-            result = subprocess.run([sys.executable, "-m", "moleblend_hf.cli", "pretrain", "--output-dir", str(out),
-                                     *small, *extra], capture_output=True, text=True, timeout=600, env=env)
+            result = subprocess.run(
+                [sys.executable, "-m", "moleblend_hf.cli", "pretrain", "--output-dir", str(out), *small, *extra],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env=env,
+            )
             assert result.returncode == 0 or "--resume" in extra, result.stderr[-4000:]
             return result
 
         def shard_files_requested(since: int) -> set[str]:
-            return {path.rsplit("/", 1)[1] for _, path, _ in hub.requests[since:]
-                    if "/resolve/" in path and path.endswith(".parquet")}
+            return {
+                path.rsplit("/", 1)[1]
+                for _, path, _ in hub.requests[since:]
+                if "/resolve/" in path and path.endswith(".parquet")
+            }
 
         pretrain(tmp_path / "whole", "hf://datasets/test-user/qm9-corpus")
         parts = tmp_path / "parts"
@@ -273,8 +357,17 @@ def test_pretrain_streams_a_hub_dataset_by_shards_resumes_without_rereading_and_
         # a configuration and split of the card
         config = tmp_path / "config"
         before = len(hub.requests)
-        pretrain(config, "--dataset", "test-user/qm9-corpus", "--dataset-config", "small", "--dataset-split",
-                 "validation", "--max-steps", "2")
+        pretrain(
+            config,
+            "--dataset",
+            "test-user/qm9-corpus",
+            "--dataset-config",
+            "small",
+            "--dataset-split",
+            "validation",
+            "--max-steps",
+            "2",
+        )
         state = json.loads((config / "checkpoint-2" / "data_state_rank0.json").read_text())
         source = f"hf://datasets/test-user/qm9-corpus@{sha}?config=small&split=validation"
         assert state["stream"]["sources"] == [source] and _summary(config)["finished"]
@@ -283,9 +376,14 @@ def test_pretrain_streams_a_hub_dataset_by_shards_resumes_without_rereading_and_
         # the validation file is read (datasets may also probe the config's first file for its features)
         assert "train-1.parquet" in shard_files_requested(before) <= {"train-0.parquet", "train-1.parquet"}
 
-        api.upload_file(path_or_fileobj=b"smiles\nCCO\n", path_in_repo="data/extra.csv",
-                        repo_id="test-user/qm9-corpus", repo_type="dataset")  # the repo moves on
+        api.upload_file(
+            path_or_fileobj=b"smiles\nCCO\n",
+            path_in_repo="data/extra.csv",
+            repo_id="test-user/qm9-corpus",
+            repo_type="dataset",
+        )  # the repo moves on
         result = pretrain(parts, "--dataset", "test-user/qm9-corpus", "--resume")
-        assert result.returncode == 1 and "the Hub dataset changed since the checkpoint" in result.stderr, \
+        assert result.returncode == 1 and "the Hub dataset changed since the checkpoint" in result.stderr, (
             result.stderr[-2000:]
+        )
         assert f"hf://datasets/test-user/qm9-corpus@{sha}" in result.stderr

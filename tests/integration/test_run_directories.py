@@ -19,8 +19,19 @@ from moleblend_hf.training.run_directory import MARKER_FILE
 from moleblend_hf.training.run_lock import LOCK_FILE
 from tests.conftest import saved_regression_model
 
-SMALL = ["--batch-size", "4", "--window-size", "16", "--shuffle-buffer", "16", "--no-progress", "--report-to",
-         "jsonl", "--preset", "tiny"]
+SMALL = [
+    "--batch-size",
+    "4",
+    "--window-size",
+    "16",
+    "--shuffle-buffer",
+    "16",
+    "--no-progress",
+    "--report-to",
+    "jsonl",
+    "--preset",
+    "tiny",
+]
 
 
 @pytest.fixture()
@@ -40,8 +51,10 @@ def test_pretrain_overwrite_keeps_the_corpus_and_notes_in_the_directory(tmp_path
     assert _marker(out)["finished"] is True and {"config.json", "checkpoint-2"} <= set(_marker(out)["written"])
     shutil.copy(corpus, out / "corpus.smi")
     (out / "notes.txt").write_text("mine")
-    assert main(["pretrain", str(out / "corpus.smi"), "--output-dir", str(out), "--max-steps", "2", "--overwrite",
-                 *SMALL]) == 0
+    assert (
+        main(["pretrain", str(out / "corpus.smi"), "--output-dir", str(out), "--max-steps", "2", "--overwrite", *SMALL])
+        == 0
+    )
     assert (out / "corpus.smi").read_bytes() == corpus.read_bytes() and (out / "notes.txt").read_text() == "mine"
     assert (out / "config.json").exists() and not (out / LOCK_FILE).exists()
 
@@ -54,8 +67,7 @@ def test_pretrain_refuses_a_directory_locked_by_a_live_process(tmp_path, corpus,
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (out / LOCK_FILE).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "since": "now"}))
-        assert main(["pretrain", str(corpus), "--output-dir", str(out), "--max-steps", "2", "--overwrite",
-                     *SMALL]) == 1
+        assert main(["pretrain", str(corpus), "--output-dir", str(out), "--max-steps", "2", "--overwrite", *SMALL]) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"in use by another moleblend job (process {other.pid}" in err
         assert sorted(p.name for p in out.iterdir()) == sorted([*before, LOCK_FILE])  # nothing removed
@@ -98,18 +110,19 @@ def test_a_failed_final_save_leaves_no_half_model_and_no_finished_claim(tmp_path
     assert _marker(out)["finished"] is False and not (out / LOCK_FILE).exists()
 
 
-def test_a_failed_checkpoint_write_is_one_line_and_leaves_no_temporary_directory(tmp_path, corpus, monkeypatch,
-                                                                                capsys):
+def test_a_failed_checkpoint_write_is_one_line_and_leaves_no_temporary_directory(tmp_path, corpus, monkeypatch, capsys):
     out = tmp_path / "run"
 
     def full_disk(directory, *args, **kwargs):
         (directory / "model.safetensors").write_bytes(b"half")
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
-                              '"No space left on device" })')
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     monkeypatch.setattr("moleblend_hf.training.pretrain_checkpoints.save_training_state", full_disk)
-    assert main(["pretrain", str(corpus), "--output-dir", str(out), "--max-steps", "4", "--save-steps", "2",
-                 *SMALL]) == 1
+    assert (
+        main(["pretrain", str(corpus), "--output-dir", str(out), "--max-steps", "4", "--save-steps", "2", *SMALL]) == 1
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "could not write checkpoint-2" in err and "No space left" in err
     assert not list(out.glob(".tmp-checkpoint-*")) and not list(out.glob("checkpoint-*"))
@@ -124,15 +137,25 @@ def test_predict_never_writes_over_its_input(tmp_path, esol, capsys):
     os.link(data, tmp_path / "linked.csv")
     os.symlink(data, tmp_path / "alias.csv")
     for output in (data, tmp_path / "linked.csv", tmp_path / "alias.csv", tmp_path / "." / "x.csv"):
-        assert main(["predict", str(data), "--model", str(model), "--output", str(output), "--overwrite",
-                     "--no-progress"]) == 1
+        assert (
+            main(["predict", str(data), "--model", str(model), "--output", str(output), "--overwrite", "--no-progress"])
+            == 1
+        )
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "is the input file" in err
     assert data.read_bytes() == original
 
 
-FINETUNE = ["--label-columns", "measured log solubility in mols per litre", "--split", "random", "--max-steps", "2",
-            "--batch-size", "8"]
+FINETUNE = [
+    "--label-columns",
+    "measured log solubility in mols per litre",
+    "--split",
+    "random",
+    "--max-steps",
+    "2",
+    "--batch-size",
+    "8",
+]
 
 
 def test_finetune_overwrite_keeps_its_input_and_the_users_notes(tmp_path, esol, capsys):
@@ -145,13 +168,30 @@ def test_finetune_overwrite_keeps_its_input_and_the_users_notes(tmp_path, esol, 
     (out / "notes.txt").write_text("mine")
     capsys.readouterr()
     # the previous run's split as the input of the new one: --overwrite would remove it
-    assert main(["finetune", str(out / "data.csv"), "--output-dir", str(out), *FINETUNE, "--split", "file",
-                 "--split-file", str(out / "split.json"), "--overwrite"]) == 1
+    assert (
+        main(
+            [
+                "finetune",
+                str(out / "data.csv"),
+                "--output-dir",
+                str(out),
+                *FINETUNE,
+                "--split",
+                "file",
+                "--split-file",
+                str(out / "split.json"),
+                "--overwrite",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "an input of this command" in err and "--resume" not in err
     assert (out / "model.safetensors").exists()  # refused before anything was removed
-    assert main(["finetune", str(out / "data.csv"), "--output-dir", str(out), *FINETUNE, "--seed", "1",
-                 "--overwrite"]) == 0
+    assert (
+        main(["finetune", str(out / "data.csv"), "--output-dir", str(out), *FINETUNE, "--seed", "1", "--overwrite"])
+        == 0
+    )
     assert (out / "data.csv").read_bytes() == source.read_bytes() and (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "run.json").read_text())["settings"]["seed"] == 1
 

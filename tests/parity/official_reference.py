@@ -49,14 +49,17 @@ class OfficialLayer(nn.Module):
         tokens, batch, dim = x.shape
         head_dim = dim // self.heads
         a = self.self_attn
-        q = a.q_proj(x) * head_dim ** -0.5
+        q = a.q_proj(x) * head_dim**-0.5
         k, v = a.k_proj(x), a.v_proj(x)
         q = q.contiguous().view(tokens, batch * self.heads, head_dim).transpose(0, 1)
         k = k.contiguous().view(tokens, batch * self.heads, head_dim).transpose(0, 1)
         v = v.contiguous().view(tokens, batch * self.heads, head_dim).transpose(0, 1)
         weights = torch.bmm(q, k.transpose(1, 2)) + bias.reshape(batch * self.heads, tokens, tokens)
-        weights = weights.view(batch, self.heads, tokens, tokens).masked_fill(
-            key_padding_mask[:, None, None, :], float("-inf")).view(batch * self.heads, tokens, tokens)
+        weights = (
+            weights.view(batch, self.heads, tokens, tokens)
+            .masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+            .view(batch * self.heads, tokens, tokens)
+        )
         attn = torch.bmm(F.softmax(weights.float(), dim=-1), v)
         attn = a.out_proj(attn.transpose(0, 1).contiguous().view(tokens, batch, dim))
         x = self.self_attn_layer_norm(x + attn)
@@ -105,10 +108,18 @@ class OfficialMolnetEncoder(nn.Module):
         edge_input = torch.where(pb > 0, pb - 1 + bond_offsets + 1 + 1, 0)
         atom_type = torch.where(mask, feats[..., 0] - 1 + 1 + 1, 0)  # ogb + 1 (single emb) + 1 (pad shift)
         n = mask.shape[1]
-        pair_types = torch.stack([atom_type[:, :, None].expand(-1, -1, n), atom_type[:, None, :].expand(-1, n, -1)],
-                                 dim=-1) + torch.tensor([1, 513])
-        return dict(x=x, spatial_pos=spatial_pos, in_degree=degree, edge_input=edge_input, pos=batch["positions"],
-                    node_type_edge=pair_types, mask=mask)
+        pair_types = torch.stack(
+            [atom_type[:, :, None].expand(-1, -1, n), atom_type[:, None, :].expand(-1, n, -1)], dim=-1
+        ) + torch.tensor([1, 513])
+        return dict(
+            x=x,
+            spatial_pos=spatial_pos,
+            in_degree=degree,
+            edge_input=edge_input,
+            pos=batch["positions"],
+            node_type_edge=pair_types,
+            mask=mask,
+        )
 
     def forward(self, data: dict) -> torch.Tensor:
         """[T, B, D] output of the last layer."""

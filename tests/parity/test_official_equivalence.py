@@ -12,8 +12,16 @@ from moleblend_hf.publishing.conversion import ConversionError, convert_checkpoi
 
 from tests.parity.official_reference import OfficialMolnetEncoder, randomize_
 
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_gaussian_kernels=16,
-            attention_probs_dropout_prob=0.0, activation_dropout=0.0, drop_path_rate=0.0)
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    num_gaussian_kernels=16,
+    attention_probs_dropout_prob=0.0,
+    activation_dropout=0.0,
+    drop_path_rate=0.0,
+)
 
 
 def _official_state(seed=0):
@@ -56,17 +64,30 @@ def test_unknown_missing_and_misshaped_keys_are_errors():
         convert_state_dict(incomplete, config)
     with pytest.raises(ConversionError, match="shape"):
         convert_state_dict(state, MoleBlendConfig(**{**TINY, "intermediate_size": 32}))
-    heads = {**state, "encoder.molecule_encoder.atom_proc.q_proj.weight": torch.zeros(64, 64),
-             "encoder.lm_output_learned_bias": torch.zeros(1)}
+    heads = {
+        **state,
+        "encoder.molecule_encoder.atom_proc.q_proj.weight": torch.zeros(64, 64),
+        "encoder.lm_output_learned_bias": torch.zeros(1),
+    }
     _, dropped = convert_state_dict(heads, config)
     assert sorted(dropped) == ["encoder.lm_output_learned_bias", "encoder.molecule_encoder.atom_proc.q_proj.weight"]
 
 
 def test_convert_checkpoint_file_reads_safely_and_saves(tmp_path, real_batch):
     reference, state = _official_state(seed=1)
-    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4,
-                              encoder_ffn_embed_dim=64, num_3d_bias_kernel=16, multi_hop_max_dist=5, add_3d=True,
-                              activation_fn="gelu", droppath_prob=0.0, attention_dropout=0.0, act_dropout=0.0)
+    args = argparse.Namespace(
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_attention_heads=4,
+        encoder_ffn_embed_dim=64,
+        num_3d_bias_kernel=16,
+        multi_hop_max_dist=5,
+        add_3d=True,
+        activation_fn="gelu",
+        droppath_prob=0.0,
+        attention_dropout=0.0,
+        act_dropout=0.0,
+    )
     path = tmp_path / "checkpoint_best.pt"
     torch.save({"model": state, "args": args}, path)
     model, _ = convert_checkpoint(path, tmp_path / "converted")
@@ -79,8 +100,15 @@ def test_convert_checkpoint_file_reads_safely_and_saves(tmp_path, real_batch):
 
 def test_converted_directory_has_the_official_path_tie_break(tmp_path):
     _, state = _official_state(seed=2)
-    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4,
-                              encoder_ffn_embed_dim=64, num_3d_bias_kernel=16, multi_hop_max_dist=5, add_3d=True)
+    args = argparse.Namespace(
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_attention_heads=4,
+        encoder_ffn_embed_dim=64,
+        num_3d_bias_kernel=16,
+        multi_hop_max_dist=5,
+        add_3d=True,
+    )
     path = tmp_path / "checkpoint_best.pt"
     torch.save({"model": state, "args": args}, path)
     convert_checkpoint(path, tmp_path / "converted")
@@ -110,12 +138,30 @@ def test_a_fairseq_checkpoint_with_numpy_scalars_converts(tmp_path):
     import numpy as np
 
     _, state = _official_state(seed=3)
-    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4,
-                              encoder_ffn_embed_dim=64, num_3d_bias_kernel=16, multi_hop_max_dist=5, add_3d=True)
+    args = argparse.Namespace(
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_attention_heads=4,
+        encoder_ffn_embed_dim=64,
+        num_3d_bias_kernel=16,
+        multi_hop_max_dist=5,
+        add_3d=True,
+    )
     path = tmp_path / "checkpoint_best.pt"
-    torch.save({"model": state, "args": args, "optimizer_history": [{"num_updates": np.int64(1000)}],
-                "extra_state": {"best": np.float64(0.123), "val_loss": np.float32(1.5), "dtype": np.dtype("int64"),
-                                "train_iterator": {"epoch": 3}}}, path)
+    torch.save(
+        {
+            "model": state,
+            "args": args,
+            "optimizer_history": [{"num_updates": np.int64(1000)}],
+            "extra_state": {
+                "best": np.float64(0.123),
+                "val_loss": np.float32(1.5),
+                "dtype": np.dtype("int64"),
+                "train_iterator": {"epoch": 3},
+            },
+        },
+        path,
+    )
     model, _ = convert_checkpoint(path, tmp_path / "converted")
     assert (tmp_path / "converted" / "model.safetensors").exists()
 

@@ -89,9 +89,19 @@ def test_converted_checkpoint_and_its_saved_processor_reproduce_the_official_enc
         bias.edge_dis_encoder.weight.mul_(5.0)
         bias.edge_encoder.weight[0].zero_()
     state = {f"encoder.molecule_encoder.{k}": v for k, v in reference.state_dict().items()}
-    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4,
-                              encoder_ffn_embed_dim=64, num_3d_bias_kernel=16, multi_hop_max_dist=5, add_3d=True,
-                              activation_fn="gelu", droppath_prob=0.0, attention_dropout=0.0, act_dropout=0.0)
+    args = argparse.Namespace(
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_attention_heads=4,
+        encoder_ffn_embed_dim=64,
+        num_3d_bias_kernel=16,
+        multi_hop_max_dist=5,
+        add_3d=True,
+        activation_fn="gelu",
+        droppath_prob=0.0,
+        attention_dropout=0.0,
+        act_dropout=0.0,
+    )
     torch.save({"model": state, "args": args}, tmp_path / "checkpoint_best.pt")
     assert main(["convert", str(tmp_path / "checkpoint_best.pt"), str(tmp_path / "converted")]) == 0
     model = MoleBlendModel.from_pretrained(tmp_path / "converted").eval()

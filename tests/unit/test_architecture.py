@@ -54,8 +54,9 @@ def _imported(module: str, path: Path) -> set[str]:
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
-            names = [f"{target}.{alias.name}" if f"{target}.{alias.name}" in MODULES else target
-                     for alias in node.names]
+            names = [
+                f"{target}.{alias.name}" if f"{target}.{alias.name}" in MODULES else target for alias in node.names
+            ]
         else:
             continue
         for name in names:
@@ -80,7 +81,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for child in sorted(graph.get(node, ())):
             if state.get(child) == 1:
-                return path[path.index(child):] + [child]
+                return path[path.index(child) :] + [child]
             if child not in state and (cycle := visit(child)):
                 return cycle
         path.pop()
@@ -110,9 +111,13 @@ def test_no_import_cycles():
 
 @pytest.mark.parametrize("layer", STANDALONE)
 def test_modeling_and_processing_import_only_themselves(layer):
-    outside = {f"{module} imports {target}" for module, targets in GRAPH.items()
-               if module == layer or module.startswith(layer + ".")
-               for target in targets if not (target == layer or target.startswith(layer + "."))}
+    outside = {
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if module == layer or module.startswith(layer + ".")
+        for target in targets
+        if not (target == layer or target.startswith(layer + "."))
+    }
     assert not outside, sorted(outside)
 
 
@@ -122,20 +127,33 @@ def _in(module: str, layer: str) -> bool:
 
 @pytest.mark.parametrize("layer", BELOW_JOBS)
 def test_arguments_and_sources_import_no_job(layer):
-    upward = {f"{module} imports {target}" for module, targets in GRAPH.items() if _in(module, layer)
-              for target in targets if any(_in(target, job) for job in JOBS)}
+    upward = {
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if _in(module, layer)
+        for target in targets
+        if any(_in(target, job) for job in JOBS)
+    }
     assert not upward, sorted(upward)
 
 
 def test_only_the_command_line_imports_the_command_line():
-    callers = {f"{module} imports {target}" for module, targets in GRAPH.items() if not _in(module, "moleblend_hf.cli")
-               for target in targets if _in(target, "moleblend_hf.cli")}
+    callers = {
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if not _in(module, "moleblend_hf.cli")
+        for target in targets
+        if _in(target, "moleblend_hf.cli")
+    }
     assert not callers, sorted(callers)
 
 
 def test_modules_are_short():
-    long = {module: lines for module, path in MODULES.items()
-            if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES and module not in LONG_MODULES}
+    long = {
+        module: lines
+        for module, path in MODULES.items()
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES and module not in LONG_MODULES
+    }
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
 
 

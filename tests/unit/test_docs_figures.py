@@ -35,13 +35,16 @@ def _read(name: str):
 
 # --- ways a cell is derived from a stored file -------------------------------------------------------------------
 
+
 def J(name: str, *keys):
     """A value at a key path of a JSON file."""
+
     def get():
         value = _read(name)
         for key in keys:
             value = value[key]
         return value
+
     get.source = name
     return get
 
@@ -49,6 +52,7 @@ def J(name: str, *keys):
 def RATIO(numerator, denominator):
     def get():
         return numerator() / denominator()
+
     get.source = numerator.source
     return get
 
@@ -56,22 +60,27 @@ def RATIO(numerator, denominator):
 def SCALE(factor, spec):
     def get():
         return factor * spec()
+
     get.source = spec.source
     return get
 
 
 def LOG(name: str, pattern: str):
     """The first group of a regular expression in a text log."""
+
     def get():
         return float(re.search(pattern, _read(name), re.MULTILINE).group(1))
+
     get.source = name
     return get
 
 
 def JSONL(name: str, reduce, key: str, where=lambda record: True):
     """`reduce` over `key` of the records of a JSON-lines log that have it and pass `where`."""
+
     def get():
         return reduce([r[key] for r in _read(name) if key in r and where(r)])
+
     get.source = name
     return get
 
@@ -79,6 +88,7 @@ def JSONL(name: str, reduce, key: str, where=lambda record: True):
 def LINES(name: str):
     def get():
         return len([line for line in _read(name).splitlines() if line.strip()])
+
     get.source = name
     return get
 
@@ -89,6 +99,7 @@ def AFTER_FIRST(values):
 
 # --- the mapping ----------------------------------------------------------------------------------------------------
 
+
 def _encoder(name: str, ms: bool, variants: dict[str, str]) -> dict:
     """Encoder tables: rows of forward + backward and inference figures, columns = the variants shown."""
     per_batch = "median_seconds_per_batch"
@@ -97,18 +108,24 @@ def _encoder(name: str, ms: bool, variants: dict[str, str]) -> dict:
         if key in _read(name)["forward_backward"][per_batch]:
             if ms:
                 cells[("forward + backward, ms per batch", header)] = [
-                    SCALE(1000, J(name, "forward_backward", per_batch, key))]
+                    SCALE(1000, J(name, "forward_backward", per_batch, key))
+                ]
             else:
                 cells[("forward + backward, molecules/s", header)] = [
-                    J(name, "forward_backward", "molecules_per_second", key)]
+                    J(name, "forward_backward", "molecules_per_second", key)
+                ]
             if key != "official":
                 cells[("forward + backward, time ratio", header)] = [
-                    J(name, "forward_backward", "time_ratio_vs_official", key)]
+                    J(name, "forward_backward", "time_ratio_vs_official", key)
+                ]
         cells[("inference, molecules/s", header)] = [J(name, "inference", "molecules_per_second", key)]
         if key != "official":
             cells[("inference, throughput ratio", header)] = [
-                RATIO(J(name, "inference", "molecules_per_second", key),
-                      J(name, "inference", "molecules_per_second", "official"))]
+                RATIO(
+                    J(name, "inference", "molecules_per_second", key),
+                    J(name, "inference", "molecules_per_second", "official"),
+                )
+            ]
     return cells
 
 
@@ -116,22 +133,29 @@ def _step(name: str, batches: list[str]) -> dict:
     cells = {}
     for batch in batches:
         b, o = ("batches", batch, "bilinear"), ("batches", batch, "outer_product")
-        cells.update({
-            (batch, "bilinear (ms)"): [SCALE(1000, J(name, *b, "median_step_seconds"))],
-            (batch, "bilinear (molecules/s)"): [J(name, *b, "molecules_per_s")],
-            (batch, "explicit (ms)"): [SCALE(1000, J(name, *o, "median_step_seconds"))],
-            (batch, "explicit (molecules/s)"): [J(name, *o, "molecules_per_s")],
-            (batch, "step-time ratio"): [J(name, "batches", batch, "step_time_ratio")],
-            (batch, "peak memory, bilinear (MiB)"): [J(name, *b, "peak_step_memory_mb")],
-            (batch, "peak memory, explicit (MiB)"): [J(name, *o, "peak_step_memory_mb")],
-            (batch, "memory ratio"): [J(name, "batches", batch, "peak_memory_ratio")],
-        })
+        cells.update(
+            {
+                (batch, "bilinear (ms)"): [SCALE(1000, J(name, *b, "median_step_seconds"))],
+                (batch, "bilinear (molecules/s)"): [J(name, *b, "molecules_per_s")],
+                (batch, "explicit (ms)"): [SCALE(1000, J(name, *o, "median_step_seconds"))],
+                (batch, "explicit (molecules/s)"): [J(name, *o, "molecules_per_s")],
+                (batch, "step-time ratio"): [J(name, "batches", batch, "step_time_ratio")],
+                (batch, "peak memory, bilinear (MiB)"): [J(name, *b, "peak_step_memory_mb")],
+                (batch, "peak memory, explicit (MiB)"): [J(name, *o, "peak_step_memory_mb")],
+                (batch, "memory ratio"): [J(name, "batches", batch, "peak_memory_ratio")],
+            }
+        )
     return cells
 
 
-RESULT_COLUMNS = {"from scratch": "scratch", "pretrained": "pretrained", "pretrained + descriptors": "pretrained+features",
-                  "no blending": "no_blending", "chemprop 2": "chemprop",
-                  "random forest (Morgan r=2, 2048)": "random_forest"}
+RESULT_COLUMNS = {
+    "from scratch": "scratch",
+    "pretrained": "pretrained",
+    "pretrained + descriptors": "pretrained+features",
+    "no blending": "no_blending",
+    "chemprop 2": "chemprop",
+    "random forest (Morgan r=2, 2048)": "random_forest",
+}
 RESULT_TASKS = ["bbbp", "bace", "clintox", "hiv", "esol", "freesolv", "lipo", "qm9_gap", "qm9_homo", "qm9_lumo"]
 
 
@@ -148,7 +172,8 @@ def results_table(name: str) -> dict:
             value = stored["table"][task].get(key)
             if isinstance(value, dict):
                 cells[(task, header)] = [J(name, "table", task, key, "mean"), J(name, "table", task, key, "std")] + (
-                    [J(name, "table", task, key, "n")] if value["n"] < seeds else [])
+                    [J(name, "table", task, key, "n")] if value["n"] < seeds else []
+                )
         cells[("mean rank (1 = best)", header)] = [J(name, "mean_rank", key)]
         if (stored.get("median_wall_time_s") or {}).get(key) is not None:
             cells[("median wall time per run (s)", header)] = [J(name, "median_wall_time_s", key)]
@@ -164,51 +189,78 @@ PROFILE = "gpu_encoder_profile_h100.log"
 STEP_PROFILE = "gpu_step_profile_h200.log"
 SWEEP = PAYOFF + "finetune_sweep.json"
 RECIPE = "finetune_recipe/"
-RECIPE_ROWS = {"base": "base", "encoder at 0.1×": "enc0.1", "encoder at 0.3×": "enc0.3",
-               "graph token + atom mean": "graph_mean", "+ RDKit 2D + Morgan counts": "feat"}
-GPU_VARIANTS = {"official": "official", "ours (SDPA)": "ours", "ours, CUDA graphs": "ours_cuda_graphs",
-                "official, CUDA graphs": "official_cuda_graphs"}
+RECIPE_ROWS = {
+    "base": "base",
+    "encoder at 0.1×": "enc0.1",
+    "encoder at 0.3×": "enc0.3",
+    "graph token + atom mean": "graph_mean",
+    "+ RDKit 2D + Morgan counts": "feat",
+}
+GPU_VARIANTS = {
+    "official": "official",
+    "ours (SDPA)": "ours",
+    "ours, CUDA graphs": "ours_cuda_graphs",
+    "official, CUDA graphs": "official_cuda_graphs",
+}
 
 
 def _job_rates(name: str) -> dict:
-    return {"lowest molecules/s": [JSONL(name, lambda v: min(AFTER_FIRST(v)), "molecules_per_s")],
-            "highest molecules/s": [JSONL(name, lambda v: max(AFTER_FIRST(v)), "molecules_per_s")]}
+    return {
+        "lowest molecules/s": [JSONL(name, lambda v: min(AFTER_FIRST(v)), "molecules_per_s")],
+        "highest molecules/s": [JSONL(name, lambda v: max(AFTER_FIRST(v)), "molecules_per_s")],
+    }
 
 
 TABLES: dict[str, dict] = {
     "Processor throughput": {
-        ("moleblend-hf MoleBlendProcessor (canonical tie-break, the default)", "molecules/s"):
-            [J("processor_throughput.json", "moleblend_molecules_per_s")],
-        ("OGB smiles2graph + Graphormer preprocess_item + GraphormerDataCollator (transformers 4.x, Cython)",
-         "molecules/s"): [J("processor_throughput.json", "graphormer_molecules_per_s")],
+        ("moleblend-hf MoleBlendProcessor (canonical tie-break, the default)", "molecules/s"): [
+            J("processor_throughput.json", "moleblend_molecules_per_s")
+        ],
+        (
+            "OGB smiles2graph + Graphormer preprocess_item + GraphormerDataCollator (transformers 4.x, Cython)",
+            "molecules/s",
+        ): [J("processor_throughput.json", "graphormer_molecules_per_s")],
         ("ratio (×)", "molecules/s"): [J("processor_throughput.json", "speedup")],
     },
     "Processor throughput, both tie-breaks": {
-        ('path_tie_break="canonical"', "molecules/s"):
-            [J("processor_throughput_both_tie_breaks.json", "moleblend_molecules_per_s")],
-        ('path_tie_break="canonical"', "ratio to Graphormer (×)"):
-            [J("processor_throughput_both_tie_breaks.json", "speedup")],
-        ('path_tie_break="official"', "molecules/s"):
-            [J("processor_throughput_both_tie_breaks.json", "moleblend_official_tie_break_molecules_per_s")],
-        ('path_tie_break="official"', "ratio to Graphormer (×)"):
-            [J("processor_throughput_both_tie_breaks.json", "speedup_official_tie_break")],
-        ("OGB + Graphormer pipeline", "molecules/s"):
-            [J("processor_throughput_both_tie_breaks.json", "graphormer_molecules_per_s")],
+        ('path_tie_break="canonical"', "molecules/s"): [
+            J("processor_throughput_both_tie_breaks.json", "moleblend_molecules_per_s")
+        ],
+        ('path_tie_break="canonical"', "ratio to Graphormer (×)"): [
+            J("processor_throughput_both_tie_breaks.json", "speedup")
+        ],
+        ('path_tie_break="official"', "molecules/s"): [
+            J("processor_throughput_both_tie_breaks.json", "moleblend_official_tie_break_molecules_per_s")
+        ],
+        ('path_tie_break="official"', "ratio to Graphormer (×)"): [
+            J("processor_throughput_both_tie_breaks.json", "speedup_official_tie_break")
+        ],
+        ("OGB + Graphormer pipeline", "molecules/s"): [
+            J("processor_throughput_both_tie_breaks.json", "graphormer_molecules_per_s")
+        ],
     },
-    "Encoder on the CPU": _encoder(CPU_ENCODER, ms=False, variants={
-        "official": "official", "ours (SDPA, default)": "ours", "ours, eager attention": "ours_eager_attention",
-        "ours, int8 dynamic": "ours_int8"}),
+    "Encoder on the CPU": _encoder(
+        CPU_ENCODER,
+        ms=False,
+        variants={
+            "official": "official",
+            "ours (SDPA, default)": "ours",
+            "ours, eager attention": "ours_eager_attention",
+            "ours, int8 dynamic": "ours_int8",
+        },
+    ),
     "Encoder output agreement and int8 deviation": {
-        ("largest absolute output difference, ours vs the official formulation (fp32)", "value"):
-            [J(CPU_ENCODER, "max_abs_difference_vs_official")],
-        ("int8: largest absolute embedding deviation from fp32", "value"):
-            [J(CPU_ENCODER, "int8_accuracy", "max_abs_deviation")],
-        ("int8: mean absolute embedding deviation", "value"):
-            [J(CPU_ENCODER, "int8_accuracy", "mean_abs_deviation")],
-        ("mean absolute embedding value (fp32)", "value"):
-            [J(CPU_ENCODER, "int8_accuracy", "embedding_scale_mean_abs")],
-        ("int8: lowest cosine similarity to fp32", "value"):
-            [J(CPU_ENCODER, "int8_accuracy", "min_cosine_similarity")],
+        ("largest absolute output difference, ours vs the official formulation (fp32)", "value"): [
+            J(CPU_ENCODER, "max_abs_difference_vs_official")
+        ],
+        ("int8: largest absolute embedding deviation from fp32", "value"): [
+            J(CPU_ENCODER, "int8_accuracy", "max_abs_deviation")
+        ],
+        ("int8: mean absolute embedding deviation", "value"): [J(CPU_ENCODER, "int8_accuracy", "mean_abs_deviation")],
+        ("mean absolute embedding value (fp32)", "value"): [
+            J(CPU_ENCODER, "int8_accuracy", "embedding_scale_mean_abs")
+        ],
+        ("int8: lowest cosine similarity to fp32", "value"): [J(CPU_ENCODER, "int8_accuracy", "min_cosine_similarity")],
     },
     "int8 on a fine-tuned model": {
         ("ESOL test RMSE (113 test molecules)", "fp32"): [J(INT8, "test_metric", "fp32", "rmse")],
@@ -216,56 +268,81 @@ TABLES: dict[str, dict] = {
         ("largest absolute prediction difference", "int8"): [J(INT8, "prediction_deviation", "max_abs")],
         ("mean absolute prediction difference", "int8"): [J(INT8, "prediction_deviation", "mean_abs")],
         ("largest absolute embedding difference", "int8"): [J(INT8, "embedding_deviation", "max_abs")],
-        ("lowest embedding cosine similarity to fp32", "int8"):
-            [J(INT8, "embedding_deviation", "min_cosine_similarity")],
+        ("lowest embedding cosine similarity to fp32", "int8"): [
+            J(INT8, "embedding_deviation", "min_cosine_similarity")
+        ],
         ("prediction speed-up over fp32 (×)", "int8"): [J(INT8, "int8_speedup")],
     },
     "Encoder on an H100, fp32": _encoder("encoder_speed_cuda.json", ms=True, variants=GPU_VARIANTS),
     "Encoder on an H100, bf16": _encoder("encoder_speed_cuda_bf16.json", ms=True, variants=GPU_VARIANTS),
     "Encoder on an H100, bf16, torch.compile": {
-        ("official, eager", "ms per batch"):
-            [SCALE(1000, J(COMPILED, "forward_backward", "median_seconds_per_batch", "official"))],
-        **{(row, header): spec for key, row in (("ours", "ours, eager"), ("official_compiled", "official, compiled"),
-                                                ("ours_compiled", "ours, compiled"))
-           for header, spec in (
-               ("ms per batch", [SCALE(1000, J(COMPILED, "forward_backward", "median_seconds_per_batch", key))]),
-               ("time ratio", [J(COMPILED, "forward_backward", "time_ratio_vs_official", key)]))},
-        ("official, compiled", "compile + warm-up (s)"):
-            [J(COMPILED, "forward_backward", "warmup_seconds", "official_compiled")],
-        ("ours, compiled", "compile + warm-up (s)"): [J(COMPILED, "forward_backward", "warmup_seconds", "ours_compiled")],
+        ("official, eager", "ms per batch"): [
+            SCALE(1000, J(COMPILED, "forward_backward", "median_seconds_per_batch", "official"))
+        ],
+        **{
+            (row, header): spec
+            for key, row in (
+                ("ours", "ours, eager"),
+                ("official_compiled", "official, compiled"),
+                ("ours_compiled", "ours, compiled"),
+            )
+            for header, spec in (
+                ("ms per batch", [SCALE(1000, J(COMPILED, "forward_backward", "median_seconds_per_batch", key))]),
+                ("time ratio", [J(COMPILED, "forward_backward", "time_ratio_vs_official", key)]),
+            )
+        },
+        ("official, compiled", "compile + warm-up (s)"): [
+            J(COMPILED, "forward_backward", "warmup_seconds", "official_compiled")
+        ],
+        ("ours, compiled", "compile + warm-up (s)"): [
+            J(COMPILED, "forward_backward", "warmup_seconds", "ours_compiled")
+        ],
     },
     "GPU kernels per forward": {
-        (f"{who}, {dtype}", header): [LOG(PROFILE, rf"^== {who} {dtype}: (\d+) kernels" if header.startswith("CUDA")
-                                          else rf"^== {who} {dtype}: \d+ kernels, ([\d.]+) ms")]
-        for who in ("official", "ours") for dtype in ("fp32", "bf16")
-        for header in ("CUDA kernels per forward", "GPU ms per forward")},
+        (f"{who}, {dtype}", header): [
+            LOG(
+                PROFILE,
+                rf"^== {who} {dtype}: (\d+) kernels"
+                if header.startswith("CUDA")
+                else rf"^== {who} {dtype}: \d+ kernels, ([\d.]+) ms",
+            )
+        ]
+        for who in ("official", "ours")
+        for dtype in ("fp32", "bf16")
+        for header in ("CUDA kernels per forward", "GPU ms per forward")
+    },
     "Pretraining step on the CPU": {
         ("64", "bilinear step (s)"): [J(STEP_CPU, "batches", "64", "bilinear", "median_step_seconds")],
         ("64", "explicit step (s)"): [J(STEP_CPU, "batches", "64", "outer_product", "median_step_seconds")],
         ("64", "step-time ratio"): [J(STEP_CPU, "batches", "64", "step_time_ratio")],
         ("64", "pair heads alone, bilinear (s)"): [J(STEP_CPU, "batches", "64", "bilinear", "pair_heads_seconds")],
-        ("64", "pair heads alone, explicit (s)"):
-            [J(STEP_CPU, "batches", "64", "outer_product", "pair_heads_seconds")],
-        ("64", "ratio if the bilinear heads were free"):
-            [J(STEP_CPU, "batches", "64", "step_time_ratio_with_free_bilinear_heads")],
-        ("64", "peak step memory, bilinear (MiB)"):
-            [J(STEP_CPU, "batches", "64", "bilinear", "peak_step_memory_mb")],
-        ("64", "peak step memory, explicit (MiB)"):
-            [J(STEP_CPU, "batches", "64", "outer_product", "peak_step_memory_mb")],
+        ("64", "pair heads alone, explicit (s)"): [J(STEP_CPU, "batches", "64", "outer_product", "pair_heads_seconds")],
+        ("64", "ratio if the bilinear heads were free"): [
+            J(STEP_CPU, "batches", "64", "step_time_ratio_with_free_bilinear_heads")
+        ],
+        ("64", "peak step memory, bilinear (MiB)"): [J(STEP_CPU, "batches", "64", "bilinear", "peak_step_memory_mb")],
+        ("64", "peak step memory, explicit (MiB)"): [
+            J(STEP_CPU, "batches", "64", "outer_product", "peak_step_memory_mb")
+        ],
         ("64", "memory ratio"): [J(STEP_CPU, "batches", "64", "peak_memory_ratio")],
     },
     "Pretraining step on an H100": _step("pretraining_step_cuda_bf16.json", ["64", "256", "1024"]),
     "Pretraining step on an H200": {
-        key: spec for key, spec in _step(STEP_H200, ["64", "256", "1024"]).items()
-        if key[1] in ("bilinear (molecules/s)", "explicit (molecules/s)", "step-time ratio", "memory ratio")},
+        key: spec
+        for key, spec in _step(STEP_H200, ["64", "256", "1024"]).items()
+        if key[1] in ("bilinear (molecules/s)", "explicit (molecules/s)", "step-time ratio", "memory ratio")
+    },
     "Where a GPU step's time goes (H200)": {
         ("eager", "molecules/s at batch 64"): [LOG(STEP_PROFILE, r'^\{"batch": 64, .*"molecules_per_s": ([\d.]+)')],
-        ("torch.compile", "molecules/s at batch 64"):
-            [LOG(STEP_PROFILE, r'^compiled \{"batch": 64, .*"molecules_per_s": ([\d.]+)')],
-        ("torch.compile", "molecules/s at batch 256"):
-            [LOG(STEP_PROFILE, r'^compiled \{"batch": 256, .*"molecules_per_s": ([\d.]+)')],
-        ('torch.compile(mode="reduce-overhead") (CUDA graphs)', "molecules/s at batch 64"): [LOG(
-            STEP_PROFILE, r'^compiled reduce-overhead \(CUDA graphs\) \{"batch": 64, .*"molecules_per_s": ([\d.]+)')],
+        ("torch.compile", "molecules/s at batch 64"): [
+            LOG(STEP_PROFILE, r'^compiled \{"batch": 64, .*"molecules_per_s": ([\d.]+)')
+        ],
+        ("torch.compile", "molecules/s at batch 256"): [
+            LOG(STEP_PROFILE, r'^compiled \{"batch": 256, .*"molecules_per_s": ([\d.]+)')
+        ],
+        ('torch.compile(mode="reduce-overhead") (CUDA graphs)', "molecules/s at batch 64"): [
+            LOG(STEP_PROFILE, r'^compiled reduce-overhead \(CUDA graphs\) \{"batch": 64, .*"molecules_per_s": ([\d.]+)')
+        ],
     },
     "The moleblend pretrain job on an H200": {
         **{("batch 128", h): s for h, s in _job_rates("pretrain_job_cuda_bf16_train_log.jsonl").items()},
@@ -273,52 +350,93 @@ TABLES: dict[str, dict] = {
     },
     "Downstream results": results_table(PAYOFF + "results.json"),
     "Test molecules kept out of pretraining": {
-        ("test molecules in the exclusion list (canonical SMILES)", "dropped as excluded"):
-            [LINES(PAYOFF + "excluded_test_molecules.smi")],
-        ("building the MOSES conformer corpus", "dropped as excluded"):
-            [J(PAYOFF + "moses_conformers_corpus.json", "counts", "excluded")],
-        **{(f"the pretraining stream, {run} run", header): [J(PAYOFF + f"pretrain_{name}_summary.json", *keys)]
-           for run, name in (("blended", "blend"), ("no-blending", "noblend"))
-           for header, keys in (("molecules drawn", ("molecules_seen",)),
-                                ("dropped as excluded", ("skipped", "excluded (--exclude)")))},
+        ("test molecules in the exclusion list (canonical SMILES)", "dropped as excluded"): [
+            LINES(PAYOFF + "excluded_test_molecules.smi")
+        ],
+        ("building the MOSES conformer corpus", "dropped as excluded"): [
+            J(PAYOFF + "moses_conformers_corpus.json", "counts", "excluded")
+        ],
+        **{
+            (f"the pretraining stream, {run} run", header): [J(PAYOFF + f"pretrain_{name}_summary.json", *keys)]
+            for run, name in (("blended", "blend"), ("no-blending", "noblend"))
+            for header, keys in (
+                ("molecules drawn", ("molecules_seen",)),
+                ("dropped as excluded", ("skipped", "excluded (--exclude)")),
+            )
+        },
     },
     "Held-out pretraining loss": {
-        (run, f"loss at step {shown}"): [JSONL(PAYOFF + f"pretrain_{name}_eval_log.jsonl", lambda v: v[0], "loss",
-                                              where=lambda r, step=step: r["step"] == step)]
+        (run, f"loss at step {shown}"): [
+            JSONL(
+                PAYOFF + f"pretrain_{name}_eval_log.jsonl",
+                lambda v: v[0],
+                "loss",
+                where=lambda r, step=step: r["step"] == step,
+            )
+        ]
         for run, name in (("blended", "blend"), ("no blending", "noblend"))
-        for step, shown in ((500, "500"), (4000, "4,000"))},
+        for step, shown in ((500, "500"), (4000, "4,000"))
+    },
     "Fine-tuning defaults": {
         (row, header): [J(SWEEP, key, "valid", task) if task else J(SWEEP, key, "mean_rank")]
-        for row, key in (("learning rate 5e-4", "lr5e-4"), ("5e-4, encoder at 0.3×", "lr5e-4_enc0.3"),
-                         ("2e-4", "lr2e-4"))
-        for header, task in (("BBBP ROC-AUC", "bbbp"), ("ESOL RMSE", "esol"), ("FreeSolv RMSE", "freesolv"),
-                             ("mean rank", None))},
+        for row, key in (
+            ("learning rate 5e-4", "lr5e-4"),
+            ("5e-4, encoder at 0.3×", "lr5e-4_enc0.3"),
+            ("2e-4", "lr2e-4"),
+        )
+        for header, task in (
+            ("BBBP ROC-AUC", "bbbp"),
+            ("ESOL RMSE", "esol"),
+            ("FreeSolv RMSE", "freesolv"),
+            ("mean rank", None),
+        )
+    },
     "Frozen embeddings against fine-tuning": {
-        (task, header): [J(RECIPE + "probe.json", task, pooling, part) if pooling else
-                         J(RECIPE + "sweep.json", "runs", "base", task, "valid")]
-        for task in ("bbbp", "bace", "clintox", "hiv", "esol", "freesolv", "lipo", "qm9_gap", "qm9_homo",
-                     "qm9_lumo")
-        for header, pooling, part in (("frozen, graph token (valid)", "graph", "valid"),
-                                      ("frozen, graph token + atom mean (valid)", "both", "valid"),
-                                      ("frozen, graph token + atom mean (test)", "both", "test"),
-                                      ("fine-tuned, base (valid)", None, None))
-        if pooling or task in _read(RECIPE + "sweep.json")["runs"]["base"]},
+        (task, header): [
+            J(RECIPE + "probe.json", task, pooling, part)
+            if pooling
+            else J(RECIPE + "sweep.json", "runs", "base", task, "valid")
+        ]
+        for task in ("bbbp", "bace", "clintox", "hiv", "esol", "freesolv", "lipo", "qm9_gap", "qm9_homo", "qm9_lumo")
+        for header, pooling, part in (
+            ("frozen, graph token (valid)", "graph", "valid"),
+            ("frozen, graph token + atom mean (valid)", "both", "valid"),
+            ("frozen, graph token + atom mean (test)", "both", "test"),
+            ("fine-tuned, base (valid)", None, None),
+        )
+        if pooling or task in _read(RECIPE + "sweep.json")["runs"]["base"]
+    },
     "Fine-tuning recipe study": {
-        (row, header): [J(RECIPE + "sweep.json", "runs", key, task, "valid") if task else
-                        J(RECIPE + "sweep.json", "mean_valid_rank_vs_base", key)]
+        (row, header): [
+            J(RECIPE + "sweep.json", "runs", key, task, "valid")
+            if task
+            else J(RECIPE + "sweep.json", "mean_valid_rank_vs_base", key)
+        ]
         for row, key in RECIPE_ROWS.items()
-        for header, task in (("BBBP", "bbbp"), ("BACE", "bace"), ("ClinTox", "clintox"), ("HIV", "hiv"),
-                             ("ESOL", "esol"), ("FreeSolv", "freesolv"), ("Lipo", "lipo"),
-                             ("mean rank vs base", None))
+        for header, task in (
+            ("BBBP", "bbbp"),
+            ("BACE", "bace"),
+            ("ClinTox", "clintox"),
+            ("HIV", "hiv"),
+            ("ESOL", "esol"),
+            ("FreeSolv", "freesolv"),
+            ("Lipo", "lipo"),
+            ("mean rank vs base", None),
+        )
         # cells shown as "—" (not run) have no figure
-        if (task in _read(RECIPE + "sweep.json")["runs"][key] if task
-            else key in _read(RECIPE + "sweep.json")["mean_valid_rank_vs_base"])},
+        if (
+            task in _read(RECIPE + "sweep.json")["runs"][key]
+            if task
+            else key in _read(RECIPE + "sweep.json")["mean_valid_rank_vs_base"]
+        )
+    },
 }
 # Columns of row labels (not figures) per table; every other column's numbers are figures.
 LABEL_COLUMNS = {"Downstream results": 2}
 
 
 # --- reading the pages ---------------------------------------------------------------------------------------------
+
 
 def _clean(cell: str) -> str:
     return cell.strip().replace("**", "").replace("`", "").strip()
@@ -436,13 +554,16 @@ def test_the_readme_results_table_equals_its_stored_file():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("change", [
-    ("| 64 | 5.00 | 9.97 | 0.50 |", "| 64 | 5.00 | 9.97 | 0.51 |"),      # a ratio off by one in its last digit
-    ("| bace | ROC-AUC | 0.692 ± 0.023 |", "| bace | ROC-AUC | 0.692 ± 0.024 |"),  # a standard deviation
-    ("| 0.0686 |", "| 0.071 |"),                                            # the figure the old README showed
-    ("| ratio (×) | 4.5 |", "| ratio (×) | 4.5 | 7 |"),                    # a number without a source
-    ("file: `benchmarks/results/int8_accuracy.json`", "file: (none)"),     # the source no longer named
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("| 64 | 5.00 | 9.97 | 0.50 |", "| 64 | 5.00 | 9.97 | 0.51 |"),  # a ratio off by one in its last digit
+        ("| bace | ROC-AUC | 0.692 ± 0.023 |", "| bace | ROC-AUC | 0.692 ± 0.024 |"),  # a standard deviation
+        ("| 0.0686 |", "| 0.071 |"),  # the figure the old README showed
+        ("| ratio (×) | 4.5 |", "| ratio (×) | 4.5 | 7 |"),  # a number without a source
+        ("file: `benchmarks/results/int8_accuracy.json`", "file: (none)"),  # the source no longer named
+    ],
+)
 def test_the_check_finds_a_figure_that_differs_from_its_file(change):
     old, new = change
     text = BENCHMARKS_PAGE.read_text()

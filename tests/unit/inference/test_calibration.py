@@ -42,8 +42,7 @@ def test_split_conformal_intervals_cover_held_out_rows(alpha, normalised):
     assert 1 - alpha - 0.015 <= covered <= 1 - alpha + 0.03, covered  # valid, and not trivially wide
     # normalised scores adapt the width to each row's std: equal coverage with narrower mean intervals here
     if normalised:
-        absolute = conformal_interval(mean[held_out], None, fit_conformal(y[calibrate], mean[calibrate], None,
-                                                                          alpha))
+        absolute = conformal_interval(mean[held_out], None, fit_conformal(y[calibrate], mean[calibrate], None, alpha))
         assert np.mean(upper - lower) < np.mean(absolute[1] - absolute[0])
 
 
@@ -89,8 +88,9 @@ def test_expected_calibration_error_by_hand():
     scores = np.array([0.95, 0.95, 0.15, 0.15])
     # bin 9: 2 rows, accuracy 0.5, confidence 0.95; bin 1: 2 rows, accuracy 1, confidence 0.15
     assert expected_calibration_error(labels, scores) == pytest.approx(0.5 * 0.45 + 0.5 * 0.85)
-    assert expected_calibration_error(np.array([2, 0]), np.array([[0.2, 0.2, 0.6], [0.1, 0.8, 0.1]]),
-                                      multiclass=True) == pytest.approx(0.5 * 0.4 + 0.5 * 0.8)
+    assert expected_calibration_error(
+        np.array([2, 0]), np.array([[0.2, 0.2, 0.6], [0.1, 0.8, 0.1]]), multiclass=True
+    ) == pytest.approx(0.5 * 0.4 + 0.5 * 0.8)
 
 
 def test_ensemble_calibration_round_trip_on_member_outputs():

@@ -14,8 +14,14 @@ import torch
 from moleblend_hf import MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
 from moleblend_hf.cli import main
 from moleblend_hf.modeling.modeling_moleblend import token_mask
-from moleblend_hf.inference.speed import (GRAPH_ATOM_MULTIPLE, CUDAGraphInference, atom_padding_multiple,
-                                             copy_rows, graph_batch_size, pad_batch)
+from moleblend_hf.inference.speed import (
+    GRAPH_ATOM_MULTIPLE,
+    CUDAGraphInference,
+    atom_padding_multiple,
+    copy_rows,
+    graph_batch_size,
+    pad_batch,
+)
 
 from tests.conftest import saved_regression_model, tiny_model
 
@@ -24,15 +30,44 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA grap
 
 def _embeddings(source, directory, *options: str) -> np.ndarray:
     """`moleblend embed` of `source` into `directory` in batches of 8; the embeddings in input row order."""
-    assert main(["embed", "--input", str(source), "--output-dir", str(directory), "--batch-size", "8",
-                 "--no-progress", *options]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--input",
+                str(source),
+                "--output-dir",
+                str(directory),
+                "--batch-size",
+                "8",
+                "--no-progress",
+                *options,
+            ]
+        )
+        == 0
+    )
     return np.stack(pd.read_parquet(directory).sort_values("row")["embedding"].to_numpy())
 
 
 def _predictions(source, model_dir, output, *options: str) -> np.ndarray:
     """`moleblend predict` of `source` with `model_dir` in batches of 8; the predictions in input row order."""
-    assert main(["predict", str(source), "--model", str(model_dir), "--output", str(output), "--batch-size", "8",
-                 "--no-progress", *options]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(source),
+                "--model",
+                str(model_dir),
+                "--output",
+                str(output),
+                "--batch-size",
+                "8",
+                "--no-progress",
+                *options,
+            ]
+        )
+        == 0
+    )
     return pd.read_csv(output)["prediction_LABEL_0"].to_numpy()
 
 
@@ -61,8 +96,10 @@ def test_padding_atoms_to_a_multiple_keeps_real_outputs(moses_conformers):
 
 
 def test_cuda_graph_options_are_checked(tmp_path, capsys):
-    for extra, message in ((["--cuda-graphs"], "--cuda-graphs needs a CUDA device"),
-                           (["--cuda-graphs", "--device", "cuda", "--compile"], "exclude each other")):
+    for extra, message in (
+        (["--cuda-graphs"], "--cuda-graphs needs a CUDA device"),
+        (["--cuda-graphs", "--device", "cuda", "--compile"], "exclude each other"),
+    ):
         with pytest.raises(SystemExit) as exited:  # an argument error: exit 2 with one line
             main(["embed", "--output-dir", str(tmp_path / "e"), *extra])
         assert exited.value.code == 2 and message in capsys.readouterr().err
@@ -75,8 +112,10 @@ def test_cuda_graphs_equal_eager_outputs_batch_after_batch(moses_conformers):
     processor, model = MoleBlendProcessor(), tiny_model().cuda()
     graphed = CUDAGraphInference(model)
     features = _features(moses_conformers, 48)
-    batches = [processor.pad(features[i: i + size], pad_to_multiple_of=8).to("cuda")
-               for i, size in ((0, 8), (8, 8), (16, 5), (21, 8), (29, 5), (34, 14))]
+    batches = [
+        processor.pad(features[i : i + size], pad_to_multiple_of=8).to("cuda")
+        for i, size in ((0, 8), (8, 8), (16, 5), (21, 8), (29, 5), (34, 14))
+    ]
     with torch.inference_mode():
         expected = [model(**batch) for batch in batches]
         outputs = [graphed(**batch) for batch in batches]
@@ -139,13 +178,17 @@ def test_cuda_graphs_keep_the_3d_only_check(moses_conformers):
 def test_embed_and_predict_with_cuda_graphs_equal_eager(tmp_path, esol):
     source = tmp_path / "mols.csv"
     esol.head(40).to_csv(source, index=False)
-    tables = {name: _embeddings(source, tmp_path / name, "--device", "cuda", *extra)
-              for name, extra in (("eager", []), ("graphs", ["--cuda-graphs"]))}
+    tables = {
+        name: _embeddings(source, tmp_path / name, "--device", "cuda", *extra)
+        for name, extra in (("eager", []), ("graphs", ["--cuda-graphs"]))
+    }
     np.testing.assert_allclose(tables["graphs"], tables["eager"], atol=1e-5)
 
     model_dir = saved_regression_model(tmp_path / "model")
-    predictions = {name: _predictions(source, model_dir, tmp_path / f"{name}.csv", "--device", "cuda", *extra)
-                   for name, extra in (("eager", []), ("graphs", ["--cuda-graphs"]))}
+    predictions = {
+        name: _predictions(source, model_dir, tmp_path / f"{name}.csv", "--device", "cuda", *extra)
+        for name, extra in (("eager", []), ("graphs", ["--cuda-graphs"]))
+    }
     np.testing.assert_allclose(predictions["graphs"], predictions["eager"], atol=1e-5)
 
 
@@ -164,8 +207,9 @@ def test_aligned_attention_bias_keeps_values_and_gradients():
 
 def test_label_statistics_set_after_a_forward_are_used(moses_conformers):
     torch.manual_seed(0)
-    model = MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1,
-                                                                       problem_type="regression")).eval()
+    model = MoleBlendForPropertyPrediction(
+        MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")
+    ).eval()
     batch = MoleBlendProcessor().pad(_features(moses_conformers, 3))
     with torch.no_grad():
         before = model(**batch).logits
@@ -197,8 +241,9 @@ def test_compiled_inference_on_cuda_equals_eager(moses_conformers):
     features = _features(moses_conformers, 16)
     with torch.inference_mode():
         for batch in (processor.pad(features[:8]).to("cuda"), processor.pad(features[8:13]).to("cuda")):
-            torch.testing.assert_close(compiled(**batch).last_hidden_state, model(**batch).last_hidden_state,
-                                       atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                compiled(**batch).last_hidden_state, model(**batch).last_hidden_state, atol=1e-4, rtol=1e-4
+            )
 
 
 def test_embed_and_predict_in_bf16_autocast_are_close_to_fp32(tmp_path, esol, capsys):
@@ -206,23 +251,57 @@ def test_embed_and_predict_in_bf16_autocast_are_close_to_fp32(tmp_path, esol, ca
     the fp32 ones, and the setting recorded so that an fp32 directory is not resumed in bf16."""
     source = tmp_path / "mols.csv"
     esol.head(24).to_csv(source, index=False)
-    tables = {precision: _embeddings(source, tmp_path / precision, "--mixed-precision", precision)
-              for precision in ("no", "bf16")}
+    tables = {
+        precision: _embeddings(source, tmp_path / precision, "--mixed-precision", precision)
+        for precision in ("no", "bf16")
+    }
     assert tables["bf16"].dtype == np.float32 and not np.array_equal(tables["bf16"], tables["no"])
-    cosine = (tables["bf16"] * tables["no"]).sum(1) / np.linalg.norm(tables["bf16"], axis=1) / np.linalg.norm(
-        tables["no"], axis=1)
+    cosine = (
+        (tables["bf16"] * tables["no"]).sum(1)
+        / np.linalg.norm(tables["bf16"], axis=1)
+        / np.linalg.norm(tables["no"], axis=1)
+    )
     assert cosine.min() > 0.99
-    assert main(["embed", "--input", str(source), "--output-dir", str(tmp_path / "no"), "--no-progress",
-                 "--batch-size", "8", "--mixed-precision", "bf16"]) == 1  # a different setting: refused
+    assert (
+        main(
+            [
+                "embed",
+                "--input",
+                str(source),
+                "--output-dir",
+                str(tmp_path / "no"),
+                "--no-progress",
+                "--batch-size",
+                "8",
+                "--mixed-precision",
+                "bf16",
+            ]
+        )
+        == 1
+    )  # a different setting: refused
     assert "mixed_precision" in capsys.readouterr().err
 
     model_dir = saved_regression_model(tmp_path / "model")
-    predictions = {precision: _predictions(source, model_dir, tmp_path / f"{precision}.csv", "--mixed-precision",
-                                           precision) for precision in ("no", "bf16")}
+    predictions = {
+        precision: _predictions(source, model_dir, tmp_path / f"{precision}.csv", "--mixed-precision", precision)
+        for precision in ("no", "bf16")
+    }
     np.testing.assert_allclose(predictions["bf16"], predictions["no"], atol=0.05 * np.abs(predictions["no"]).mean())
     with pytest.raises(SystemExit):
-        main(["predict", str(source), "--model", str(model_dir), "--output", str(tmp_path / "q.csv"),
-              "--quantize", "int8", "--mixed-precision", "bf16"])
+        main(
+            [
+                "predict",
+                str(source),
+                "--model",
+                str(model_dir),
+                "--output",
+                str(tmp_path / "q.csv"),
+                "--quantize",
+                "int8",
+                "--mixed-precision",
+                "bf16",
+            ]
+        )
 
 
 def test_partial_batches_are_padded_with_repeats_and_cut_back(moses_conformers):
@@ -270,8 +349,7 @@ def test_label_statistics_survive_inference_mode_and_keep_float32(moses_conforme
     """A forward under `torch.inference_mode` (pipelines, predict) before training must not leave inference tensors
     behind for backward; under bf16 autocast, regression outputs in large label units keep float32 resolution."""
     torch.manual_seed(0)
-    model = MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1,
-                                                                       problem_type="regression"))
+    model = MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression"))
     model.config.label_mean, model.config.label_std = [-411.3], [40.0]
     batch = MoleBlendProcessor().pad(_features(moses_conformers, 3))
     with torch.inference_mode():

@@ -78,8 +78,9 @@ def test_torch_export_equals_eager(batch_3d):
     exported = torch.export.export(model, arguments)
     real = torch.nn.functional.pad(batch_3d["attention_mask"].bool(), (1, 0), value=True)
     with torch.no_grad():  # real tokens (padding rows are not outputs: eager on the CPU skips them)
-        torch.testing.assert_close(exported.module()(*arguments).last_hidden_state[real],
-                                   model(*arguments).last_hidden_state[real])
+        torch.testing.assert_close(
+            exported.module()(*arguments).last_hidden_state[real], model(*arguments).last_hidden_state[real]
+        )
 
 
 @pytest.mark.parametrize("use_reentrant", [True, False])
@@ -107,7 +108,9 @@ def test_every_parameter_takes_part_on_2d_only_batches(batch_2d):
     with torch.no_grad():  # and the 3D terms contribute exactly nothing
         two_d = _model(MoleBlendModel, use_3d_relations=False)
         two_d.load_state_dict(model.state_dict(), strict=False)
-        torch.testing.assert_close(two_d.eval()(**batch_2d).last_hidden_state, model.eval()(**batch_2d).last_hidden_state)
+        torch.testing.assert_close(
+            two_d.eval()(**batch_2d).last_hidden_state, model.eval()(**batch_2d).last_hidden_state
+        )
 
 
 def test_skipping_padding_rows_gives_the_same_outputs_and_gradients(batch_3d):
@@ -116,9 +119,12 @@ def test_skipping_padding_rows_gives_the_same_outputs_and_gradients(batch_3d):
     from moleblend_hf.modeling.modeling_moleblend import sum_relations, token_mask
 
     model = _model(MoleBlendModel).train()  # no dropout configured: deterministic
-    relations = model.compute_relations(**{k: batch_3d[k] for k in ("atom_features", "attention_mask", "degree",
-                                                                     "shortest_path", "path_bonds", "positions",
-                                                                     "has_3d")})
+    relations = model.compute_relations(
+        **{
+            k: batch_3d[k]
+            for k in ("atom_features", "attention_mask", "degree", "shortest_path", "path_bonds", "positions", "has_3d")
+        }
+    )
     tokens, bias = model.assemble_inputs(relations, *sum_relations(relations))
     real = token_mask(relations.atom_mask)
     assert not real.all()  # the batch has padding

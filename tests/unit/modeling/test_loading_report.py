@@ -38,8 +38,11 @@ def test_a_weight_that_belongs_nowhere_or_is_missing_is_still_reported(tmp_path)
     MoleBlendForPreTraining(MoleBlendConfig.from_preset("tiny")).save_pretrained(tmp_path)
     weights = load_file(tmp_path / "model.safetensors")
     weights["spd_head_extra.weight"] = torch.zeros(2)  # an unrelated tensor, named like a head on purpose
-    del weights["moleblend.final_layer_norm.weight" if "moleblend.final_layer_norm.weight" in weights else
-                next(k for k in weights if k.startswith("moleblend.") and k.endswith("norm.weight"))]
+    del weights[
+        "moleblend.final_layer_norm.weight"
+        if "moleblend.final_layer_norm.weight" in weights
+        else next(k for k in weights if k.startswith("moleblend.") and k.endswith("norm.weight"))
+    ]
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     for auto_class, kwargs in ((AutoModel, {}), (AutoModelForSequenceClassification, {"num_labels": 1})):
         _, info, log = _load(auto_class, tmp_path, **kwargs)

@@ -46,13 +46,18 @@ def test_tiny_config_gives_valid_model():
 def test_base_defaults_are_the_papers_model():
     config = MoleBlendConfig()
     assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.intermediate_size) == (
-        12, 768, 32, 768)
+        12,
+        768,
+        32,
+        768,
+    )
     assert (config.num_gaussian_kernels, config.max_path_hops, config.max_atoms) == (128, 5, 512)
     assert (config.drop_path_rate, config.attention_probs_dropout_prob, config.activation_dropout) == (0.1, 0.1, 0.1)
 
 
-@pytest.mark.parametrize("bad", [dict(hidden_size=63), dict(use_2d_relations=False, use_3d_relations=False),
-                                 dict(num_spatial=100)])
+@pytest.mark.parametrize(
+    "bad", [dict(hidden_size=63), dict(use_2d_relations=False, use_3d_relations=False), dict(num_spatial=100)]
+)
 def test_invalid_configs_are_rejected(bad):
     with pytest.raises(ValueError):
         MoleBlendConfig.from_preset("tiny", **bad)
@@ -107,8 +112,14 @@ def test_remote_code_loads_without_the_package(tmp_path, qm9, qm9_batch, saved):
             assert type(full).__name__ == "MoleBlendForPreTraining"
         print("REMOTE_OK")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                            timeout=300, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert "REMOTE_OK" in result.stdout, result.stderr[-3000:]
 
 
@@ -136,15 +147,18 @@ def test_atom_renumbering_invariance(model, esol, qm9):
     for s in esol["smiles"].head(6):
         mol = Chem.AddHs(Chem.MolFromSmiles(s))
         from rdkit.Chem import AllChem
+
         AllChem.EmbedMolecule(mol, randomSeed=0)
         mols.append(mol)
     rng = np.random.default_rng(0)
     shuffled = [Chem.RenumberAtoms(m, rng.permutation(m.GetNumAtoms()).tolist()) for m in mols]
-    torch.testing.assert_close(_graph_output(model, processor(shuffled)), _graph_output(model, processor(mols)),
-                               rtol=0, atol=ATOL)
+    torch.testing.assert_close(
+        _graph_output(model, processor(shuffled)), _graph_output(model, processor(mols)), rtol=0, atol=ATOL
+    )
     two_d = MoleBlendProcessor(conformers="none")
-    torch.testing.assert_close(_graph_output(model, two_d(shuffled)), _graph_output(model, two_d(mols)),
-                               rtol=0, atol=ATOL)
+    torch.testing.assert_close(
+        _graph_output(model, two_d(shuffled)), _graph_output(model, two_d(mols)), rtol=0, atol=ATOL
+    )
 
 
 def test_2d_only_output_is_independent_of_coordinates(qm9_batch):
@@ -156,8 +170,9 @@ def test_2d_only_output_is_independent_of_coordinates(qm9_batch):
     # and a 2D+3D model ignores coordinates of molecules marked has_3d=False
     both = tiny_model()
     flat = dict(qm9_batch, has_3d=torch.zeros_like(qm9_batch["has_3d"]))
-    torch.testing.assert_close(_graph_output(both, dict(flat, positions=scrambled["positions"])),
-                               _graph_output(both, flat), rtol=0, atol=0)
+    torch.testing.assert_close(
+        _graph_output(both, dict(flat, positions=scrambled["positions"])), _graph_output(both, flat), rtol=0, atol=0
+    )
 
 
 def test_3d_changes_the_output(model, qm9_batch):

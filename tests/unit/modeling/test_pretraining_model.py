@@ -32,8 +32,9 @@ def qm9_features(qm9):
 def test_bilinear_heads_equal_the_explicit_outer_product(out, intermediate):
     torch.manual_seed(0)
     bilinear = PairRelationHead(MoleBlendConfig.from_preset("tiny"), out, intermediate)
-    explicit = PairRelationHead(MoleBlendConfig.from_preset("tiny", pair_head_implementation="outer_product"), out,
-                                intermediate)
+    explicit = PairRelationHead(
+        MoleBlendConfig.from_preset("tiny", pair_head_implementation="outer_product"), out, intermediate
+    )
     explicit.load_state_dict(bilinear.state_dict())
     hidden = torch.randn(3, 9, 64, dtype=torch.float64)
     bilinear.double(), explicit.double()
@@ -76,8 +77,9 @@ def test_path_targets_per_hop():
 
 
 def test_relative_position_targets():
-    positions = torch.tensor([[[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [1.5, 2.0, 0.0]],
-                              [[0.0, 0.0, 0.0], [0.0, 0.0, 1.2], [0.0, 0.0, 0.0]]])
+    positions = torch.tensor(
+        [[[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [1.5, 2.0, 0.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 1.2], [0.0, 0.0, 0.0]]]
+    )
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
     pair = mask[:, :, None] & mask[:, None, :]
     target, valid = relative_position_targets(positions, pair, torch.tensor([True, False]))
@@ -93,8 +95,12 @@ def test_blend_masks_follow_probabilities_and_symmetry(qm9_features):
     processor, features = qm9_features
     batch = processor.pad(features[:64])
     model = _tiny()
-    relations = model.moleblend.compute_relations(**{k: batch[k] for k in (
-        "atom_features", "attention_mask", "degree", "shortest_path", "path_bonds", "positions", "has_3d")})
+    relations = model.moleblend.compute_relations(
+        **{
+            k: batch[k]
+            for k in ("atom_features", "attention_mask", "degree", "shortest_path", "path_bonds", "positions", "has_3d")
+        }
+    )
     generator = torch.Generator().manual_seed(0)
     pair_counts, atom_counts = torch.zeros(3), torch.zeros(2)
     for _ in range(20):
@@ -137,8 +143,10 @@ def test_denoising_output_rotates_with_the_input(qm9_features):
     torch.testing.assert_close(rotated, original @ rotation.T, rtol=0, atol=1e-4)
     # the official per-axis projections are not equivariant
     official = _tiny(noise_std=0.0, denoise_per_axis_projection=True).eval()
-    difference = _denoise_prediction(official, batch, moved) - _denoise_prediction(official, batch,
-                                                                                    batch["positions"]) @ rotation.T
+    difference = (
+        _denoise_prediction(official, batch, moved)
+        - _denoise_prediction(official, batch, batch["positions"]) @ rotation.T
+    )
     assert difference.abs().max() > 1e-3
 
 

@@ -63,8 +63,10 @@ def test_shortest_paths_equal_rdkit_distance_matrix(bbbp, esol):
 
 
 def _bond_table(mol):
-    return {frozenset((b.GetBeginAtomIdx(), b.GetEndAtomIdx())): np.asarray(bond_feature_vector(b)) + 1
-            for b in mol.GetBonds()}
+    return {
+        frozenset((b.GetBeginAtomIdx(), b.GetEndAtomIdx())): np.asarray(bond_feature_vector(b)) + 1
+        for b in mol.GetBonds()
+    }
 
 
 @pytest.mark.parametrize("hops", [5, 3])

@@ -13,31 +13,88 @@ import pytest
 import torch
 from rdkit import Chem
 
-from moleblend_hf import (AtomsWithCoordinates, MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor,
-                          MoleculeError)
+from moleblend_hf import (
+    AtomsWithCoordinates,
+    MoleBlendConfig,
+    MoleBlendForPropertyPrediction,
+    MoleBlendProcessor,
+    MoleculeError,
+)
 from moleblend_hf.cli import main
 
 ETHANOL_BLOCK = Chem.MolToMolBlock(Chem.MolFromSmiles("CCO"))
 BAD_MOLECULES = [
     # strings that are not molecules
-    "", " ", "\n", "\t\t", "not a smiles(", "C1CC", "C(C", "CC)", "[Xx]", "[C", "c1ccccc", "C%", "C%99", "=C",
-    "C==C", "CC(=O)(=O)(=O)C", "[NH5]", "C[N+](C)(C)(C)C", "[*]", "*C", "[*]CC[*]", "C.", ".", "..",
-    "C" * 2000, "C1" + "C" * 600 + "1", "\x00CCO", "CCO\x00", "💊", "C\u200bC", "'CCO'", "CCO CCO", "CCO\nCCO",
-    "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3", "[2H]", "[H][H]", "[He]", "[U]", "[Og]", "[C@@H](F)(Cl)Br",
+    "",
+    " ",
+    "\n",
+    "\t\t",
+    "not a smiles(",
+    "C1CC",
+    "C(C",
+    "CC)",
+    "[Xx]",
+    "[C",
+    "c1ccccc",
+    "C%",
+    "C%99",
+    "=C",
+    "C==C",
+    "CC(=O)(=O)(=O)C",
+    "[NH5]",
+    "C[N+](C)(C)(C)C",
+    "[*]",
+    "*C",
+    "[*]CC[*]",
+    "C.",
+    ".",
+    "..",
+    "C" * 2000,
+    "C1" + "C" * 600 + "1",
+    "\x00CCO",
+    "CCO\x00",
+    "💊",
+    "C\u200bC",
+    "'CCO'",
+    "CCO CCO",
+    "CCO\nCCO",
+    "InChI=1S/C2H6O/c1-2-3/h3H,2H2,1H3",
+    "[2H]",
+    "[H][H]",
+    "[He]",
+    "[U]",
+    "[Og]",
+    "[C@@H](F)(Cl)Br",
     # molblocks: cut, corrupted, empty
-    ETHANOL_BLOCK[: len(ETHANOL_BLOCK) // 2] + "\nM  END\n", ETHANOL_BLOCK.replace("0.0000", "nan0.00"),
-    "\n\n\n  0  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n", "junk\n" * 5 + "V2000\nM  END",
+    ETHANOL_BLOCK[: len(ETHANOL_BLOCK) // 2] + "\nM  END\n",
+    ETHANOL_BLOCK.replace("0.0000", "nan0.00"),
+    "\n\n\n  0  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n",
+    "junk\n" * 5 + "V2000\nM  END",
     ETHANOL_BLOCK.replace(" C ", " Q "),
     # other types
-    None, 0, 5, -1, 3.14, math.nan, b"CCO", bytearray(b"CCO"), {"smiles": "CCO"}, ["CCO"], ("CCO",), {"CCO"},
-    object(), np.array([1, 2]), torch.tensor([1.0]),
+    None,
+    0,
+    5,
+    -1,
+    3.14,
+    math.nan,
+    b"CCO",
+    bytearray(b"CCO"),
+    {"smiles": "CCO"},
+    ["CCO"],
+    ("CCO",),
+    {"CCO"},
+    object(),
+    np.array([1, 2]),
+    torch.tensor([1.0]),
     # structured inputs with bad content
     AtomsWithCoordinates("CCO", [6, 6], np.zeros((2, 3))),
     AtomsWithCoordinates("CCO", [6, 6, 8], np.full((3, 3), np.nan)),
     AtomsWithCoordinates("CCO", [6, 6, 8], np.zeros((3, 3))),
     AtomsWithCoordinates("not a smiles(", [6], np.zeros((1, 3))),
     AtomsWithCoordinates("CCO", [6, 6, 8], np.zeros((3, 2))),
-    Chem.Mol(), Chem.MolFromSmiles("[*]C"),
+    Chem.Mol(),
+    Chem.MolFromSmiles("[*]C"),
 ]
 
 
@@ -79,8 +136,9 @@ def test_a_non_list_batch_is_a_type_error(value):
 def model_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
-    MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")) \
-        .save_pretrained(directory)
+    MoleBlendForPropertyPrediction(
+        MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression")
+    ).save_pretrained(directory)
     MoleBlendProcessor(conformers="none").save_pretrained(directory)
     return directory
 

@@ -192,8 +192,11 @@ def test_bad_molblocks():
     for i in range(missing.GetNumAtoms()):
         missing.GetConformer().SetAtomPosition(i, (0.0, 0.0, 0.0))
     truncated = "\n".join(lines[:6] + lines[-1:])  # counts line promises more atoms than are listed
-    for block, reason in [(nan_block, "could not parse"), (Chem.MolToMolBlock(missing), "coordinates are missing"),
-                          (truncated, "could not parse")]:
+    for block, reason in [
+        (nan_block, "could not parse"),
+        (Chem.MolToMolBlock(missing), "coordinates are missing"),
+        (truncated, "could not parse"),
+    ]:
         with pytest.raises(MoleculeError, match=reason):
             processor.featurize(block, 0)
     nan_mol = Chem.Mol(mol)
@@ -202,8 +205,15 @@ def test_bad_molblocks():
         processor.featurize(nan_mol, 0)
 
 
-@pytest.mark.parametrize("text, blank", [("c1ccccc1 CCO", "' ' at character 8"), ("CC O", "' ' at character 2"),
-                                         ("CC\tO", "'\\t' at character 2"), ("CC\nO", "'\\n' at character 2")])
+@pytest.mark.parametrize(
+    "text, blank",
+    [
+        ("c1ccccc1 CCO", "' ' at character 8"),
+        ("CC O", "' ' at character 2"),
+        ("CC\tO", "'\\t' at character 2"),
+        ("CC\nO", "'\\n' at character 2"),
+    ],
+)
 def test_smiles_with_whitespace_are_refused_not_cut_at_the_blank(text, blank):
     """RDKit reads what follows a blank as a name: 'c1ccccc1 CCO' would silently featurize as benzene."""
     with pytest.raises(MoleculeError) as info:
@@ -270,9 +280,15 @@ def test_size_limits_are_checked_before_parsing_work():
             MoleBlendProcessor(max_atoms=64).featurize(bad)
 
 
-@pytest.mark.parametrize("value, message", [
-    (5, "got int 5"), (b"CCO", "got bytes .*decode it"), ({"smiles": "CCO"}, "got dict .*rows\\['smiles'\\]"),
-    (3.5, "got float")])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (5, "got int 5"),
+        (b"CCO", "got bytes .*decode it"),
+        ({"smiles": "CCO"}, "got dict .*rows\\['smiles'\\]"),
+        (3.5, "got float"),
+    ],
+)
 def test_unsupported_batch_types_are_named(processor, value, message):
     with pytest.raises(TypeError, match=message):
         processor(value)

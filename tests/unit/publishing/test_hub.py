@@ -27,8 +27,13 @@ import moleblend_hf.inference.pipelines
 from moleblend_hf.publishing.remote_code import remote_code_files
 from huggingface_hub import HfApi, ModelCard
 
-from moleblend_hf import (MoleBlendConfig, MoleBlendForPreTraining, MoleBlendForPropertyPrediction, MoleBlendModel,
-                          MoleBlendProcessor)
+from moleblend_hf import (
+    MoleBlendConfig,
+    MoleBlendForPreTraining,
+    MoleBlendForPropertyPrediction,
+    MoleBlendModel,
+    MoleBlendProcessor,
+)
 from moleblend_hf.cli import main as cli_main
 from moleblend_hf.publishing.conversion import convert_state_dict
 from moleblend_hf.publishing.card import directory_metrics, load_metrics
@@ -41,10 +46,20 @@ SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "N#Cc1ccccc1C(F)(F)F"]
 ENCODER_REPO = "test-user/moleblend-tiny"
 PRETRAINING_REPO = "test-user/moleblend-tiny-pretraining"
 PROPERTY_REPO = "test-user/moleblend-tiny-esol"
-METRICS = {"task": "regression", "dataset": "esol", "dataset_name": "ESOL", "split": "test",
-           "metrics": {"rmse": 1.234, "mae": 0.987}}
-REMOTE_CODE = ("configuration_moleblend.py", "modeling_moleblend.py", "modeling_moleblend_pretraining.py",
-               "processing_moleblend.py", "graph.py")
+METRICS = {
+    "task": "regression",
+    "dataset": "esol",
+    "dataset_name": "ESOL",
+    "split": "test",
+    "metrics": {"rmse": 1.234, "mae": 0.987},
+}
+REMOTE_CODE = (
+    "configuration_moleblend.py",
+    "modeling_moleblend.py",
+    "modeling_moleblend_pretraining.py",
+    "processing_moleblend.py",
+    "graph.py",
+)
 
 
 def tiny(seed: int, cls=MoleBlendModel):
@@ -54,19 +69,35 @@ def tiny(seed: int, cls=MoleBlendModel):
 
 def fingerprint(directory: Path) -> dict[str, str]:
     """Every file under `directory` with the sha256 of its content: equal fingerprints = untouched directory."""
-    return {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def run_client(script: str, hub: HubServer, workdir: Path, timeout: int = 300) -> dict:
     """Run `script` in a fresh Python talking to `hub`; it prints one JSON line last, which is returned."""
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": VALID_TOKEN, "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_HOME": str(workdir / "hf_home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-           "TRANSFORMERS_VERBOSITY": "error"}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": VALID_TOKEN,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(workdir / "hf_home"),
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HF_MODULES_CACHE", "HF_TOKEN_PATH"):
         env.pop(name, None)
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=workdir,
-                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -109,24 +140,43 @@ def published(hub, inputs, tmp_path_factory):
     processor.save_pretrained(encoder_dir)
     (encoder_dir / "metrics.json").write_text(json.dumps(METRICS))
     before = fingerprint(encoder_dir)
-    encoder_push = push_to_hub(encoder_dir, ENCODER_REPO, token=VALID_TOKEN, endpoint=hub.url,
-                               datasets=["test-user/qm9-subset"], base_model=PRETRAINING_REPO)
+    encoder_push = push_to_hub(
+        encoder_dir,
+        ENCODER_REPO,
+        token=VALID_TOKEN,
+        endpoint=hub.url,
+        datasets=["test-user/qm9-subset"],
+        base_model=PRETRAINING_REPO,
+    )
     pretraining = tiny(seed=1, cls=MoleBlendForPreTraining)
-    pretraining_push = push_to_hub(pretraining, PRETRAINING_REPO, processor=processor, token=VALID_TOKEN,
-                                   endpoint=hub.url, pretraining={"inputs": ["qm9_small.parquet"], "steps": 10})
+    pretraining_push = push_to_hub(
+        pretraining,
+        PRETRAINING_REPO,
+        processor=processor,
+        token=VALID_TOKEN,
+        endpoint=hub.url,
+        pretraining={"inputs": ["qm9_small.parquet"], "steps": 10},
+    )
     torch.manual_seed(2)
-    regression = MoleBlendForPropertyPrediction(MoleBlendConfig.from_preset(
-        "tiny", num_labels=1, problem_type="regression", id2label={0: "solubility"})).eval()
+    regression = MoleBlendForPropertyPrediction(
+        MoleBlendConfig.from_preset("tiny", num_labels=1, problem_type="regression", id2label={0: "solubility"})
+    ).eval()
     push_to_hub(regression, PROPERTY_REPO, processor=processor, token=VALID_TOKEN, endpoint=hub.url)
     batch = processor(inputs)
     assert batch["has_3d"].tolist() == [False] * len(SMILES) + [True] * 2  # both relation paths are compared
     with torch.no_grad():
-        torch.save({"encoder": encoder(**batch).last_hidden_state,
-                    "pretraining": pretraining.moleblend(**batch).last_hidden_state,
-                    "property": regression(**batch).logits[:, 0]}, work / "expected.pt")
+        torch.save(
+            {
+                "encoder": encoder(**batch).last_hidden_state,
+                "pretraining": pretraining.moleblend(**batch).last_hidden_state,
+                "property": regression(**batch).logits[:, 0],
+            },
+            work / "expected.pt",
+        )
     (work / "inputs.json").write_text(json.dumps(inputs))
-    return dict(work=work, encoder_dir=encoder_dir, before=before, encoder_push=encoder_push,
-                pretraining_push=pretraining_push)
+    return dict(
+        work=work, encoder_dir=encoder_dir, before=before, encoder_push=encoder_push, pretraining_push=pretraining_push
+    )
 
 
 # ------------------------------------------------------------------------------------------- pushing
@@ -137,8 +187,14 @@ def test_push_is_one_commit_with_model_processor_code_and_card(hub, published):
     assert [c.title for c in commits] == ["initial commit", "Upload MoleBLEND model"]
     assert result.commit_sha == commits[-1].sha and result.commit_url.endswith(commits[-1].sha)
     files = hub.files(ENCODER_REPO)
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", ".gitattributes",
-                 *REMOTE_CODE):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "README.md",
+        ".gitattributes",
+        *REMOTE_CODE,
+    ):
         assert name in files, name
     assert "metrics.json" not in files  # its results travel in the card's model-index, its local paths do not
     assert files["model.safetensors"] == (published["encoder_dir"] / "model.safetensors").read_bytes()
@@ -146,15 +202,18 @@ def test_push_is_one_commit_with_model_processor_code_and_card(hub, published):
     assert fingerprint(published["encoder_dir"]) == published["before"]
     # the pipelines travel with the model: pipelines.py and the config's custom_pipelines
     # the code is generated from the package at push time (a do-not-edit header), whatever the directory holds
-    generated = remote_code_files(["pipelines", "processing_moleblend", "modeling_moleblend_pretraining",
-                                   "modeling_moleblend_property"])
+    generated = remote_code_files(
+        ["pipelines", "processing_moleblend", "modeling_moleblend_pretraining", "modeling_moleblend_property"]
+    )
     assert files["pipelines.py"] == generated["pipelines.py"]
     assert generated["pipelines.py"].endswith(Path(moleblend_hf.inference.pipelines.__file__).read_bytes())
     for name in REMOTE_CODE:
         assert files[name] == generated[name], name
     assert set(json.loads(files["config.json"])["custom_pipelines"]) == {"molecule-feature-extraction"}
     assert set(json.loads(hub.files(PROPERTY_REPO)["config.json"])["custom_pipelines"]) == {
-        "molecule-feature-extraction", "molecule-property-prediction"}
+        "molecule-feature-extraction",
+        "molecule-property-prediction",
+    }
     # a model object is saved to a temporary directory; its processor comes along
     pretraining_files = hub.files(PRETRAINING_REPO)
     assert json.loads(pretraining_files["config.json"])["architectures"] == ["MoleBlendForPreTraining"]
@@ -173,9 +232,19 @@ def test_model_card_metadata_and_body(hub, published):
     assert result["task"]["type"] == "regression" and result["dataset"]["type"] == "esol"
     assert {m["type"]: m["value"] for m in result["metrics"]} == METRICS["metrics"]
     text = card.text
-    for needle in ("## Architecture", "2 post-LN Transformer layers", "M parameters", "## Evaluation",
-                   "## Intended use", "## Limitations", "at most 512 atoms", "`given`", "dummy/query atoms",
-                   "## Usage", f'AutoModel.from_pretrained("{ENCODER_REPO}", trust_remote_code=True)'):
+    for needle in (
+        "## Architecture",
+        "2 post-LN Transformer layers",
+        "M parameters",
+        "## Evaluation",
+        "## Intended use",
+        "## Limitations",
+        "at most 512 atoms",
+        "`given`",
+        "dummy/query atoms",
+        "## Usage",
+        f'AutoModel.from_pretrained("{ENCODER_REPO}", trust_remote_code=True)',
+    ):
         assert needle in text, needle
     pretraining_card = ModelCard(hub.files(PRETRAINING_REPO)["README.md"].decode())
     assert "## Pretraining" in pretraining_card.text and "**steps**: 10" in pretraining_card.text
@@ -189,12 +258,18 @@ def test_metrics_json_formats(tmp_path, caplog):
     (tmp_path / "metrics.json").write_text(json.dumps([METRICS, {**METRICS, "split": "valid"}]))
     assert directory_metrics(tmp_path) == [METRICS, {**METRICS, "split": "valid"}]
     # the result file of `moleblend finetune` is understood too
-    finetune = {"task": ["logSolubility"], "problem_type": "regression", "data": "/data/esol.csv",
-                "test": {"rmse": 1.1, "mae": 0.8, "loss": 1.2, "runtime": 0.5, "samples_per_second": 90.0},
-                "valid": {"rmse": 1.0}, "arguments": {}}
+    finetune = {
+        "task": ["logSolubility"],
+        "problem_type": "regression",
+        "data": "/data/esol.csv",
+        "test": {"rmse": 1.1, "mae": 0.8, "loss": 1.2, "runtime": 0.5, "samples_per_second": 90.0},
+        "valid": {"rmse": 1.0},
+        "arguments": {},
+    }
     (tmp_path / "metrics.json").write_text(json.dumps(finetune))
-    assert directory_metrics(tmp_path) == [{"task": "regression", "dataset": "esol", "split": "test",
-                                            "metrics": {"rmse": 1.1, "mae": 0.8, "loss": 1.2}}]
+    assert directory_metrics(tmp_path) == [
+        {"task": "regression", "dataset": "esol", "split": "test", "metrics": {"rmse": 1.1, "mae": 0.8, "loss": 1.2}}
+    ]
     # anything else: no model-index, a warning, and the card is still written
     (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
     assert directory_metrics(tmp_path) == [] and "no model-index" in caplog.text
@@ -204,7 +279,8 @@ def test_metrics_json_formats(tmp_path, caplog):
 def test_auto_classes_load_the_pushed_model(hub, published):
     """A fresh process with this package: AutoModel/AutoProcessor from the repo id reproduce the local model."""
     work = published["work"]
-    out = run_client(f"""
+    out = run_client(
+        f"""
         import json, torch
         import moleblend_hf  # registers the Auto classes: no remote code needed
         from huggingface_hub import HfApi, ModelCard
@@ -219,7 +295,10 @@ def test_auto_classes_load_the_pushed_model(hub, published):
         card = ModelCard.load({ENCODER_REPO!r})
         print(json.dumps({{"model": type(model).__module__, "processor": type(processor).__name__,
                           "card": card.data.to_dict()}}))
-    """, hub, work)
+    """,
+        hub,
+        work,
+    )
     assert out["model"].startswith("moleblend_hf.") and out["processor"] == "MoleBlendProcessor"
     assert out["card"]["model-index"][0]["results"][0]["metrics"][0]["value"] == METRICS["metrics"]["rmse"]
 
@@ -229,7 +308,8 @@ def test_remote_code_loads_from_the_hub_without_the_package(hub, published):
     AutoProcessor and both pipelines come from the repos' code and match the local models; the card's usage
     snippet runs."""
     work = published["work"]
-    out = run_client(f"""
+    out = run_client(
+        f"""
         import json, re, sys
         sys.modules["moleblend_hf"] = None  # any import of the package now fails
         import torch
@@ -267,9 +347,15 @@ def test_remote_code_loads_from_the_hub_without_the_package(hub, published):
         exec(snippet, namespace)
         print(json.dumps({{"full": type(full).__name__, "encoder_of_full": type(encoder_of_full).__name__,
                           "snippet_embeddings": list(namespace["embeddings"].shape)}}))
-    """, hub, work)
-    assert out == {"full": "MoleBlendForPreTraining", "encoder_of_full": "MoleBlendModel",
-                   "snippet_embeddings": [2, 64]}
+    """,
+        hub,
+        work,
+    )
+    assert out == {
+        "full": "MoleBlendForPreTraining",
+        "encoder_of_full": "MoleBlendModel",
+        "snippet_embeddings": [2, 64],
+    }
 
 
 # -------------------------------------------------------------------------------------------- updates
@@ -284,12 +370,16 @@ def test_second_push_updates_the_repo(hub, tmp_path):
 
     def downloaded(*revisions: str) -> list[str]:
         """sha256 of model.safetensors as a client downloads it, through one HF_HOME cache for all calls."""
-        return run_client(f"""
+        return run_client(
+            f"""
             import hashlib, json
             from huggingface_hub import hf_hub_download
             paths = [hf_hub_download({repo_id!r}, "model.safetensors", revision=r) for r in {list(revisions)!r}]
             print(json.dumps({{"sha256": [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths]}}))
-        """, hub, tmp_path)["sha256"]
+        """,
+            hub,
+            tmp_path,
+        )["sha256"]
 
     assert downloaded("main") == [hashlib.sha256(old_weights).hexdigest()]
     tiny(seed=4).save_pretrained(directory)  # new weights, same files
@@ -300,8 +390,10 @@ def test_second_push_updates_the_repo(hub, tmp_path):
     new_weights = (directory / "model.safetensors").read_bytes()
     assert new_weights != old_weights
     # the cached "main" is not reused: the new commit is resolved and its weights downloaded; history is kept
-    assert downloaded("main", first.commit_sha) == [hashlib.sha256(new_weights).hexdigest(),
-                                                    hashlib.sha256(old_weights).hexdigest()]
+    assert downloaded("main", first.commit_sha) == [
+        hashlib.sha256(new_weights).hexdigest(),
+        hashlib.sha256(old_weights).hexdigest(),
+    ]
     assert "generation_config.json" not in hub.files(repo_id)
     assert "generation_config.json" in hub.files(repo_id, first.commit_sha)
 
@@ -455,11 +547,23 @@ def official_checkpoint(path: Path) -> tuple[dict, list[str]]:
     reference = OfficialMolnetEncoder(dim=64, layers=2, heads=4, ffn=64, kernels=16)
     randomize_(reference, 7)
     state = {f"encoder.molecule_encoder.{k}": v for k, v in reference.state_dict().items()}
-    heads = {"encoder.molecule_encoder.atom_proc.q_proj.weight": torch.zeros(64, 64),
-             "encoder.lm_output_learned_bias": torch.zeros(1)}
-    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4,
-                              encoder_ffn_embed_dim=64, num_3d_bias_kernel=16, multi_hop_max_dist=5, add_3d=True,
-                              activation_fn="gelu", droppath_prob=0.0, attention_dropout=0.0, act_dropout=0.0)
+    heads = {
+        "encoder.molecule_encoder.atom_proc.q_proj.weight": torch.zeros(64, 64),
+        "encoder.lm_output_learned_bias": torch.zeros(1),
+    }
+    args = argparse.Namespace(
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_attention_heads=4,
+        encoder_ffn_embed_dim=64,
+        num_3d_bias_kernel=16,
+        multi_hop_max_dist=5,
+        add_3d=True,
+        activation_fn="gelu",
+        droppath_prob=0.0,
+        attention_dropout=0.0,
+        act_dropout=0.0,
+    )
     torch.save({"model": {**state, **heads}, "args": args}, path)
     return state, sorted(heads)
 
@@ -467,8 +571,18 @@ def official_checkpoint(path: Path) -> tuple[dict, list[str]]:
 def test_cli_convert_then_push(hub, tmp_path, capsys, monkeypatch):
     state, dropped = official_checkpoint(tmp_path / "checkpoint_best.pt")
     out_dir = tmp_path / "converted"
-    assert cli("convert", str(tmp_path / "checkpoint_best.pt"), str(out_dir), "--set", "max_atoms=128",
-               "--set", "hidden_dropout_prob=0.0") == 0
+    assert (
+        cli(
+            "convert",
+            str(tmp_path / "checkpoint_best.pt"),
+            str(out_dir),
+            "--set",
+            "max_atoms=128",
+            "--set",
+            "hidden_dropout_prob=0.0",
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "dropped 2 official keys" in printed and all(f"  {key}\n" in printed for key in dropped)
     model = MoleBlendModel.from_pretrained(out_dir)

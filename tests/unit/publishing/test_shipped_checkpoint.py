@@ -46,8 +46,9 @@ def test_loads_with_every_auto_class_and_the_encoders_agree():
     path = resolve_model(DEFAULT_PRETRAINED)
     encoder = AutoModel.from_pretrained(path).eval()
     pretraining = AutoModelForPreTraining.from_pretrained(path).eval()
-    classifier = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2,
-                                                                    problem_type="multi_label_classification").eval()
+    classifier = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2, problem_type="multi_label_classification"
+    ).eval()
     assert isinstance(encoder, MoleBlendModel) and isinstance(pretraining, MoleBlendForPreTraining)
     assert isinstance(classifier, MoleBlendForPropertyPrediction)
     assert pretraining.config.blend_relations is True
@@ -62,11 +63,18 @@ def test_loads_with_every_auto_class_and_the_encoders_agree():
 def test_the_card_agrees_with_the_config():
     config = json.loads((DIRECTORY / "config.json").read_text())
     card = (DIRECTORY / "README.md").read_text()
-    architecture = re.search(r"(\d+) post-LN Transformer layers, hidden size (\d+), (\d+) attention heads, "
-                             r"feed-forward (\d+)", card)
+    architecture = re.search(
+        r"(\d+) post-LN Transformer layers, hidden size (\d+), (\d+) attention heads, "
+        r"feed-forward (\d+)",
+        card,
+    )
     assert architecture is not None
-    assert [int(v) for v in architecture.groups()] == [config["num_hidden_layers"], config["hidden_size"],
-                                                       config["num_attention_heads"], config["intermediate_size"]]
+    assert [int(v) for v in architecture.groups()] == [
+        config["num_hidden_layers"],
+        config["hidden_size"],
+        config["num_attention_heads"],
+        config["intermediate_size"],
+    ]
     assert f"{config['num_gaussian_kernels']} Gaussian kernels" in card
     assert "moleblend pretrain" in card and "--preset mini" in card  # the command that reproduces it
     assert "| bbbp |" in card  # measured downstream results
@@ -75,8 +83,9 @@ def test_the_card_agrees_with_the_config():
 def test_the_card_is_generated_from_the_stored_results():
     from recipes.package_checkpoint import shipped_card
 
-    assert (DIRECTORY / "README.md").read_text() == shipped_card(), \
+    assert (DIRECTORY / "README.md").read_text() == shipped_card(), (
         "the card differs from its generation: python -m recipes.package_checkpoint"
+    )
 
 
 def test_the_cards_table_equals_results_json():
@@ -88,14 +97,17 @@ def test_the_cards_table_equals_results_json():
 
     def cells(label: str) -> list[str]:
         line = next(line for line in lines if line.startswith(f"| {label} |"))
-        return [cell.strip() for cell in line.strip("|").split("|")][2:2 + len(columns)]
+        return [cell.strip() for cell in line.strip("|").split("|")][2 : 2 + len(columns)]
 
     assert len(stored["table"]) >= 10
     for task, row in stored["table"].items():
         for column, cell in zip(columns, cells(task), strict=True):
             value = row[column]
-            assert cell == "—" if value is None else cell.startswith(f"{value['mean']:.3f} ± {value['std']:.3f}"), \
-                (task, column, cell)
+            assert cell == "—" if value is None else cell.startswith(f"{value['mean']:.3f} ± {value['std']:.3f}"), (
+                task,
+                column,
+                cell,
+            )
     assert cells("**mean rank** (1 = best)") == [f"{stored['mean_rank'][c]:.2f}" for c in columns]
 
 
@@ -103,9 +115,27 @@ def test_a_few_finetuning_steps_from_the_short_name(tmp_path, esol):
     data = tmp_path / "esol.csv"
     esol.head(80).to_csv(data, index=False)
     out = tmp_path / "run"
-    assert main(["finetune", str(data), "--label-columns", "measured log solubility in mols per litre",
-                 "--model", DEFAULT_PRETRAINED, "--split", "random", "--max-steps", "4", "--batch-size", "16",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "--label-columns",
+                "measured log solubility in mols per litre",
+                "--model",
+                DEFAULT_PRETRAINED,
+                "--split",
+                "random",
+                "--max-steps",
+                "4",
+                "--batch-size",
+                "16",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["rmse"] > 0 and metrics["arguments"]["model"] == DEFAULT_PRETRAINED
     tuned = MoleBlendForPropertyPrediction.from_pretrained(out)
@@ -118,8 +148,21 @@ def test_a_few_finetuning_steps_from_the_short_name(tmp_path, esol):
 def test_embed_and_pipeline_take_the_short_name(tmp_path):
     source = tmp_path / "mols.smi"
     source.write_text("CCO\nc1ccccc1O\n")
-    assert main(["embed", "--input", str(source), "--model", DEFAULT_PRETRAINED, "--output", str(tmp_path / "e"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--input",
+                str(source),
+                "--model",
+                DEFAULT_PRETRAINED,
+                "--output",
+                str(tmp_path / "e"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     table = pd.read_parquet(tmp_path / "e").sort_values("row")
     embed = moleblend_hf.pipeline("molecule-feature-extraction", model=DEFAULT_PRETRAINED)
     assert embed("CCO") == pytest.approx(list(table.iloc[0]["embedding"]), abs=1e-5)
@@ -185,6 +228,12 @@ def test_the_shipped_checkpoint_loads_without_the_package_with_todays_behaviour(
             raise AssertionError("an over-long SMILES was accepted")
         print("REMOTE_OK", time.perf_counter() - start)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                            timeout=300, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert "REMOTE_OK" in result.stdout, result.stderr[-3000:]

@@ -28,7 +28,7 @@ def shards(tmp_path_factory) -> list[str]:
     paths = []
     for k in range(4):
         path = root / f"part-{k}.parquet"
-        frame.iloc[k * 30: (k + 1) * 30].to_parquet(path, row_group_size=8)
+        frame.iloc[k * 30 : (k + 1) * 30].to_parquet(path, row_group_size=8)
         paths.append(str(path))
     return paths
 
@@ -59,8 +59,9 @@ def test_ranks_read_only_their_own_shards(shards, opened):
     ids = {}
     for rank in (0, 1):
         opened.clear()
-        stream = PretrainingStream(_settings(shards, rank=rank, world_size=2), MoleBlendProcessor(),
-                                   log_molecule_ids=True)
+        stream = PretrainingStream(
+            _settings(shards, rank=rank, world_size=2), MoleBlendProcessor(), log_molecule_ids=True
+        )
         metas = _batches(stream, 15)  # one epoch: 60 molecules per rank
         ids[rank] = [i for meta in metas for i in meta["ids"]]
         files = {name for name, _ in opened}
@@ -76,9 +77,10 @@ def test_a_resumed_stream_reopens_at_its_shard_and_row(shards, opened):
     stop = next(i for i, meta in enumerate(full) if meta["shard"] >= 2 and meta["offset"] > 0)
     position = next_position(full[stop])
     opened.clear()
-    resumed = _batches(PretrainingStream(settings, MoleBlendProcessor(), {0: position}, log_molecule_ids=True),
-                       len(full) - stop - 1)
-    assert [m["ids"] for m in resumed] == [m["ids"] for m in full[stop + 1:]]
+    resumed = _batches(
+        PretrainingStream(settings, MoleBlendProcessor(), {0: position}, log_molecule_ids=True), len(full) - stop - 1
+    )
+    assert [m["ids"] for m in resumed] == [m["ids"] for m in full[stop + 1 :]]
     order = [name for name, _ in opened]
     assert opened[0][1] == position.offset  # the first shard opened at the block's row
     first_shard_of_epoch = full[0]["ids"][0].split(":")[0]
@@ -125,8 +127,9 @@ def test_workers_read_only_their_own_shards_when_there_are_enough(shards, opened
     for rank, worker in itertools.product((0, 1), (0, 1)):
         opened.clear()
         monkeypatch.setattr(streaming, "get_worker_info", lambda: type("Info", (), {"id": worker, "num_workers": 2}))
-        stream = PretrainingStream(_settings(shards, rank=rank, world_size=2), MoleBlendProcessor(),
-                                   log_molecule_ids=True)
+        stream = PretrainingStream(
+            _settings(shards, rank=rank, world_size=2), MoleBlendProcessor(), log_molecule_ids=True
+        )
         metas = _batches(stream, 8)  # its shard's 30 molecules (and the next epoch's first)
         assert len({name for name, _ in opened}) <= 2  # this epoch's shard, then the next epoch's
         seen[rank, worker] = [i for meta in metas if meta["epoch"] == 0 for i in meta["ids"]]
@@ -141,8 +144,25 @@ def test_job_with_dataloader_workers_on_shards_resumes_exactly(shards, tmp_path)
 
     from moleblend_hf.cli import main
 
-    common = [*shards, "--batch-size", "4", "--window-size", "8", "--shuffle-buffer", "12", "--num-workers", "2",
-              "--max-steps", "12", "--save-steps", "5", "--no-progress", "--log-molecule-ids", "--report-to", "jsonl"]
+    common = [
+        *shards,
+        "--batch-size",
+        "4",
+        "--window-size",
+        "8",
+        "--shuffle-buffer",
+        "12",
+        "--num-workers",
+        "2",
+        "--max-steps",
+        "12",
+        "--save-steps",
+        "5",
+        "--no-progress",
+        "--log-molecule-ids",
+        "--report-to",
+        "jsonl",
+    ]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert main(["pretrain", *common, "--output-dir", str(whole)]) == 0
     assert main(["pretrain", *common, "--output-dir", str(parts), "--stop-after-steps", "7"]) == 0
@@ -163,9 +183,27 @@ def test_job_with_workers_sharing_one_file_resumes_exactly(tmp_path):
 
     from tests.conftest import DATA
 
-    common = [str(DATA / "moses_200_conformers.parquet"), "--batch-size", "4", "--window-size", "8",
-              "--shuffle-buffer", "16", "--num-workers", "2", "--max-steps", "10", "--save-steps", "5",
-              "--no-progress", "--log-molecule-ids", "--report-to", "jsonl", "--preset", "tiny"]
+    common = [
+        str(DATA / "moses_200_conformers.parquet"),
+        "--batch-size",
+        "4",
+        "--window-size",
+        "8",
+        "--shuffle-buffer",
+        "16",
+        "--num-workers",
+        "2",
+        "--max-steps",
+        "10",
+        "--save-steps",
+        "5",
+        "--no-progress",
+        "--log-molecule-ids",
+        "--report-to",
+        "jsonl",
+        "--preset",
+        "tiny",
+    ]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert main(["pretrain", *common, "--output-dir", str(whole)]) == 0
     assert main(["pretrain", *common, "--output-dir", str(parts), "--stop-after-steps", "5"]) == 0
@@ -180,8 +218,11 @@ def test_hub_sources_parse_print_back_and_refuse_what_they_do_not_know():
     from moleblend_hf.arguments import PretrainArguments
     from moleblend_hf.sources.remote import HubSource
 
-    for text in ("hf://datasets/org/corpus", "hf://datasets/org/corpus@0123abc/data/train-*.parquet",
-                 "hf://datasets/org/corpus?config=zinc&split=validation"):
+    for text in (
+        "hf://datasets/org/corpus",
+        "hf://datasets/org/corpus@0123abc/data/train-*.parquet",
+        "hf://datasets/org/corpus?config=zinc&split=validation",
+    ):
         assert str(HubSource.parse(text)) == text
     assert HubSource.parse("hf://datasets/org/corpus?split=train") == HubSource("org/corpus")
     with pytest.raises(ValueError, match="unknown option 'name'"):

@@ -20,7 +20,8 @@ def test_fingerprints_are_morgan_radius_2_bits_and_mark_unparsable_rows():
     assert parsed.tolist() == [True, False, False, True]
     assert bits[1].sum() == 0 and bits[2].sum() == 0
     expected = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048).GetFingerprint(
-        Chem.MolFromSmiles("c1ccccc1O"))
+        Chem.MolFromSmiles("c1ccccc1O")
+    )
     assert set(np.flatnonzero(bits[3])) == set(expected.GetOnBits())
 
 
@@ -49,5 +50,6 @@ def test_one_class_training_split_is_refused():
     smiles = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1"]
     split = {"train": [0, 1, 2], "valid": [3], "test": [4]}
     with pytest.raises(ValueError, match="one class"):
-        random_forest_baseline(smiles, np.array([[1.0]] * 5), split, "multi_label_classification", seed=0,
-                               settings=FAST)
+        random_forest_baseline(
+            smiles, np.array([[1.0]] * 5), split, "multi_label_classification", seed=0, settings=FAST
+        )

@@ -41,8 +41,7 @@ def test_overwrite_removes_exactly_what_the_previous_run_wrote(tmp_path):
         open_run(out, "finetune", {"seed": 1})
     with open_run(out, "finetune", {"seed": 1}, overwrite=True, inputs=[out / "data.csv"]) as second:
         assert second.run.run_id != first.run.run_id
-    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER_FILE, "run.json", "notes.txt", "data.csv",
-                                                            "notes"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER_FILE, "run.json", "notes.txt", "data.csv", "notes"])
     assert (out / "notes.txt").read_text() == "mine" and read_run(out).settings == {"seed": 1}
 
 
@@ -59,8 +58,7 @@ def test_overwrite_refuses_to_remove_an_input_of_the_command(tmp_path):
     assert not (out / LOCK_FILE).exists()  # a refusal releases the directory
 
 
-@pytest.mark.parametrize("content", ['{"run_id": "x", "job": "notes", "started": "today", "settings": {}}',
-                                     "not json"])
+@pytest.mark.parametrize("content", ['{"run_id": "x", "job": "notes", "started": "today", "settings": {}}', "not json"])
 def test_a_run_json_is_not_a_run_without_the_marker(tmp_path, content):
     out = tmp_path / "notes"
     out.mkdir()
@@ -89,10 +87,13 @@ def _sleeper():
 
 def test_a_second_process_is_refused_while_the_first_holds_the_directory(tmp_path):
     out = tmp_path / "run"
-    script = (f"import sys, time; from moleblend_hf.training.run_directory import open_run\n"
-              f"run = open_run({str(out)!r}, 'pretrain', {{}}); print('open', flush=True); time.sleep(60)")
-    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+    script = (
+        f"import sys, time; from moleblend_hf.training.run_directory import open_run\n"
+        f"run = open_run({str(out)!r}, 'pretrain', {{}}); print('open', flush=True); time.sleep(60)"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
     try:
         assert first.stdout.readline().strip() == "open"
         for overwrite in (False, True):
@@ -107,8 +108,9 @@ def test_a_second_process_is_refused_while_the_first_holds_the_directory(tmp_pat
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
     out = tmp_path / "run"
     out.mkdir()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     (out / LOCK_FILE).write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname()}))
     with caplog.at_level(logging.WARNING), open_run(out, "pretrain", {}) as run:
         assert json.loads((out / LOCK_FILE).read_text())["pid"] == os.getpid()

@@ -24,8 +24,15 @@ BOND_TYPES = ["SINGLE", "DOUBLE", "TRIPLE", "AROMATIC"]  # + misc
 BOND_STEREO = ["STEREONONE", "STEREOZ", "STEREOE", "STEREOCIS", "STEREOTRANS", "STEREOANY"]
 
 ATOM_FEATURE_NAMES = (
-    "atomic_num", "chirality", "degree", "formal_charge", "num_hs", "radical_electrons", "hybridization",
-    "is_aromatic", "is_in_ring",
+    "atomic_num",
+    "chirality",
+    "degree",
+    "formal_charge",
+    "num_hs",
+    "radical_electrons",
+    "hybridization",
+    "is_aromatic",
+    "is_in_ring",
 )
 BOND_FEATURE_NAMES = ("bond_type", "bond_stereo", "is_conjugated")
 NUM_ATOM_FEATURES = len(ATOM_FEATURE_NAMES)
@@ -41,8 +48,9 @@ def _lookup(values: list) -> dict:
 
 def _enum_lookup(enum_type, names: list[str], default: int) -> dict:
     """RDKit enum member -> OGB index (keyed by the enum objects themselves: no str() per atom on the hot path)."""
-    return {member: names.index(member.name) if member.name in names else default
-            for member in enum_type.values.values()}
+    return {
+        member: names.index(member.name) if member.name in names else default for member in enum_type.values.values()
+    }
 
 
 _ATOMIC = _lookup(ATOMIC_NUMBERS)
@@ -89,7 +97,14 @@ def bond_features(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     rows = []
     for i in range(mol.GetNumBonds()):
         bond = get(i)
-        rows.append((bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), _BOND_TYPE[bond.GetBondType()],
-                     _STEREO[bond.GetStereo()], int(bond.GetIsConjugated())))
+        rows.append(
+            (
+                bond.GetBeginAtomIdx(),
+                bond.GetEndAtomIdx(),
+                _BOND_TYPE[bond.GetBondType()],
+                _STEREO[bond.GetStereo()],
+                int(bond.GetIsConjugated()),
+            )
+        )
     table = np.asarray(rows, dtype=np.int64).reshape(-1, 2 + NUM_BOND_FEATURES)
     return table[:, :2], (table[:, 2:] + 1).astype(np.uint8)

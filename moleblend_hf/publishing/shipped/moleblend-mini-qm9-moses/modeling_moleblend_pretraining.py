@@ -17,8 +17,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_moleblend import MoleBlendConfig
-from .modeling_moleblend import (MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations, sum_relations,
-                                 token_mask)
+from .modeling_moleblend import MoleBlendModel, MoleBlendPreTrainedModel, MoleBlendRelations, sum_relations, token_mask
 
 IGNORE = -100
 SPD, PATH, SPATIAL = 0, 1, 2  # pair relation choices of the blend mask
@@ -150,8 +149,9 @@ def _draw(sample, shape, generator: torch.Generator | None, device: torch.device
     return sample(shape, generator=generator, device=device)
 
 
-def spd_targets(shortest_path: torch.Tensor, pair_mask: torch.Tensor, num_classes: int,
-                unreachable: int) -> torch.Tensor:
+def spd_targets(
+    shortest_path: torch.Tensor, pair_mask: torch.Tensor, num_classes: int, unreachable: int
+) -> torch.Tensor:
     """[B, N, N] class of each pair: distance d -> d - 1, distances >= num_classes merged into the last class;
     the diagonal, padding and unreachable pairs are ignored (-100)."""
     spd = shortest_path.long()
@@ -204,8 +204,9 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
     def __init__(self, config: MoleBlendConfig):
         super().__init__(config)
         if not (config.use_2d_relations and config.use_3d_relations):
-            raise ValueError("Pretraining blends 2D and 3D relations: use_2d_relations and use_3d_relations must "
-                             "both be True")
+            raise ValueError(
+                "Pretraining blends 2D and 3D relations: use_2d_relations and use_3d_relations must both be True"
+            )
         self.moleblend = MoleBlendModel(config)
         bond_classes = 1
         for size in config.bond_feature_dims:
@@ -249,18 +250,22 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         atom_choice = (atom_uniform >= config.atom_blend_probabilities[0]).long() * relations.has_3d[:, None]
         return pair_choice, atom_choice
 
-    def _blend(self, relations: MoleBlendRelations, noisy_atoms: torch.Tensor, generator: torch.Generator | None
-               ) -> tuple:
+    def _blend(
+        self, relations: MoleBlendRelations, noisy_atoms: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple:
         """(pair choice, atom choice, pair bias, atom extras, atoms to denoise): each pair sees the relation it drew,
         each atom its degree or its 3D feature; without blending, every relation is summed."""
         if self.config.blend_relations:
             pair_choice, atom_choice = self.sample_blend_masks(relations, generator)
-            pair_bias = relations.spd_bias * (pair_choice == SPD).unsqueeze(1) + \
-                relations.path_bias * (pair_choice == PATH).unsqueeze(1)
+            pair_bias = relations.spd_bias * (pair_choice == SPD).unsqueeze(1) + relations.path_bias * (
+                pair_choice == PATH
+            ).unsqueeze(1)
             atom_extra = relations.degree_embedding * (atom_choice == 0).unsqueeze(-1)
             if relations.bias_3d is not None:
                 pair_bias = pair_bias + relations.bias_3d * (pair_choice == SPATIAL).unsqueeze(1)
-                atom_extra = atom_extra + relations.atom_3d_feature.to(atom_extra.dtype) * (atom_choice == 1).unsqueeze(-1)
+                atom_extra = atom_extra + relations.atom_3d_feature.to(atom_extra.dtype) * (atom_choice == 1).unsqueeze(
+                    -1
+                )
             denoised_atoms = noisy_atoms & (atom_choice == 1)
         else:  # the paper's ablation: every relation summed into the bias, as at inference; same heads and losses
             pair_choice = atom_choice = None
@@ -268,8 +273,15 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
             denoised_atoms = noisy_atoms
         return pair_choice, atom_choice, pair_bias, atom_extra, denoised_atoms
 
-    def _relation_losses(self, atoms: torch.Tensor, shortest_path: torch.Tensor, path_bonds: torch.Tensor,
-                         clean: torch.Tensor, relations: MoleBlendRelations, has_3d: torch.Tensor) -> tuple:
+    def _relation_losses(
+        self,
+        atoms: torch.Tensor,
+        shortest_path: torch.Tensor,
+        path_bonds: torch.Tensor,
+        clean: torch.Tensor,
+        relations: MoleBlendRelations,
+        has_3d: torch.Tensor,
+    ) -> tuple:
         """(shortest-path, path-bond, relative-position) losses of the pair heads, predicted back from the atoms."""
         pair_mask = relations.pair_mask
         spd_loss = _cross_entropy_or_zero(
@@ -320,16 +332,17 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
         noise = _draw(torch.randn, clean.shape, generator, clean.device)
         noise = noise * config.noise_std * noisy_atoms.unsqueeze(-1)
 
-        relations = encoder.compute_relations(atom_features, attention_mask, degree, shortest_path, path_bonds,
-                                              clean + noise, has_3d)
-        pair_choice, atom_choice, pair_bias, atom_extra, denoised_atoms = self._blend(relations, noisy_atoms,
-                                                                                      generator)
+        relations = encoder.compute_relations(
+            atom_features, attention_mask, degree, shortest_path, path_bonds, clean + noise, has_3d
+        )
+        pair_choice, atom_choice, pair_bias, atom_extra, denoised_atoms = self._blend(relations, noisy_atoms, generator)
         tokens, bias = encoder.assemble_inputs(relations, pair_bias, atom_extra)
         hidden = encoder.run_layers(tokens, bias, token_mask(relations.atom_mask), **kwargs)
         atoms = hidden[:, 1:]
 
-        spd_loss, path_loss, relative_loss = self._relation_losses(atoms, shortest_path, path_bonds, clean, relations,
-                                                                   has_3d)
+        spd_loss, path_loss, relative_loss = self._relation_losses(
+            atoms, shortest_path, path_bonds, clean, relations, has_3d
+        )
         batch, n = atom_mask.shape
 
         if relations.unit_direction is not None:
@@ -338,22 +351,40 @@ class MoleBlendForPreTraining(MoleBlendPreTrainedModel):
             prediction = atoms.new_zeros(batch, n, 3)  # no conformer in the batch: nothing to denoise
         denoise_loss = cosine_loss(prediction, noise, denoised_atoms)
 
-        loss = (config.relative_position_loss_weight * relative_loss + config.spd_loss_weight * spd_loss
-                + config.path_loss_weight * path_loss + config.denoise_loss_weight * denoise_loss)
+        loss = (
+            config.relative_position_loss_weight * relative_loss
+            + config.spd_loss_weight * spd_loss
+            + config.path_loss_weight * path_loss
+            + config.denoise_loss_weight * denoise_loss
+        )
         return MoleBlendForPreTrainingOutput(
-            loss=loss, relative_position_loss=relative_loss, spd_loss=spd_loss, path_loss=path_loss,
-            denoise_loss=denoise_loss, noise_prediction=prediction, pair_relation_choice=pair_choice,
-            atom_feature_choice=atom_choice, last_hidden_state=hidden,
+            loss=loss,
+            relative_position_loss=relative_loss,
+            spd_loss=spd_loss,
+            path_loss=path_loss,
+            denoise_loss=denoise_loss,
+            noise_prediction=prediction,
+            pair_relation_choice=pair_choice,
+            atom_feature_choice=atom_choice,
+            last_hidden_state=hidden,
         )
 
 
 def _cross_entropy_or_zero(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over non-ignored entries; 0 (still attached to the graph) when there are none. Written
     without boolean indexing or a test of the count, so that no step waits for the device."""
-    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=IGNORE,
-                            reduction="sum")
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
     return total / (target != IGNORE).sum().clamp(min=1)
 
 
-__all__ = ["DenoisingHead", "MoleBlendForPreTraining", "MoleBlendForPreTrainingOutput", "PairRelationHead",
-           "path_targets", "relative_position_targets", "spd_targets"]
+__all__ = [
+    "DenoisingHead",
+    "MoleBlendForPreTraining",
+    "MoleBlendForPreTrainingOutput",
+    "PairRelationHead",
+    "path_targets",
+    "relative_position_targets",
+    "spd_targets",
+]

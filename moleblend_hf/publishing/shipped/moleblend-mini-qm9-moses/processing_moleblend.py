@@ -116,9 +116,14 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             raise ValueError(f"conformers must be one of {CONFORMER_POLICIES}, got {conformers!r}")
         # settings may come from a hand-edited preprocessor_config.json: a wrong type is named here, not met as a
         # TypeError in the middle of featurization
-        for name, value, least in (("max_atoms", max_atoms, 1), ("max_path_hops", max_path_hops, 1),
-                                   ("max_text_length", max_text_length, 1), ("seed", seed, 0),
-                                   ("mmff_max_iters", mmff_max_iters, 0), ("conformer_timeout", conformer_timeout, 0)):
+        for name, value, least in (
+            ("max_atoms", max_atoms, 1),
+            ("max_path_hops", max_path_hops, 1),
+            ("max_text_length", max_text_length, 1),
+            ("seed", seed, 0),
+            ("mmff_max_iters", mmff_max_iters, 0),
+            ("conformer_timeout", conformer_timeout, 0),
+        ):
             if value is None and name == "max_text_length":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -135,8 +140,11 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         self.unreachable_distance = UNREACHABLE
         self.molecule_features = list(molecule_features or [])
         check_feature_sets(self.molecule_features)
-        self.descriptor_names = list(descriptor_names) if descriptor_names is not None else (
-            rdkit2d_names() if "rdkit2d" in self.molecule_features else None)
+        self.descriptor_names = (
+            list(descriptor_names)
+            if descriptor_names is not None
+            else (rdkit2d_names() if "rdkit2d" in self.molecule_features else None)
+        )
         super().__init__(**kwargs)
 
     @classmethod
@@ -144,8 +152,13 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         """The processor a model with `config` (a `MoleBlendConfig`) expects: its atom limit and path length; other
         settings (`conformers`, `seed`, ...) from `kwargs`."""
         features = getattr(config, "molecule_features", None) or None
-        return cls(max_atoms=config.max_atoms, max_path_hops=config.max_path_hops, molecule_features=features,
-                   descriptor_names=getattr(config, "descriptor_names", None) if features else None, **kwargs)
+        return cls(
+            max_atoms=config.max_atoms,
+            max_path_hops=config.max_path_hops,
+            molecule_features=features,
+            descriptor_names=getattr(config, "descriptor_names", None) if features else None,
+            **kwargs,
+        )
 
     # ----------------------------------------------------------------------------------------- one molecule
     def featurize(self, molecule: Any, index: int | None = None) -> dict[str, Any]:
@@ -163,8 +176,9 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         except ConformerError as error:
             raise MoleculeError(str(error), index, molecule) from None
         except (RuntimeError, ValueError) as error:  # RDKit's own failures on unusual molecules
-            raise MoleculeError(f"RDKit failed on this molecule ({type(error).__name__}: {error})", index,
-                                molecule) from error
+            raise MoleculeError(
+                f"RDKit failed on this molecule ({type(error).__name__}: {error})", index, molecule
+            ) from error
 
     def _featurize_mol(self, mol: Chem.Mol, positions: np.ndarray | None) -> dict[str, Any]:
         n = mol.GetNumAtoms()
@@ -191,8 +205,11 @@ class MoleBlendProcessor(FeatureExtractionMixin):
             "has_3d": positions is not None,
             "num_atoms": n,
             "conformer_source": source,
-            **({"molecule_features": compute_molecule_features(mol, self.molecule_features, self.descriptor_names)}
-               if self.molecule_features else {}),
+            **(
+                {"molecule_features": compute_molecule_features(mol, self.molecule_features, self.descriptor_names)}
+                if self.molecule_features
+                else {}
+            ),
         }
 
     # ----------------------------------------------------------------------------------------- batches
@@ -218,20 +235,29 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         """
         if kwargs:  # a misspelled option (`error=`, `return_tensor=`) must not be ignored silently
             known = ("molecules", "errors", "return_tensors")
-            hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
-                name, known, n=1)) else "") for name in kwargs]
-            raise TypeError(f"MoleBlendProcessor got unexpected keyword argument(s) {', '.join(hints)}; it takes "
-                            f"{', '.join(known)}")
+            hints = [
+                f"{name!r}"
+                + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, n=1)) else "")
+                for name in kwargs
+            ]
+            raise TypeError(
+                f"MoleBlendProcessor got unexpected keyword argument(s) {', '.join(hints)}; it takes {', '.join(known)}"
+            )
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         if isinstance(molecules, (str, Chem.Mol, AtomsWithCoordinates, os.PathLike)) or molecules is None:
             molecules = [molecules]
         elif isinstance(molecules, (bytes, bytearray, Mapping)) or not isinstance(molecules, Iterable):
             hint = {bytes: ": decode it to a str first", bytearray: ": decode it to a str first"}.get(
-                type(molecules), ": pass the molecules themselves, e.g. processor(rows['smiles'])"
-                if isinstance(molecules, Mapping) else "")
-            raise TypeError(f"MoleBlendProcessor takes a molecule or a list of molecules, got "
-                            f"{type(molecules).__name__} {describe(molecules, 40)}{hint}")
+                type(molecules),
+                ": pass the molecules themselves, e.g. processor(rows['smiles'])"
+                if isinstance(molecules, Mapping)
+                else "",
+            )
+            raise TypeError(
+                f"MoleBlendProcessor takes a molecule or a list of molecules, got "
+                f"{type(molecules).__name__} {describe(molecules, 40)}{hint}"
+            )
         features, kept, skipped = [], [], []
         for index, molecule in enumerate(expand_inputs(molecules)):
             try:
@@ -273,9 +299,13 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         hops = self.max_path_hops
         padded_bytes = batch * n * n * (hops * NUM_BOND_FEATURES + 2)
         if padded_bytes > LARGE_BATCH_BYTES:
-            logger.warning("padding %d molecules to %d atoms takes %.1f GB; for large datasets pad per batch "
-                           "(MoleBlendCollator, or processor.featurize per molecule and pad in chunks)", batch, n,
-                           padded_bytes / 1e9)
+            logger.warning(
+                "padding %d molecules to %d atoms takes %.1f GB; for large datasets pad per batch "
+                "(MoleBlendCollator, or processor.featurize per molecule and pad in chunks)",
+                batch,
+                n,
+                padded_bytes / 1e9,
+            )
         out = {
             # compact integer types (the model casts where it indexes): a batch of path_bonds is 8x smaller than
             # in int64, in host memory, pinned buffers and host-to-device copies
@@ -300,10 +330,13 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         if self.molecule_features:
             missing = [row for row, f in enumerate(features) if "molecule_features" not in f]
             if missing:
-                raise ValueError(f"this processor adds molecule features ({self.molecule_features}) but row "
-                                 f"{missing[0]} has none: featurize the molecules with this processor")
-            out["molecule_features"] = np.stack([np.asarray(f["molecule_features"], dtype=np.float32)
-                                                 for f in features])
+                raise ValueError(
+                    f"this processor adds molecule features ({self.molecule_features}) but row "
+                    f"{missing[0]} has none: featurize the molecules with this processor"
+                )
+            out["molecule_features"] = np.stack(
+                [np.asarray(f["molecule_features"], dtype=np.float32) for f in features]
+            )
         for name in label_names:
             if name in features[0]:
                 out[name] = np.asarray([f[name] for f in features])
@@ -341,15 +374,24 @@ class MoleBlendCollator:
                         f"remove_unused_columns=True drops raw columns before collation: pass "
                         f"TrainingArguments(remove_unused_columns=False), or featurize the rows first "
                         f"(processor.featurize, e.g. in dataset.map); set molecule_key= if the molecules are in "
-                        f"another column")
+                        f"another column"
+                    )
                 molecule = item[self.molecule_key]
-                item = {**self.processor.featurize(molecule, item.get("index", position)),
-                        **{k: item[k] for k in self.label_names if k in item}}
+                item = {
+                    **self.processor.featurize(molecule, item.get("index", position)),
+                    **{k: item[k] for k in self.label_names if k in item},
+                }
             features.append(item)
         return self.processor.pad(features, return_tensors="pt", label_names=self.label_names)
 
 
 __all__ = [
-    "AtomsWithCoordinates", "CONTRACT_KEYS", "MoleBlendCollator", "MoleBlendProcessor", "MoleculeError", "SkippedMolecule",
-    "SdfRecord", "read_sdf_records",
+    "AtomsWithCoordinates",
+    "CONTRACT_KEYS",
+    "MoleBlendCollator",
+    "MoleBlendProcessor",
+    "MoleculeError",
+    "SkippedMolecule",
+    "SdfRecord",
+    "read_sdf_records",
 ]

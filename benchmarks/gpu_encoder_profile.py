@@ -8,7 +8,6 @@ kernels per forward, GPU time per forward, and the kernels by total GPU time (to
 
 from __future__ import annotations
 
-
 import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile

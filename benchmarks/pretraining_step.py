@@ -27,10 +27,10 @@ import argparse
 import json
 import os
 import platform
-import threading
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 

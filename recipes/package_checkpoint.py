@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 
 from moleblend_hf import MoleBlendConfig, MoleBlendForPreTraining, MoleBlendProcessor
-from moleblend_hf.publishing.checkpoints import DEFAULT_PRETRAINED, SHIPPED
 from moleblend_hf.publishing.card import card_for_directory
+from moleblend_hf.publishing.checkpoints import DEFAULT_PRETRAINED, SHIPPED
 from moleblend_hf.publishing.remote_code import write_remote_code
 from moleblend_hf.training.benchmark_tables import results_markdown
 

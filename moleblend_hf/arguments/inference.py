@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .common import OUTPUT_ALIASES, JobArguments, Conformers, Preset, _positive, option
+from .common import OUTPUT_ALIASES, Conformers, JobArguments, Preset, _positive, option
 
 QUANTIZE_HELP = (
     "int8: dynamic int8 quantization of the linear layers (CPU only; faster, slightly different "

@@ -21,9 +21,9 @@ def main(argv: Sequence[str]) -> int:
     def job() -> int:
         import sys
 
-        from ..publishing.conversion import ConversionError, convert_checkpoint
         from ..modeling import MoleBlendConfig
         from ..publishing.card import write_model_card
+        from ..publishing.conversion import ConversionError, convert_checkpoint
 
         MoleBlendConfig.check_overrides(arguments.config_overrides)
         try:

@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from ..arguments import BUNDLED_QM9, EmbedArguments
 from ..modeling import MoleBlendConfig, MoleBlendModel
 from ..processing import MoleBlendProcessor, MoleculeError
-from ..arguments import BUNDLED_QM9, EmbedArguments
 from ..publishing.checkpoints import load_model, load_processor, resolve_model
 from ..sources.files import MoleculeRecord, read_table
 from ..training.run_directory import open_run, read_run

@@ -24,6 +24,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..arguments import PredictArguments
+from ..modeling import MoleBlendForPropertyPrediction
+from ..processing import MoleBlendProcessor, MoleculeError
 from ..publishing.checkpoints import (
     calibration_of,
     check_model_source,
@@ -33,9 +36,6 @@ from ..publishing.checkpoints import (
     resolve_model,
     saved_weight_names,
 )
-from ..modeling import MoleBlendForPropertyPrediction
-from ..processing import MoleBlendProcessor, MoleculeError
-from ..arguments import PredictArguments
 from ..sources.files import read_all
 from ..sources.remote import is_remote, pin_revision, register_dataset
 from .calibration import apply_calibration, probabilities

@@ -25,13 +25,15 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
 from ..modeling import MoleBlendConfig
 from ..processing import MoleBlendProcessor
-from .card import CARD_FILE, PROCESSOR_FILE, card_for_directory
 
 # the model card's names, importable from here as before the card moved to card.py
 from .card import (
+    CARD_FILE,
     DEFAULT_TAGS,
     METRICS_FILE,
+    PROCESSOR_FILE,
     build_model_card,
+    card_for_directory,
     count_parameters,
     directory_metrics,  # noqa: F401
     load_metrics,

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rdkit import Chem, RDLogger
 
-from ..processing.conformers import generate_positions
 from ..arguments import CorpusArguments
+from ..processing.conformers import generate_positions
 from .files import canonical_set, canonical_smiles, expand_sources, read_table
 
 SCHEMA = pa.schema([("id", pa.string()), ("smiles", pa.string()), ("molblock", pa.string())])

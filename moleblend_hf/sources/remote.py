@@ -95,7 +95,7 @@ class HubSource:
     split: str = "train"
 
     @classmethod
-    def parse(cls, source: str) -> "HubSource":
+    def parse(cls, source: str) -> HubSource:
         location, _, query = source[len(HUB_PREFIX) :].partition("?")
         parts = location.split("/")
         options = dict(parse_qsl(query, keep_blank_values=True))

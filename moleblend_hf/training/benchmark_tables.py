@@ -24,8 +24,6 @@ import numpy as np
 import pandas as pd
 
 from .._optional import import_optional
-from .baselines import FingerprintSettings, random_forest_baseline
-from .chemprop_baseline import chemprop_available, chemprop_baseline, chemprop_version
 from ..arguments import (
     CHEMPROP,
     HARTREE_TO_EV,
@@ -36,11 +34,13 @@ from ..arguments import (
     BenchmarkArguments,
     FinetuneArguments,
 )
-from .finetune import finetune
-from .run_directory import read_run
 from ..sources.files import canonical_set
 from ..sources.files import canonical_smiles as canonical
 from ..sources.splits import random_split, scaffold_split
+from .baselines import FingerprintSettings, random_forest_baseline
+from .chemprop_baseline import chemprop_available, chemprop_baseline, chemprop_version
+from .finetune import finetune
+from .run_directory import read_run
 
 logger = logging.getLogger(__name__)
 EXCLUDED = "excluded (--exclude)"  # the pretraining stream's skip reason for --exclude (sources/streaming.py)

@@ -43,8 +43,14 @@ from ..publishing.push import push_directory
 from ..sources.files import MOLBLOCK_COLUMNS, canonical_smiles, read_labeled_table
 from ..sources.remote import pin_revision, register_dataset
 from ..sources.splits import SPLIT_NAMES, duplicate_groups, make_split
-from .labels import POSITIVE_NAMES  # noqa: F401  (importable from here as before)
-from .labels import check_classes, count_labels, detect_problem_type, encode_labels, id2label_for
+from .labels import (
+    POSITIVE_NAMES,  # noqa: F401  (importable from here as before)
+    check_classes,
+    count_labels,
+    detect_problem_type,
+    encode_labels,
+    id2label_for,
+)
 from .metrics import selection_metric
 from .plots import learning_curves, write_learning_curves, write_parity, write_roc_pr
 from .property_trainer import (

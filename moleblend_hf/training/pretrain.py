@@ -32,15 +32,16 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..arguments import BUNDLED_QM9, PretrainArguments
+from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
+from ..processing import MoleBlendProcessor, MoleculeError
 from ..publishing.card import write_model_card
 from ..publishing.checkpoints import resolve_model
 from ..publishing.push import push_directory
-from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
-from ..processing import MoleBlendProcessor, MoleculeError
-from ..arguments import BUNDLED_QM9, PretrainArguments
 from ..sources.files import expand_sources, read_table
 from ..sources.fingerprints import fingerprint_sources
 from ..sources.remote import pin_revision, register_dataset
+from ..sources.streaming import Position, PretrainingStream, StreamSettings, next_position
 from .plots import write_pretraining_curves
 from .pretrain_checkpoints import PretrainCheckpoints
 from .run_directory import Run, RunDirectory, open_run, read_run, save_model_atomically
@@ -48,7 +49,6 @@ from .train_log import LOSS_NAMES, TrainLog
 
 # STATE_FILE and run_checkpoints: importable from here as before they moved to training_state.py
 from .training_state import STATE_FILE, run_checkpoints, weights_checksum  # noqa: F401
-from ..sources.streaming import Position, PretrainingStream, StreamSettings, next_position
 
 logger = logging.getLogger(__name__)
 

@@ -114,7 +114,7 @@ class HubServer:
         self._httpd: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         handler = type("BoundHandler", (_Handler,), {"hub": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
@@ -128,7 +128,7 @@ class HubServer:
             self._httpd = None
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

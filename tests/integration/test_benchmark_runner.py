@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 
 from moleblend_hf.cli import main
-from moleblend_hf.sources.splits import scaffold_split
 from moleblend_hf.sources.files import canonical_set
-
+from moleblend_hf.sources.splits import scaffold_split
 from tests.conftest import DATA, PACKAGE_DATA
 
 BENCH = [

@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 import torch
 
 from moleblend_hf import MoleBlendProcessor
 from moleblend_hf.cli import main
 from moleblend_hf.inference.embed import embed_file, load_model_and_processor
-
 from tests.conftest import DATA, saved_regression_model
 
 

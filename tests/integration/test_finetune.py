@@ -14,9 +14,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Trainer
 
 from moleblend_hf import MoleBlendCollator, MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
 from moleblend_hf.cli import main
-from moleblend_hf.training.metrics import binary_metrics
 from moleblend_hf.sources.splits import balanced_scaffold_split, scaffold_of, scaffold_split
-
+from moleblend_hf.training.metrics import binary_metrics
 from tests.conftest import DATA
 
 ESOL_LABEL = "measured log solubility in mols per litre"

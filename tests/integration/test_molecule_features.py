@@ -14,6 +14,7 @@ from rdkit import Chem
 
 import moleblend_hf
 from moleblend_hf import MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
+from moleblend_hf.arguments import MOLECULE_FEATURE_SETS as ARGUMENT_SETS
 from moleblend_hf.cli import main
 from moleblend_hf.processing.molecule_features import (
     MOLECULE_FEATURE_SETS,
@@ -21,8 +22,6 @@ from moleblend_hf.processing.molecule_features import (
     molecule_feature_size,
     rdkit2d_names,
 )
-from moleblend_hf.arguments import MOLECULE_FEATURE_SETS as ARGUMENT_SETS
-
 from tests.conftest import DATA
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]

@@ -14,8 +14,7 @@ from transformers import AutoModel, AutoModelForPreTraining
 
 from moleblend_hf import MoleBlendForPreTraining, MoleBlendModel, MoleBlendProcessor
 from moleblend_hf.cli import main
-from moleblend_hf.sources.streaming import PretrainingStream, Position, StreamSettings
-
+from moleblend_hf.sources.streaming import Position, PretrainingStream, StreamSettings
 from tests.conftest import DATA
 
 SMALL = [
@@ -358,8 +357,8 @@ def test_bad_config_settings_are_refused_in_one_line_before_anything_is_written(
 def test_the_preset_choices_are_the_config_presets():
     import typing
 
-    from moleblend_hf.modeling.configuration_moleblend import PRESETS
     from moleblend_hf.arguments import Preset
+    from moleblend_hf.modeling.configuration_moleblend import PRESETS
 
     assert set(typing.get_args(Preset)) == set(PRESETS)
 

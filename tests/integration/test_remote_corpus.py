@@ -13,9 +13,9 @@ from transformers import AutoModel
 
 from moleblend_hf.cli import main
 from moleblend_hf.sources.files import read_table
-
 from tests.conftest import DATA, PACKAGE_DATA
 from tests.fakes.http_server import FileServer
+
 from .test_pretrain_job import SMALL, _ids, _summary
 
 QM9 = PACKAGE_DATA / "qm9_small.parquet"

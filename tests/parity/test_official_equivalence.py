@@ -9,7 +9,6 @@ import torch
 
 from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor
 from moleblend_hf.publishing.conversion import ConversionError, convert_checkpoint, convert_state_dict
-
 from tests.parity.official_reference import OfficialMolnetEncoder, randomize_
 
 TINY = dict(

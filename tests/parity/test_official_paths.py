@@ -9,11 +9,9 @@ import pytest
 import torch
 from rdkit import Chem
 
-
 from moleblend_hf import MoleBlendModel, MoleBlendProcessor
 from moleblend_hf.cli import main
 from moleblend_hf.processing.featurization import bond_features
-
 from tests.parity.official_reference import OfficialMolnetEncoder, official_edge_input, randomize_
 
 RING_RICH = [

@@ -13,7 +13,6 @@ import torch
 
 from moleblend_hf import MoleBlendConfig, MoleBlendForPropertyPrediction, MoleBlendProcessor
 from moleblend_hf.cli import main
-from moleblend_hf.modeling.modeling_moleblend import token_mask
 from moleblend_hf.inference.speed import (
     GRAPH_ATOM_MULTIPLE,
     CUDAGraphInference,
@@ -22,7 +21,7 @@ from moleblend_hf.inference.speed import (
     graph_batch_size,
     pad_batch,
 )
-
+from moleblend_hf.modeling.modeling_moleblend import token_mask
 from tests.conftest import saved_regression_model, tiny_model
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")

@@ -13,7 +13,6 @@ from rdkit import Chem
 from transformers import AutoConfig, AutoModel
 
 from moleblend_hf import MoleBlendConfig, MoleBlendModel, MoleBlendProcessor
-
 from tests.conftest import tiny_model
 
 ATOL = 1e-4

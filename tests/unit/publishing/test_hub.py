@@ -22,11 +22,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import moleblend_hf.inference.pipelines
-from moleblend_hf.publishing.remote_code import remote_code_files
 from huggingface_hub import HfApi, ModelCard
 
+import moleblend_hf.inference.pipelines
 from moleblend_hf import (
     MoleBlendConfig,
     MoleBlendForPreTraining,
@@ -35,10 +33,10 @@ from moleblend_hf import (
     MoleBlendProcessor,
 )
 from moleblend_hf.cli import main as cli_main
-from moleblend_hf.publishing.conversion import convert_state_dict
 from moleblend_hf.publishing.card import directory_metrics, load_metrics
+from moleblend_hf.publishing.conversion import convert_state_dict
 from moleblend_hf.publishing.push import HubPushError, push_to_hub
-
+from moleblend_hf.publishing.remote_code import remote_code_files
 from tests.fakes.hub_server import VALID_TOKEN, HubServer
 from tests.parity.official_reference import OfficialMolnetEncoder, randomize_
 

@@ -20,8 +20,8 @@ from moleblend_hf import (
     MoleBlendModel,
     resolve_model,
 )
-from moleblend_hf.publishing.checkpoints import SHIPPED
 from moleblend_hf.cli import main
+from moleblend_hf.publishing.checkpoints import SHIPPED
 
 DIRECTORY = SHIPPED[DEFAULT_PRETRAINED]
 

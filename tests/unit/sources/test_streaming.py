@@ -15,8 +15,7 @@ from moleblend_hf import MoleBlendProcessor
 from moleblend_hf.sources import files as data_module
 from moleblend_hf.sources import streaming
 from moleblend_hf.sources.files import read_table
-from moleblend_hf.sources.streaming import PretrainingStream, Position, StreamSettings, next_position
-
+from moleblend_hf.sources.streaming import Position, PretrainingStream, StreamSettings, next_position
 from tests.conftest import PACKAGE_DATA
 
 
@@ -180,7 +179,6 @@ def test_job_with_workers_sharing_one_file_resumes_exactly(tmp_path):
     import json
 
     from moleblend_hf.cli import main
-
     from tests.conftest import DATA
 
     common = [

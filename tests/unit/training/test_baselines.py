@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moleblend_hf.training.baselines import FingerprintSettings, morgan_fingerprints, random_forest_baseline
 from moleblend_hf.sources.splits import scaffold_split
+from moleblend_hf.training.baselines import FingerprintSettings, morgan_fingerprints, random_forest_baseline
 
 FAST = FingerprintSettings(n_estimators=50, n_jobs=1)
 

@@ -169,7 +169,7 @@ class MoleBlendConfig(PreTrainedConfig):
         _check_head(values)
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "MoleBlendConfig":
+    def from_preset(cls, name: str, **overrides) -> MoleBlendConfig:
         """A named size: `tiny` (tests, demos), `mini` (the shipped checkpoint), `small`, or `base` (the
         paper's model); `overrides` win."""
         if name not in PRESETS:

@@ -42,7 +42,7 @@ class DropPath(nn.Module):
         self.p = p
         self.granularity = granularity
 
-    def forward(self, x: torch.Tensor, rows: "TokenRows | None" = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows: TokenRows | None = None) -> torch.Tensor:
         """x [B, T, D], or the rows [M, D] of real tokens described by `rows` (same draws as the padded layout)."""
         if self.p == 0.0 or not self.training:
             return x

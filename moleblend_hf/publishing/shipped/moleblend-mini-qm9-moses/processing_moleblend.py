@@ -35,7 +35,6 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from .conformers import ConformerError, generate_positions
-from .molecule_features import check_feature_sets, compute_molecule_features, rdkit2d_names
 from .featurization import ATOMIC_NUMBERS, NUM_ATOM_FEATURES, NUM_BOND_FEATURES, atom_features, bond_features
 from .graph import (
     UNREACHABLE,
@@ -45,6 +44,7 @@ from .graph import (
     path_bond_features,
     shortest_path_matrix,
 )
+from .molecule_features import check_feature_sets, compute_molecule_features, rdkit2d_names
 from .parsing import AtomsWithCoordinates, MoleculeError, SdfRecord, describe, expand_inputs, read_sdf_records, to_mol
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class MoleBlendProcessor(FeatureExtractionMixin):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_config(cls, config: Any, **kwargs: Any) -> "MoleBlendProcessor":
+    def from_config(cls, config: Any, **kwargs: Any) -> MoleBlendProcessor:
         """The processor a model with `config` (a `MoleBlendConfig`) expects: its atom limit and path length; other
         settings (`conformers`, `seed`, ...) from `kwargs`."""
         features = getattr(config, "molecule_features", None) or None

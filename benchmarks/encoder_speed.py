@@ -1,12 +1,12 @@
 """Encoder speed against the official formulation, in one process, interleaved, on real molecules.
 
 The official formulation is the test-only re-statement of the official MoleBLEND encoder in
-`tests/parity/official_reference.py` (T x B x C layers, fairseq-style attention, the official bias construction; the parity
-tests hold it to our model within 1e-5). Its randomized weights are converted into a `MoleBlendModel` with the converter, so
-both compute the same function (the maximum output difference is reported). Batches: real MOSES molecules with
-their RDKit conformers (`tests/data/moses_200_conformers.parquet`), `--batch-size` per batch in file order (padded
-to the largest molecule of each batch), the same batches for both. Measured, alternating the two models run by
-run (every variant once per run) and reporting medians:
+`tests/parity/official_reference.py` (T x B x C layers, fairseq-style attention, the official bias construction; the
+parity tests hold it to our model within 1e-5). Its randomized weights are converted into a `MoleBlendModel` with the
+converter, so both compute the same function (the maximum output difference is reported). Batches: real MOSES molecules
+with their RDKit conformers (`tests/data/moses_200_conformers.parquet`), `--batch-size` per batch in file order (padded
+to the largest molecule of each batch), the same batches for both. Measured, alternating the two models run by run
+(every variant once per run) and reporting medians:
 
 - `forward_backward`: forward and backward of the encoder (eval mode, so that dropout does not differ);
 - `inference`: forward under `torch.inference_mode`, as molecules per second;
@@ -85,11 +85,11 @@ class _KeywordInputs(torch.nn.Module):
         return self.official(batch)
 
 
-def _timed(function) -> float:
+def _timed(function, *arguments) -> float:
     if torch.cuda.is_initialized():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    function()
+    function(*arguments)
     if torch.cuda.is_initialized():
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -199,11 +199,11 @@ def main() -> None:
     for name, variants in measures.items():
         warmup = {}
         for label, function in variants.items():  # warm-up on every batch shape: compilation, graph capture
-            warmup[label] = _timed(lambda: [function(b, o) for b, o in zip(batches, official_batches)])
+            warmup[label] = _timed(lambda f=function: [f(b, o) for b, o in zip(batches, official_batches)])
         times: dict[str, list[float]] = {label: [] for label in variants}
         for _ in range(args.runs):
             for label, function in variants.items():  # interleaved: every run times each variant once
-                times[label].append(sum(_timed(lambda: function(b, o)) for b, o in zip(batches, official_batches)))
+                times[label].append(sum(_timed(function, b, o) for b, o in zip(batches, official_batches)))
         medians = {label: statistics.median(values) for label, values in times.items()}
         results[name] = {
             "median_seconds_per_batch": {k: v / len(batches) for k, v in medians.items()},

@@ -33,17 +33,20 @@ _EXPORTS = {
     "resolve_model": "publishing.checkpoints",
 }
 
-if TYPE_CHECKING:
-    from .inference.pipeline import pipeline
-    from .modeling import (
-        MoleBlendConfig,
-        MoleBlendForPreTraining,
-        MoleBlendForPropertyPrediction,
-        MoleBlendModel,
-        MoleBlendPreTrainedModel,
-    )
-    from .processing import AtomsWithCoordinates, MoleBlendCollator, MoleBlendProcessor, MoleculeError, SkippedMolecule
-    from .publishing.checkpoints import DEFAULT_PRETRAINED, resolve_model
+if TYPE_CHECKING:  # the names __getattr__ loads, for type checkers (`X as X`: a re-export)
+    from .inference.pipeline import pipeline as pipeline
+    from .modeling import MoleBlendConfig as MoleBlendConfig
+    from .modeling import MoleBlendForPreTraining as MoleBlendForPreTraining
+    from .modeling import MoleBlendForPropertyPrediction as MoleBlendForPropertyPrediction
+    from .modeling import MoleBlendModel as MoleBlendModel
+    from .modeling import MoleBlendPreTrainedModel as MoleBlendPreTrainedModel
+    from .processing import AtomsWithCoordinates as AtomsWithCoordinates
+    from .processing import MoleBlendCollator as MoleBlendCollator
+    from .processing import MoleBlendProcessor as MoleBlendProcessor
+    from .processing import MoleculeError as MoleculeError
+    from .processing import SkippedMolecule as SkippedMolecule
+    from .publishing.checkpoints import DEFAULT_PRETRAINED as DEFAULT_PRETRAINED
+    from .publishing.checkpoints import resolve_model as resolve_model
 
 
 def __getattr__(name: str) -> Any:

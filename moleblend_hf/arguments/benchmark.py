@@ -5,15 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .common import MOLECULE_FEATURE_SETS, OUTPUT_ALIASES, Modality, Pooling, Preset, _fraction, _positive, option
-from .finetune import FinetuneArguments
-
-
-def _finetune_default(name: str) -> Any:
-    """`moleblend finetune`'s default of a setting: the single source of the benchmark's recipe."""
-    return FinetuneArguments.__dataclass_fields__[name].default
-
-
 from .common import (
     MOLECULE_FEATURE_SETS,
     OUTPUT_ALIASES,
@@ -28,6 +19,13 @@ from .common import (
     option,
     trainer_integrations,
 )
+from .finetune import FinetuneArguments
+
+
+def _finetune_default(name: str) -> Any:
+    """`moleblend finetune`'s default of a setting: the single source of the benchmark's recipe."""
+    return FinetuneArguments.__dataclass_fields__[name].default
+
 
 #: task -> (file, label columns, metric reported on test, unit)
 MOLECULENET = {

@@ -2,8 +2,8 @@
 
 Output is a directory of parquet parts (`part-00000.parquet`, ...; read them with `pandas.read_parquet(DIR)`),
 each covering `chunk_size` input rows and written atomically, so an interrupted job resumes at the first missing
-part. Molecules that cannot be featurized are listed in `_skipped.jsonl` (underscore files are ignored by parquet readers) with row, identifier and reason; the
-embedding rows keep the input row number, so nothing shifts.
+part. Molecules that cannot be featurized are listed in `_skipped.jsonl` (underscore files are ignored by parquet
+readers) with row, identifier and reason; the embedding rows keep the input row number, so nothing shifts.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import json
 import multiprocessing
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa

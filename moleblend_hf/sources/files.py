@@ -15,9 +15,9 @@ from rdkit import Chem, RDLogger
 
 from .._optional import import_optional
 
-#: The bundled default corpus: 2,000 QM9 molecules with DFT geometries (see moleblend_hf/data/README.md); defined
-#: where the job defaults need it, without pandas
-from ..arguments import BUNDLED_QM9
+# the bundled default corpus (2,000 QM9 molecules with DFT geometries, see moleblend_hf/data/README.md), defined in
+# arguments where the job defaults need it, without pandas; importable from here as before (`X as X`: a re-export)
+from ..arguments import BUNDLED_QM9 as BUNDLED_QM9
 from ..processing import read_sdf_records
 
 # the row type and the column detection live in records.py (shared with remote.py); importable from here as before

@@ -538,6 +538,7 @@ def test_seed_ensemble_predicts_with_mean_and_std_and_keeps_bad_rows_aligned(tmp
     manifest = json.loads((ensemble / "ensemble.json").read_text())
     assert manifest["members"] == ["seed-0", "seed-1"]
     splits = [json.loads((ensemble / m / "split.json").read_text()) for m in manifest["members"]]
+    assert all(s[part] == splits[0][part] for s in splits for part in ("train", "valid", "test"))  # one shared split
     metrics = json.loads((ensemble / "metrics.json").read_text())
     assert set(metrics["members"]) == {"seed-0", "seed-1"} and "rmse" in metrics["test"]
     new = pd.DataFrame({"smiles": ["CCO", "not_a_smiles(", "c1ccccc1O", None, "CC(=O)O"], "name": list("abcde")})

@@ -1,7 +1,8 @@
 """Faster inference paths give the outputs of the plain forward: padding atoms to a multiple, and CUDA graphs.
 
-The CUDA-graph tests need a GPU: they run on a machine with one (`python -m pytest tests/unit/inference/test_inference_paths.py`
-there; the README gives the figures) and are skipped here, where no CUDA device exists.
+The CUDA-graph tests need a GPU: they run on a machine with one
+(`python -m pytest tests/unit/inference/test_inference_paths.py` there; the README gives the figures) and are
+skipped here, where no CUDA device exists.
 """
 
 from __future__ import annotations

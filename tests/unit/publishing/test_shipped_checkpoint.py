@@ -185,7 +185,7 @@ def test_predict_and_the_property_pipeline_refuse_the_pretraining_checkpoint_by_
 def test_the_shipped_remote_code_is_a_fresh_generation_from_the_package():
     """Fails when the package's modeling/processing code changed and the shipped copy was not regenerated:
     python -c "from moleblend_hf.publishing.remote_code import write_remote_code as w; from moleblend_hf.publishing.checkpoints import SHIPPED; [w(d) for d in SHIPPED.values()]"
-    """
+    """  # noqa: E501 - the regeneration command stays on one line, to be copied whole
     from moleblend_hf.publishing.remote_code import needed_modules, remote_code_files
 
     expected = remote_code_files(needed_modules(DIRECTORY))

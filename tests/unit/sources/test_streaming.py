@@ -125,7 +125,8 @@ def test_workers_read_only_their_own_shards_when_there_are_enough(shards, opened
     seen = {}
     for rank, worker in itertools.product((0, 1), (0, 1)):
         opened.clear()
-        monkeypatch.setattr(streaming, "get_worker_info", lambda: type("Info", (), {"id": worker, "num_workers": 2}))
+        info = type("Info", (), {"id": worker, "num_workers": 2})
+        monkeypatch.setattr(streaming, "get_worker_info", lambda info=info: info)
         stream = PretrainingStream(
             _settings(shards, rank=rank, world_size=2), MoleBlendProcessor(), log_molecule_ids=True
         )

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from transformers import EarlyStoppingCallback
 
 from .._optional import import_optional
 from ..arguments import FinetuneArguments
-from ..inference.calibration import apply_calibration, calibration_metrics
+from ..inference.calibration import calibration_metrics
 from ..modeling import MoleBlendConfig
 from ..processing import MoleBlendCollator, MoleBlendProcessor
 from ..publishing.checkpoints import CALIBRATION_FILE, ENSEMBLE_FILE
@@ -43,13 +44,9 @@ from ..sources.splits import SPLIT_NAMES, duplicate_groups, make_split
 from .finetune_outputs import (
     _calibrate_ensemble,
     _common_rows,
-    _fit_single_model_calibration,
-    _prediction_values,
     _save_model,
     _strip,
-    _write_figures,
-    _write_predictions,
-    _write_skipped,
+    _write_run_outputs,
 )
 from .labels import (
     POSITIVE_NAMES,  # noqa: F401  (importable from here as before)
@@ -265,6 +262,23 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
     }
     raw = {name: (datasets[name].rows, datasets[name].labels, out.predictions) for name, out in outputs.items()}
     curves = learning_curves(trainer.state.log_history, metric)
+    result = _run_metrics(args, prepared, outputs, failures, curves, output)
+    _write_run_outputs(args, prepared, output, raw, result, curves, failures, num_labels)
+    _save_model(args, output, trainer.model, processor, run)
+    return result, raw
+
+
+def _run_metrics(
+    args: FinetuneArguments,
+    prepared: dict,
+    outputs: dict[str, Any],
+    failures: dict[int, str],
+    curves: pd.DataFrame,
+    output: Path,
+) -> dict:
+    """What metrics.json holds for one model (the calibration is added when it is fitted): the task, split, chosen
+    checkpoint's valid / test metrics, skipped rows, curves, arguments and wall time."""
+    problem_type, split, (metric, greater) = prepared["problem_type"], prepared["split"], prepared["metric"]
     result = {
         "task": args.label_columns,
         "problem_type": problem_type,
@@ -284,31 +298,13 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         "curves": curves.to_dict(orient="list"),
         "arguments": {k: v for k, v in asdict(args).items() if k != "config_overrides"},
         "config_overrides": args.config_overrides,
-        "wall_time_s": time.perf_counter()
-        - prepared["started"],  # featurization, training and evaluation; not the saving
+        # featurization, training and evaluation; not the saving
+        "wall_time_s": time.perf_counter() - prepared["started"],
     }
     result.setdefault("test", {})
     if args.search_trials:
         result["search"] = json.loads((output / "search_best.json").read_text())
-    calibration = _fit_single_model_calibration(args, problem_type, raw, output, result)
-    (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
-    test_raw = raw.get("test", ([], np.zeros((0, num_labels)), np.zeros((0, num_labels))))
-    values, columns = _prediction_values(problem_type, test_raw[2][None], args.label_columns, prepared["class_names"])
-    _write_predictions(
-        output,
-        values,
-        columns,
-        test_raw[0],
-        split["test"],
-        prepared,
-        args.label_columns,
-        failures,
-        apply_calibration(problem_type, test_raw[2][None], calibration),
-    )
-    _write_skipped(output, split, failures, prepared["molecules"])
-    _write_figures(output, curves, metric, problem_type, test_raw, args.label_columns, result["test"])
-    _save_model(args, output, trainer.model, processor, run)
-    return result, raw
+    return result
 
 
 def _datasets(
@@ -364,16 +360,7 @@ def _train_members(args: FinetuneArguments, prepared: dict, run: RunDirectory) -
     output = Path(args.output_dir)
     split = prepared["split"]
     (output / "split.json").write_text(json.dumps({"method": args.split, "seed": args.seed, **split}))
-    members: dict[str, dict] = {}
-    if args.seeds:
-        for seed in args.seeds:
-            members[f"seed-{seed}"] = {"seed": seed, "split": split}
-    else:
-        pool = np.random.default_rng(args.seed).permutation(split["train"] + split["valid"]).tolist()
-        folds = [sorted(pool[k :: args.kfold]) for k in range(args.kfold)]
-        for k, fold in enumerate(folds):
-            train = sorted(r for j, other in enumerate(folds) if j != k for r in other)
-            members[f"fold-{k}"] = {"seed": args.seed, "split": {"train": train, "valid": fold, "test": split["test"]}}
+    members = _members(args, split)
     results, raws = {}, {}
     for name, member in members.items():
         split_file = output / f"split-{name}.json"
@@ -408,6 +395,37 @@ def _train_members(args: FinetuneArguments, prepared: dict, run: RunDirectory) -
             indent=2,
         )
     )
+    result = _ensemble_metrics(args, prepared, results, raws, calibration)
+    (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _members(args: FinetuneArguments, split: dict[str, list[int]]) -> dict[str, dict]:
+    """The ensemble's members by name: each one's seed and split (`seed-<s>`: the shared split; `fold-<k>`: fold k
+    of the train+valid rows as its validation rows, the others to train on, the shared test rows)."""
+    members: dict[str, dict] = {}
+    if args.seeds:
+        for seed in args.seeds:
+            members[f"seed-{seed}"] = {"seed": seed, "split": split}
+    else:
+        pool = np.random.default_rng(args.seed).permutation(split["train"] + split["valid"]).tolist()
+        folds = [sorted(pool[k :: args.kfold]) for k in range(args.kfold)]
+        for k, fold in enumerate(folds):
+            train = sorted(r for j, other in enumerate(folds) if j != k for r in other)
+            members[f"fold-{k}"] = {"seed": args.seed, "split": {"train": train, "valid": fold, "test": split["test"]}}
+    return members
+
+
+def _ensemble_metrics(
+    args: FinetuneArguments,
+    prepared: dict,
+    results: dict[str, dict],
+    raws: dict[str, dict[str, tuple]],
+    calibration: dict | None,
+) -> dict:
+    """What an ensemble's metrics.json holds: every member's valid / test metrics, their mean and standard
+    deviation, and the calibration's metrics on the rows every member predicted."""
+    problem_type, split = prepared["problem_type"], prepared["split"]
     summary = {}
     for part in ("valid", "test"):
         names = sorted({k for r in results.values() for k in r[part] if isinstance(r[part][k], (int, float))})
@@ -443,5 +461,4 @@ def _train_members(args: FinetuneArguments, prepared: dict, run: RunDirectory) -
                 if len(labels)
             },
         }
-    (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     return result

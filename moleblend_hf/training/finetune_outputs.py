@@ -194,3 +194,35 @@ def _calibrate_ensemble(
         extra,
     )
     return calibration
+
+
+def _write_run_outputs(
+    args: FinetuneArguments,
+    prepared: dict,
+    output: Path,
+    raw: dict[str, tuple],
+    result: dict,
+    curves: pd.DataFrame,
+    failures: dict[int, str],
+    num_labels: int,
+) -> None:
+    """One model's files besides the model: calibration.json (with --conformal-alpha), metrics.json (`result`),
+    test_predictions.csv, skipped_rows.csv and the figures."""
+    problem_type, split, (metric, _) = prepared["problem_type"], prepared["split"], prepared["metric"]
+    calibration = _fit_single_model_calibration(args, problem_type, raw, output, result)
+    (output / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    test_raw = raw.get("test", ([], np.zeros((0, num_labels)), np.zeros((0, num_labels))))
+    values, columns = _prediction_values(problem_type, test_raw[2][None], args.label_columns, prepared["class_names"])
+    _write_predictions(
+        output,
+        values,
+        columns,
+        test_raw[0],
+        split["test"],
+        prepared,
+        args.label_columns,
+        failures,
+        apply_calibration(problem_type, test_raw[2][None], calibration),
+    )
+    _write_skipped(output, split, failures, prepared["molecules"])
+    _write_figures(output, curves, metric, problem_type, test_raw, args.label_columns, result["test"])

@@ -82,8 +82,37 @@ def chemprop_baseline(
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(labels, dtype=np.float64).reshape(len(molecules), -1)
-    targets = [f"target_{i}" for i in range(labels.shape[1])]
     parsed = _parsable(molecules)
+    rows, targets, table = _write_inputs(work, molecules, labels, split, parsed)
+    task_type = "regression" if problem_type == "regression" else "classification"
+    log = work / "chemprop.log"
+    log.write_text("")
+    start = time.perf_counter()
+    _train(work, targets, task_type, seed, extra_arguments, log)
+    _predict(work, log)
+    wall = time.perf_counter() - start
+    values = _read_predictions(work, table, targets, problem_type)
+    n_valid = len(rows["valid"])
+    result = {
+        "valid": compute_metrics(problem_type, labels[rows["valid"]], values[:n_valid]),
+        "test": compute_metrics(problem_type, labels[rows["test"]], values[n_valid:]),
+        "skipped_rows": int((~parsed).sum()),
+        "wall_time_s": wall,
+        "chemprop_version": chemprop_version(),
+    }
+    for model_file in (work / "model").rglob("*"):  # weights are not needed for the table; keep logs and config
+        if model_file.suffix in (".pt", ".ckpt"):
+            model_file.unlink()
+    return result
+
+
+def _write_inputs(
+    work: Path, molecules: list, labels: np.ndarray, split: dict[str, list[int]], parsed: np.ndarray
+) -> tuple[dict[str, list[int]], list[str], pd.DataFrame]:
+    """chemprop's input files in `work`: data.csv (the usable rows of each split, with a `split` column) and
+    evaluate.csv (the valid then test SMILES to predict). Returns the rows used per split, the target columns and
+    the table written."""
+    targets = [f"target_{i}" for i in range(labels.shape[1])]
     rows = {name: [r for r in split[name] if parsed[r] and not np.isnan(labels[r]).all()] for name in split}
     table = pd.DataFrame(
         {
@@ -97,10 +126,13 @@ def chemprop_baseline(
     )
     table.to_csv(work / "data.csv", index=False)
     table[table["split"] != "train"][["smiles"]].to_csv(work / "evaluate.csv", index=False)
-    task_type = "regression" if problem_type == "regression" else "classification"
-    log = work / "chemprop.log"
-    log.write_text("")
-    start = time.perf_counter()
+    return rows, targets, table
+
+
+def _train(
+    work: Path, targets: list[str], task_type: str, seed: int, extra_arguments: tuple[str, ...], log: Path
+) -> None:
+    """`chemprop train` with its defaults on data.csv (its `split` column), the model saved under `work/model`."""
     _run(
         [
             "train",
@@ -130,6 +162,10 @@ def chemprop_baseline(
         ],
         log,
     )
+
+
+def _predict(work: Path, log: Path) -> None:
+    """`chemprop predict` of evaluate.csv with the best saved model, into predictions.csv."""
     _run(
         [
             "predict",
@@ -150,7 +186,11 @@ def chemprop_baseline(
         ],
         log,
     )
-    wall = time.perf_counter() - start
+
+
+def _read_predictions(work: Path, table: pd.DataFrame, targets: list[str], problem_type: str) -> np.ndarray:
+    """chemprop's predictions [valid + test rows, tasks], checked to be in its input's order; logits for
+    classification."""
     predicted = pd.read_csv(work / "predictions.csv")
     if predicted["smiles"].tolist() != table[table["split"] != "train"]["smiles"].tolist():
         raise RuntimeError(f"chemprop's predictions ({work / 'predictions.csv'}) are not in the order of its input")
@@ -158,18 +198,7 @@ def chemprop_baseline(
     if problem_type != "regression":  # probabilities -> logits, as the models and the forest report
         values = np.clip(values, 1e-6, 1 - 1e-6)
         values = np.log(values / (1 - values))
-    n_valid = len(rows["valid"])
-    result = {
-        "valid": compute_metrics(problem_type, labels[rows["valid"]], values[:n_valid]),
-        "test": compute_metrics(problem_type, labels[rows["test"]], values[n_valid:]),
-        "skipped_rows": int((~parsed).sum()),
-        "wall_time_s": wall,
-        "chemprop_version": chemprop_version(),
-    }
-    for model_file in (work / "model").rglob("*"):  # weights are not needed for the table; keep logs and config
-        if model_file.suffix in (".pt", ".ckpt"):
-            model_file.unlink()
-    return result
+    return values
 
 
 __all__ = ["ChempropUnavailable", "chemprop_available", "chemprop_baseline", "chemprop_version"]

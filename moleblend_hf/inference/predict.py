@@ -191,8 +191,8 @@ def predict_file(args: PredictArguments, datasets: dict[str, Any] | None = None)
     table = (
         pd.concat(frames, ignore_index=True)
         if frames
-        else pd.DataFrame(columns=["row", "id", *names, "skipped_reason"])
-    )  # an empty input: the same columns
+        else pd.DataFrame(columns=["row", "id", *names, "skipped_reason"])  # an empty input: the same columns
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp")
     table.to_parquet(temporary, index=False) if output.suffix == ".parquet" else table.to_csv(temporary, index=False)

@@ -356,9 +356,8 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
     for seed in args.seeds:
         for task in tasks:
             runs += _task_runs(args, task, seed, output / "splits" / f"{task['name']}.json", output, columns)
-            _write_results(
-                output, runs, overlap, args, tasks, pretraining
-            )  # after every run: a partial table is readable
+            # after every run: a partial table is readable
+            _write_results(output, runs, overlap, args, tasks, pretraining)
     return _write_results(output, runs, overlap, args, tasks, pretraining)
 
 

@@ -66,9 +66,10 @@ def _write_figures(
 
 def _save_model(args: FinetuneArguments, output: Path, model, processor: MoleBlendProcessor, run: RunDirectory) -> None:
     """Model, processor and card as one whole (`save_model_atomically`)."""
+    # Hub ids only
     base_model = (
         args.model if args.model and resolve_model(args.model) == args.model and not Path(args.model).exists() else None
-    )  # Hub ids only
+    )
 
     def write(directory: Path) -> None:
         model.save_pretrained(directory)  # not trainer.save_model: it adds a pickled training_args.bin

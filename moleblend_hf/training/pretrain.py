@@ -418,8 +418,8 @@ class Pretrainer(PretrainCheckpoints):
                 *(f"summary_rank{r}.json" for r in ranks),
                 "loss_curves.csv",
                 "loss_curves.png",
-                "moleblend-pretrain",
-            )  # tensorboard
+                "moleblend-pretrain",  # tensorboard
+            )
         accelerator.wait_for_everyone()
         if self.run is None:
             self.run = read_run(self.output_dir)

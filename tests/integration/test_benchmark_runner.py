@@ -24,6 +24,7 @@ BENCH = [
 ]
 
 
+@pytest.mark.slow
 def test_benchmark_with_a_pretraining_corpus_that_excludes_the_test_sets(tmp_path):
     esol = pd.read_csv(DATA / "esol.csv").head(200)
     moleculenet = tmp_path / "moleculenet"
@@ -174,6 +175,7 @@ def test_group_by_size_reaches_the_runs_and_older_runs_count_as_shuffled(tmp_pat
     assert _finished(runs[False]) is not None and _finished(runs[True]) is None
 
 
+@pytest.mark.slow
 def test_the_chemprop_and_feature_columns_run_on_the_same_split_with_wall_times(tmp_path):
     """chemprop 2 and a `+features` column beside the others on a tiny table: same rows, the shared metric, a wall
     time per run, and the table's order."""

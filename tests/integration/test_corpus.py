@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from rdkit import Chem
 
 from moleblend_hf import MoleBlendProcessor
 from moleblend_hf.cli import main
 
 
+@pytest.mark.slow
 def test_corpus_has_3d_molblocks_in_input_order_and_counts_what_it_left_out(tmp_path):
     source, excluded, out = tmp_path / "in.smi", tmp_path / "x.smi", tmp_path / "corpus.parquet"
     source.write_text("CCO a\nnot_a_smiles b\nc1ccccc1O c\nOC(=O)c1ccccc1 d\nCC(=O)Nc1ccc(O)cc1 e\n")
@@ -30,6 +32,7 @@ def test_corpus_has_3d_molblocks_in_input_order_and_counts_what_it_left_out(tmp_
     assert batch["has_3d"].all()
 
 
+@pytest.mark.slow
 def test_corpus_refuses_to_replace_an_existing_file_and_stops_at_max_molecules(tmp_path, capsys):
     source, out = tmp_path / "in.smi", tmp_path / "corpus.parquet"
     source.write_text("CCO\nCCN\nCCC\nCCCl\n")

@@ -101,6 +101,7 @@ def test_an_unknown_source_is_one_line_naming_it(tmp_path, capsys):
     assert "nothing" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_finetune_and_predict_read_a_hub_dataset_and_record_its_revision(tmp_path, esol_small):
     """In fresh processes (huggingface_hub reads HF_ENDPOINT at import): a labelled CSV in a dataset repo on the
     loopback Hub, fine-tuned on and predicted from; metrics.json and run.json record the commit sha."""

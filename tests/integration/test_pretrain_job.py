@@ -303,6 +303,7 @@ def test_resume_cuts_the_logs_back_to_the_checkpoint(tmp_path):
     assert "stale" not in _ids(out) and len(_ids(out)) == 6 * 8
 
 
+@pytest.mark.slow
 def test_bad_arguments_exit_2_with_one_line(tmp_path):
     for argv in (
         ["--max-steps", "0"],

@@ -209,6 +209,7 @@ def test_trainer_recipe_pretrains_on_a_streamed_source(served, tmp_path):
     assert isinstance(AutoModel.from_pretrained(tmp_path / "model"), object)
 
 
+@pytest.mark.slow
 def test_two_processes_stream_disjoint_molecules_from_urls(served, tmp_path):
     import os
     import subprocess
@@ -265,6 +266,7 @@ A QM9 corpus for tests.
 """
 
 
+@pytest.mark.slow
 def test_pretrain_streams_a_hub_dataset_by_shards_resumes_without_rereading_and_refuses_a_moved_one(tmp_path):
     """A dataset repo of 4 parquet shards (and a card with two configurations) on the loopback Hub, read in fresh
     processes (huggingface_hub reads HF_ENDPOINT at import): as hf://datasets/ORG/NAME and with --dataset flags;

@@ -139,6 +139,7 @@ def test_log_level_shows_our_info_messages_and_warning_hides_them(tmp_path, caps
         assert ("moleblend_hf.training.pretrain: resumed from" in err) == shown, err
 
 
+@pytest.mark.slow
 def test_the_library_adds_no_handler_and_stays_quiet_unless_asked():
     code = (
         "import logging, moleblend_hf\n"

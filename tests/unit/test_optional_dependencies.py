@@ -15,6 +15,7 @@ from moleblend_hf.sources.files import read_table
 EXTRAS = ("matplotlib", "tensorboard", "aiohttp", "optuna", "chemprop", "mkdocs")
 
 
+@pytest.mark.slow
 def test_the_model_processor_and_jobs_import_no_extra():
     code = (
         "import sys\n"

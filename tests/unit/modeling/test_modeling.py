@@ -72,6 +72,7 @@ def test_save_and_auto_load_give_identical_outputs(tmp_path, qm9_batch):
     torch.testing.assert_close(_graph_output(loaded, qm9_batch), _graph_output(model, qm9_batch), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("saved", ["encoder", "pretraining"])
 def test_remote_code_loads_without_the_package(tmp_path, qm9, qm9_batch, saved):
     """A saved checkpoint + processor load with trust_remote_code=True where moleblend_hf cannot be imported;

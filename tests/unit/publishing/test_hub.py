@@ -301,6 +301,7 @@ def test_auto_classes_load_the_pushed_model(hub, published):
     assert out["card"]["model-index"][0]["results"][0]["metrics"][0]["value"] == METRICS["metrics"]["rmse"]
 
 
+@pytest.mark.slow
 def test_remote_code_loads_from_the_hub_without_the_package(hub, published):
     """`trust_remote_code=True` where moleblend_hf cannot be imported: AutoModel, AutoModelForPreTraining,
     AutoProcessor and both pipelines come from the repos' code and match the local models; the card's usage

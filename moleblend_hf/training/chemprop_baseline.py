@@ -129,6 +129,10 @@ def _write_inputs(
     return rows, targets, table
 
 
+#: chemprop on the CPU, one device, no DataLoader workers (the benchmark's runs share the machine)
+_ON_ONE_CPU = ("--accelerator", "cpu", "--devices", "1", "-n", "0")
+
+
 def _train(
     work: Path, targets: list[str], task_type: str, seed: int, extra_arguments: tuple[str, ...], log: Path
 ) -> None:
@@ -152,12 +156,7 @@ def _train(
             str(seed),
             "-o",
             str(work / "model"),
-            "--accelerator",
-            "cpu",
-            "--devices",
-            "1",
-            "-n",
-            "0",
+            *_ON_ONE_CPU,
             *extra_arguments,
         ],
         log,
@@ -177,12 +176,7 @@ def _predict(work: Path, log: Path) -> None:
             str(work / "model" / "model_0" / "best.pt"),
             "-o",
             str(work / "predictions.csv"),
-            "--accelerator",
-            "cpu",
-            "--devices",
-            "1",
-            "-n",
-            "0",
+            *_ON_ONE_CPU,
         ],
         log,
     )

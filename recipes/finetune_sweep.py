@@ -30,6 +30,11 @@ SETTINGS = {
     "head2_do0.1": dict(pooling="graph", head_layers=2, config_overrides={"classifier_dropout": 0.1}),
     "wd0.01": dict(pooling="graph", weight_decay=0.01),
     "bs64": dict(pooling="graph", batch_size=64),
+    # the shipped defaults (graph token + atom mean) trained 2.5x longer: most base curves still rise at epoch 8
+    "gm_long20": dict(epochs=20, patience=8),
+    # and the head fitted to the frozen encoder for 2 epochs first (LP-FT): a linear probe on the frozen embeddings
+    # beat fine-tuning on BBBP, HIV and FreeSolv validation
+    "gm_long20_lp2": dict(epochs=20, patience=8, freeze_encoder_epochs=2),
 }
 BASE = dict(epochs=8, patience=4, batch_size=32, learning_rate=5e-4, encoder_learning_rate_ratio=1.0)
 

@@ -14,6 +14,7 @@ from .common import (
     Pooling,
     Preset,
     _fraction,
+    _non_negative,
     _positive,
     check_report_to,
     option,
@@ -38,7 +39,6 @@ MOLECULENET = {
     "lipo": ("lipo.csv", ["exp"], "rmse", "logD"),
 }
 RANDOM_FOREST = "random_forest"
-CHEMPROP = "chemprop"
 CHEMPROP = "chemprop"
 HARTREE_TO_EV = 27.211386
 #: QM9 targets given in Hartree, reported in eV (the literature's unit).
@@ -111,6 +111,9 @@ class BenchmarkArguments(JobArguments):
     layerwise_lr_decay: float = option(_finetune_default("layerwise_lr_decay"), "see `moleblend finetune`")
     pooling: Pooling = option(_finetune_default("pooling"), "what the head reads (see `moleblend finetune`)")
     head_layers: int = option(_finetune_default("head_layers"), "hidden layers of the property head")
+    freeze_encoder_epochs: int = option(
+        _finetune_default("freeze_encoder_epochs"), "epochs that train only the head (see `moleblend finetune`)"
+    )
     weight_decay: float = option(_finetune_default("weight_decay"), "AdamW weight decay")
     warmup_ratio: float = option(_finetune_default("warmup_ratio"), "warmup, as a fraction of all steps")
     classifier_dropout: float | None = option(None, "dropout of the property head")
@@ -147,6 +150,7 @@ class BenchmarkArguments(JobArguments):
             "encoder_learning_rate_ratio",
             "patience",
         )
+        _non_negative(self, "weight_decay", "freeze_encoder_epochs")
         _fraction(self, "warmup_ratio", "classifier_dropout")
         self.columns()  # checks --compare
 

@@ -113,6 +113,11 @@ class FinetuneArguments(JobArguments):
         "graph_mean", "what the head reads: the graph token, the mean of the atom states, or both concatenated"
     )
     head_layers: int = option(1, "hidden layers of the property head")
+    freeze_encoder_epochs: int = option(
+        0,
+        "train only the head for the first N epochs, then the whole model (linear probing, then fine-tuning: "
+        "the head starts from a fit to the pretrained features); N >= --epochs: a linear probe",
+    )
     molecule_features: list[str] = option(
         [],
         "molecule-level descriptors concatenated with the embedding in the "
@@ -192,7 +197,7 @@ class FinetuneArguments(JobArguments):
         )
         if len(set(self.molecule_features)) != len(self.molecule_features):
             raise ValueError(f"--molecule-features repeats a name: {self.molecule_features}")
-        _non_negative(self, "weight_decay", "num_workers")
+        _non_negative(self, "weight_decay", "num_workers", "freeze_encoder_epochs")
         _fraction(self, "warmup_ratio")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max-steps must be positive (or -1: epochs decide), got {self.max_steps}")

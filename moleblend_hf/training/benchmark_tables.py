@@ -207,6 +207,7 @@ def _finetune_arguments(
         layerwise_lr_decay=args.layerwise_lr_decay,
         pooling=args.pooling,
         head_layers=args.head_layers,
+        freeze_encoder_epochs=args.freeze_encoder_epochs,
         molecule_features=list(molecule_features or []),
         warmup_ratio=args.warmup_ratio,
         patience=args.patience,

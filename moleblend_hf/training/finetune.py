@@ -60,6 +60,7 @@ from .metrics import selection_metric
 from .plots import learning_curves
 from .property_trainer import (
     FeatureDataset,
+    FrozenEncoderEpochs,
     MoleculeTrainer,
     build_model,
     build_optimizer,
@@ -231,12 +232,13 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         data_collator=MoleBlendCollator(processor),
         compute_metrics=metrics_function(problem_type),
     )
+    frozen = [FrozenEncoderEpochs(args.freeze_encoder_epochs)] if args.freeze_encoder_epochs else []
     if args.search_trials:  # the test split takes no part in the search
         search_args = training_arguments(args, str(output / "search"), metric, greater, search=True)
         args = run_search(
             args,
             lambda init, factory: MoleculeTrainer(
-                model_init=init, optimizer_factory=factory, args=search_args, **common
+                model_init=init, optimizer_factory=factory, args=search_args, callbacks=frozen, **common
             ),
             make_model,
             build_optimizer,
@@ -251,7 +253,11 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         model=model,
         args=training_arguments(args, str(output), metric, greater),
         optimizers=(build_optimizer(model, args), None),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience), TrainerManifest(run)],
+        callbacks=[
+            EarlyStoppingCallback(early_stopping_patience=args.patience),
+            TrainerManifest(run),
+            *frozen,
+        ],
         **common,
     )
     trainer.train()  # ends with the checkpoint that was best on the validation metric

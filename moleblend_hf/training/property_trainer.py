@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..arguments import FinetuneArguments
 from ..modeling import MoleBlendConfig, MoleBlendForPropertyPrediction
@@ -79,6 +79,28 @@ class MoleculeTrainer(Trainer):
         return LengthGroupedSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=dataset.sizes()
         )
+
+
+class FrozenEncoderEpochs(TrainerCallback):
+    """Linear probing, then fine-tuning (LP-FT, Kumar et al., ICLR 2022): the encoder is frozen for the first
+    `epochs` epochs, so that the gradients of a randomly initialised head do not distort the pretrained features
+    before the head fits them. The optimizer keeps every parameter; AdamW skips those without a gradient, so a
+    frozen encoder is neither updated nor decayed, and its schedule continues unchanged once it thaws."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._freeze_or_thaw(model, state.epoch or 0.0)  # a resumed run starts in the phase it stopped in
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        self._freeze_or_thaw(model, state.epoch or 0.0)
+
+    def _freeze_or_thaw(self, model: torch.nn.Module, epochs_done: float) -> None:
+        trainable = round(epochs_done) >= self.epochs
+        for name, parameter in model.named_parameters():
+            if name.startswith("moleblend."):
+                parameter.requires_grad_(trainable)
 
 
 def featurize_rows(

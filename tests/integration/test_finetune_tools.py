@@ -135,6 +135,7 @@ def test_classification_metric_choice_and_roc_pr_curves(tmp_path, bbbp):
         (["--search-space", "{}"], "only with --search-trials"),
         (["--search-trials", "2", "--search-space", '{"depth": {"value": 3}}'], "'depth'"),
         (["--conformal-alpha", "1.5"], "between 0 and 1"),
+        (["--freeze-encoder-epochs", "-1"], "must be >= 0"),
     ],
 )
 def test_bad_split_sizes_metric_and_search_flags_exit_2(tmp_path, esol_small, capsys, flags, message):
@@ -156,6 +157,46 @@ def test_a_metric_not_reported_for_the_task_is_refused_before_training(tmp_path,
         _finetune(esol_small, tmp_path / "run", "--search-trials", "2")
     assert raised.value.code == 2
     assert "pip install 'moleblend-hf[search]'" in capsys.readouterr().err
+
+
+def _encoder_weights(directory) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(directory / "model.safetensors"))
+    return {k.removeprefix("moleblend."): v for k, v in weights.items() if not k.startswith("head.")}
+
+
+@pytest.mark.parametrize("frozen_epochs", [1, 3])
+def test_frozen_encoder_epochs_train_the_head_alone_first(tmp_path, esol_small, frozen_epochs):
+    import torch
+
+    from moleblend_hf import MoleBlendConfig, MoleBlendModel
+
+    torch.manual_seed(0)
+    MoleBlendModel(MoleBlendConfig.from_preset("tiny")).save_pretrained(tmp_path / "pretrained")
+    pretrained = _encoder_weights(tmp_path / "pretrained")
+    out = tmp_path / "run"
+    flags = ("--model", str(tmp_path / "pretrained"), "--epochs", "2", "--patience", "5")
+    assert _finetune(esol_small, out, *flags, "--freeze-encoder-epochs", str(frozen_epochs)) == 0
+    first, last = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    heads = [_head_weights(c) for c in (first, last)]
+    assert not np.array_equal(*heads)  # the head trains in every epoch
+    after_first, after_last = _encoder_weights(first), _encoder_weights(last)
+    assert len(after_first) > 20 and set(after_first) <= set(pretrained)  # (2D relations: no 3D encoder)
+    for name, value in after_first.items():
+        np.testing.assert_array_equal(value, pretrained[name])  # epoch 1: the encoder is frozen
+    changed = [not np.array_equal(v, pretrained[n]) for n, v in after_last.items()]
+    if frozen_epochs >= 2:  # frozen for the whole run: a linear probe on the pretrained features
+        assert not any(changed)
+    else:  # thawed for epoch 2
+        assert sum(changed) > len(changed) // 2
+
+
+def _head_weights(directory) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(directory / "model.safetensors"))
+    return np.concatenate([weights[k].ravel() for k in sorted(weights) if k.startswith("head.")])
 
 
 def test_hyperparameter_search_writes_trials_and_trains_with_the_best(tmp_path, esol):

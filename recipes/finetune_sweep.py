@@ -4,12 +4,14 @@ choice), test metric (recorded, never used to choose), wall time and per-epoch c
 validation rank against the defaults.
 
     python -m recipes.finetune_sweep MOLECULENET_DIR QM9_PARQUET OUTPUT_DIR [SETTING ...] [--tasks T ...]
+        [--benchmark-runs SETTING=BENCHMARK_DIR:COLUMN ...]
 """
 
 import argparse
+import filecmp
 import json
 import statistics
-from dataclasses import fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from moleblend_hf.arguments import FinetuneArguments
@@ -39,7 +41,14 @@ SETTINGS = {
 BASE = dict(epochs=8, patience=4, batch_size=32, learning_rate=5e-4, encoder_learning_rate_ratio=1.0)
 
 
-def run(setting: str, task: dict, out: Path) -> dict:
+#: settings also ranked against the setting they change (besides "base")
+REFERENCES = {"gm_long20": "graph_mean", "gm_long20_lp2": "gm_long20"}
+#: FinetuneArguments that name files or logging, not what is trained
+_PATHS = ("data", "output_dir", "split_file", "cache_dir", "log_level", "overwrite", "report_to")
+
+
+def run(setting: str, task: dict, out: Path, benchmarks: list[tuple[Path, str]] = ()) -> dict:
+    """The setting's seed-0 run on the task: stored, the same run in a benchmark directory, or trained now."""
     run_dir = out / setting / task["name"] / "seed0"
     if (run_dir / "metrics.json").exists():
         return json.loads((run_dir / "metrics.json").read_text())
@@ -47,32 +56,58 @@ def run(setting: str, task: dict, out: Path) -> dict:
     split.parent.mkdir(parents=True, exist_ok=True)
     split.write_text(json.dumps(task["split"]))
     column = {"molblock_column": "molblock"} if task["column"] == "molblock" else {"smiles_column": "smiles"}
-    return finetune(
-        FinetuneArguments(
-            data=str(task["data"]),
-            label_columns=task["labels"],
-            output_dir=str(run_dir),
-            **column,
-            split="file",
-            split_file=str(split),
-            seed=0,
-            model=MODEL,
-            modality=task["modality"],
-            cache_dir=str(out / "cache"),
-            **{**BASE, **SETTINGS[setting]},
-        )
+    arguments = FinetuneArguments(
+        data=str(task["data"]),
+        label_columns=task["labels"],
+        output_dir=str(run_dir),
+        **column,
+        split="file",
+        split_file=str(split),
+        seed=0,
+        model=MODEL,
+        modality=task["modality"],
+        cache_dir=str(out / "cache"),
+        **{**BASE, **SETTINGS[setting]},
     )
+    for directory, label in benchmarks:
+        stored = benchmark_run(arguments, task, directory, label)
+        if stored is not None:
+            return stored
+    return finetune(arguments)
 
 
-def mean_ranks(scores: dict[str, dict[str, float]], lower_is_better: dict[str, bool]) -> dict[str, float]:
-    """Each setting's mean validation rank against "base" over the tasks both ran (1 = better, 1.5 = tie)."""
+def benchmark_run(arguments: FinetuneArguments, task: dict, benchmark: Path, column: str) -> dict | None:
+    """Seed 0 of `column` in a `moleblend benchmark` output directory, when it is this very run: the same data
+    (byte for byte), split and arguments (file locations aside). A benchmark over the study's tasks trains its
+    seed-0 runs exactly as the study does, so a recipe measured there is not trained twice."""
+    stored = benchmark / "runs" / task["name"] / column / "seed0" / "metrics.json"
+    split = benchmark / "splits" / f"{task['name']}.json"
+    if not stored.exists() or not split.exists() or json.loads(split.read_text()) != task["split"]:
+        return None
+    metrics = json.loads(stored.read_text())
+    theirs = {**metrics.get("arguments", {}), "config_overrides": metrics.get("config_overrides", {})}
+    if not filecmp.cmp(theirs.get("data", ""), arguments.data, shallow=False):
+        return None
+    defaults = {f.name: f.default for f in fields(FinetuneArguments) if f.default is not MISSING}
+    mine = json.loads(json.dumps(asdict(arguments), default=str))
+    known = json.loads(json.dumps(defaults, default=str))  # options added after the benchmark ran: their default
+    ignored = _PATHS + (("preset",) if arguments.model else ())  # the preset only sizes a model from scratch
+    if any(theirs.get(k, known.get(k)) != v for k, v in mine.items() if k not in ignored):
+        return None
+    return metrics
+
+
+def mean_ranks(
+    scores: dict[str, dict[str, float]], lower_is_better: dict[str, bool], reference: str = "base"
+) -> dict[str, float]:
+    """Each setting's mean validation rank against `reference` over the tasks both ran (1 = better, 1.5 = tie)."""
     ranks = {}
     for setting, values in scores.items():
-        common = [t for t in values if t in scores["base"]]
+        common = [t for t in values if t in scores[reference]]
         per_task = []
         for task in common:
             sign = 1 if lower_is_better[task] else -1
-            mine, theirs = sign * values[task], sign * scores["base"][task]
+            mine, theirs = sign * values[task], sign * scores[reference][task]
             per_task.append(1.5 if mine == theirs else (1.0 if mine < theirs else 2.0))
         ranks[setting] = statistics.mean(per_task) if per_task else float("nan")
     return ranks
@@ -83,7 +118,20 @@ def main() -> None:
     parser.add_argument("moleculenet"), parser.add_argument("qm9"), parser.add_argument("output")
     parser.add_argument("settings", nargs="*", default=list(SETTINGS))
     parser.add_argument("--tasks", nargs="*", default=["bbbp", "bace", "clintox", "hiv", "esol", "freesolv", "lipo"])
+    parser.add_argument(
+        "--benchmark-runs",
+        nargs="*",
+        default=[],
+        metavar="SETTING=DIR:COLUMN",
+        help="take a setting's runs from seed 0 of COLUMN in a `moleblend benchmark` output DIR where they are the "
+        "same runs (same data, split and arguments)",
+    )
     args = parser.parse_args()
+    benchmarks = {}
+    for item in args.benchmark_runs:
+        setting, _, where = item.partition("=")
+        directory, _, column = where.rpartition(":")
+        benchmarks.setdefault(setting, []).append((Path(directory), column))
     out = Path(args.output)
     tasks = [t for t in benchmark_tasks(args.moleculenet, args.qm9, out / "data") if t["name"] in args.tasks]
     known = {f.name for f in fields(FinetuneArguments)}
@@ -91,7 +139,7 @@ def main() -> None:
     runs, scores = {}, {}
     for setting in args.settings:
         for task in tasks:
-            result = run(setting, task, out)
+            result = run(setting, task, out, benchmarks.get(setting, []))
             metric = result["selection_metric"]
             runs.setdefault(setting, {})[task["name"]] = {
                 "metric": metric,
@@ -103,7 +151,15 @@ def main() -> None:
             scores.setdefault(setting, {})[task["name"]] = result["valid"][metric]
             print(setting, task["name"], metric, round(result["valid"][metric], 4), flush=True)
     lower = {t["name"]: t["metric"] in ("rmse", "mae") for t in tasks}
-    summary = {"runs": runs, "mean_valid_rank_vs_base": mean_ranks(scores, lower) if "base" in scores else {}}
+    summary = {
+        "runs": runs,
+        "mean_valid_rank_vs_base": mean_ranks(scores, lower) if "base" in scores else {},
+        "mean_valid_rank_vs_reference": {
+            setting: {"reference": reference, "rank": mean_ranks(scores, lower, reference)[setting]}
+            for setting, reference in REFERENCES.items()
+            if setting in scores and reference in scores
+        },
+    }
     (out / "sweep.json").write_text(json.dumps(summary, indent=1))
 
 

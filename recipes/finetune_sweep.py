@@ -15,6 +15,7 @@ from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from moleblend_hf.arguments import FinetuneArguments
+from moleblend_hf.training.benchmark_tables import BEFORE_THE_OPTION
 from moleblend_hf.training.finetune import finetune
 from recipes.frozen_probe import benchmark_tasks
 
@@ -38,7 +39,9 @@ SETTINGS = {
     # beat fine-tuning on BBBP, HIV and FreeSolv validation
     "gm_long20_lp2": dict(epochs=20, patience=8, freeze_encoder_epochs=2),
 }
-BASE = dict(epochs=8, patience=4, batch_size=32, learning_rate=5e-4, encoder_learning_rate_ratio=1.0)
+BASE = dict(
+    epochs=8, patience=4, batch_size=32, learning_rate=5e-4, encoder_learning_rate_ratio=1.0, freeze_encoder_epochs=0
+)
 
 
 #: settings also ranked against the setting they change (besides "base")
@@ -88,9 +91,9 @@ def benchmark_run(arguments: FinetuneArguments, task: dict, benchmark: Path, col
     theirs = {**metrics.get("arguments", {}), "config_overrides": metrics.get("config_overrides", {})}
     if not filecmp.cmp(theirs.get("data", ""), arguments.data, shallow=False):
         return None
-    defaults = {f.name: f.default for f in fields(FinetuneArguments) if f.default is not MISSING}
+    defaults = {f.name: f.default for f in fields(FinetuneArguments) if f.default is not MISSING} | BEFORE_THE_OPTION
     mine = json.loads(json.dumps(asdict(arguments), default=str))
-    known = json.loads(json.dumps(defaults, default=str))  # options added after the benchmark ran: their default
+    known = json.loads(json.dumps(defaults, default=str))  # options added after the benchmark ran: as they were
     ignored = _PATHS + (("preset",) if arguments.model else ())  # the preset only sizes a model from scratch
     if any(theirs.get(k, known.get(k)) != v for k, v in mine.items() if k not in ignored):
         return None

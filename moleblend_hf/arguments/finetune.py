@@ -98,7 +98,7 @@ class FinetuneArguments(JobArguments):
     config_overrides: dict[str, Any] = option({}, SET_HELP, aliases=["--set"])
     modality: Modality = option("2d", "relations used: 2d (the released recipe), 3d, or both (conformers generated)")
     # defaults chosen on validation splits from the shipped checkpoint (README, "Fine-tuning defaults")
-    epochs: int = option(8, "training epochs")
+    epochs: int = option(20, "training epochs")
     batch_size: int = option(32, "molecules per batch")
     learning_rate: float = option(5e-4, "peak learning rate of the new head")
     encoder_learning_rate_ratio: float = option(
@@ -114,9 +114,10 @@ class FinetuneArguments(JobArguments):
     )
     head_layers: int = option(1, "hidden layers of the property head")
     freeze_encoder_epochs: int = option(
-        0,
-        "train only the head for the first N epochs, then the whole model (linear probing, then fine-tuning: "
-        "the head starts from a fit to the pretrained features); N >= --epochs: a linear probe",
+        2,
+        "with a pretrained --model: train only the head for the first N epochs, then the whole model (linear "
+        "probing, then fine-tuning: the head starts from a fit to the pretrained features; N >= --epochs: a "
+        "linear probe; 0: off); a model from scratch trains whole from the start",
     )
     molecule_features: list[str] = option(
         [],
@@ -135,7 +136,7 @@ class FinetuneArguments(JobArguments):
         "LengthGroupedSampler: less padding, a different batch order from the "
         "default shuffle); evaluation keeps the input order",
     )
-    patience: int = option(4, "early stopping, in epochs without a better validation metric")
+    patience: int = option(8, "early stopping, in epochs without a better validation metric")
     max_steps: int = option(-1, "stop after this many steps (-1: --epochs decide)")
     cache_dir: str | None = option(None, "cache featurized molecules (and conformers) here")
     num_workers: int = option(0, "DataLoader workers")

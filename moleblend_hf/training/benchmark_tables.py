@@ -221,7 +221,13 @@ def _finetune_arguments(
 #: FinetuneArguments that do not change a run's result
 _NOT_COMPARED = ("config_overrides", "overwrite", "report_to", "log_level")
 #: the value a run stored before an option existed had (where it differs from today's default)
-_BEFORE_THE_OPTION = {"pooling": "graph", "head_layers": 1, "layerwise_lr_decay": 1.0, "molecule_features": []}
+BEFORE_THE_OPTION = {
+    "pooling": "graph",
+    "head_layers": 1,
+    "layerwise_lr_decay": 1.0,
+    "molecule_features": [],
+    "freeze_encoder_epochs": 0,
+}
 
 
 def _finished(arguments: FinetuneArguments) -> dict | None:
@@ -237,7 +243,7 @@ def _finished(arguments: FinetuneArguments) -> dict | None:
         f.name: f.default if f.default is not MISSING else f.default_factory()
         for f in fields(arguments)
         if f.default is not MISSING or f.default_factory is not MISSING
-    } | _BEFORE_THE_OPTION
+    } | BEFORE_THE_OPTION
     now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k not in _NOT_COMPARED}, default=str))
     then = stored.get("arguments", {})
     if all(then.get(k, json.loads(json.dumps(defaults.get(k), default=str))) == v for k, v in now.items()):

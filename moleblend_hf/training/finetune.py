@@ -232,7 +232,8 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         data_collator=MoleBlendCollator(processor),
         compute_metrics=metrics_function(problem_type),
     )
-    frozen = [FrozenEncoderEpochs(args.freeze_encoder_epochs)] if args.freeze_encoder_epochs else []
+    # a random encoder (no --model) has no features worth probing
+    frozen = [FrozenEncoderEpochs(args.freeze_encoder_epochs)] if args.freeze_encoder_epochs and args.model else []
     if args.search_trials:  # the test split takes no part in the search
         search_args = training_arguments(args, str(output / "search"), metric, greater, search=True)
         args = run_search(

@@ -195,6 +195,8 @@ RECIPE_ROWS = {
     "encoder at 0.3×": "enc0.3",
     "graph token + atom mean": "graph_mean",
     "+ RDKit 2D + Morgan counts": "feat",
+    "graph token + atom mean, 20 epochs, patience 8": "gm_long20",
+    "+ head alone for the first 2 epochs": "gm_long20_lp2",
 }
 GPU_VARIANTS = {
     "official": "official",
@@ -429,6 +431,24 @@ TABLES: dict[str, dict] = {
             task in _read(RECIPE + "sweep.json")["runs"][key]
             if task
             else key in _read(RECIPE + "sweep.json")["mean_valid_rank_vs_base"]
+        )
+    }
+    | {
+        (row, "mean rank vs the setting it changes"): [
+            J(RECIPE + "sweep.json", "mean_valid_rank_vs_reference", key, "rank")
+        ]
+        for row, key in RECIPE_ROWS.items()
+        if key in _read(RECIPE + "sweep.json")["mean_valid_rank_vs_reference"]
+    },
+    "Ensembles of seeds": {
+        (task, header): [J(RECIPE + "seed_ensembles.json", task, part, kind, metric)]
+        for task, record in _read(RECIPE + "seed_ensembles.json").items()
+        for metric in [record["metric"]]
+        for header, part, kind in (
+            ("members, mean (valid)", "valid", "members_mean"),
+            ("ensemble (valid)", "valid", "ensemble"),
+            ("members, mean (test)", "test", "members_mean"),
+            ("ensemble (test)", "test", "ensemble"),
         )
     },
 }

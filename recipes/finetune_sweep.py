@@ -50,8 +50,11 @@ REFERENCES = {"gm_long20": "graph_mean", "gm_long20_lp2": "gm_long20"}
 _PATHS = ("data", "output_dir", "split_file", "cache_dir", "log_level", "overwrite", "report_to")
 
 
-def run(setting: str, task: dict, out: Path, benchmarks: list[tuple[Path, str]] = ()) -> dict:
-    """The setting's seed-0 run on the task: stored, the same run in a benchmark directory, or trained now."""
+def run(
+    setting: str, task: dict, out: Path, benchmarks: list[tuple[Path, str]] = (), train: bool = True
+) -> dict | None:
+    """The setting's seed-0 run on the task: stored, the same run in a benchmark directory, or trained now (None
+    without `train`)."""
     run_dir = out / setting / task["name"] / "seed0"
     if (run_dir / "metrics.json").exists():
         return json.loads((run_dir / "metrics.json").read_text())
@@ -76,7 +79,7 @@ def run(setting: str, task: dict, out: Path, benchmarks: list[tuple[Path, str]] 
         stored = benchmark_run(arguments, task, directory, label)
         if stored is not None:
             return stored
-    return finetune(arguments)
+    return finetune(arguments) if train else None
 
 
 def benchmark_run(arguments: FinetuneArguments, task: dict, benchmark: Path, column: str) -> dict | None:
@@ -116,11 +119,19 @@ def mean_ranks(
     return ranks
 
 
+def _earlier_curves(previous: dict, setting: str, task: str, result: dict, metric: str) -> list | None:
+    """The curves an earlier sweep.json recorded for this very run (same validation value), for runs whose
+    metrics.json predates stored curves."""
+    earlier = previous.get(setting, {}).get(task, {})
+    return earlier.get("curves") if earlier.get("valid") == result["valid"][metric] else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("moleculenet"), parser.add_argument("qm9"), parser.add_argument("output")
     parser.add_argument("settings", nargs="*", default=list(SETTINGS))
     parser.add_argument("--tasks", nargs="*", default=["bbbp", "bace", "clintox", "hiv", "esol", "freesolv", "lipo"])
+    parser.add_argument("--stored-only", action="store_true", help="train nothing: write sweep.json from stored runs")
     parser.add_argument(
         "--benchmark-runs",
         nargs="*",
@@ -140,16 +151,19 @@ def main() -> None:
     known = {f.name for f in fields(FinetuneArguments)}
     assert all(set(v) <= known for v in SETTINGS.values())
     runs, scores = {}, {}
+    previous = json.loads((out / "sweep.json").read_text())["runs"] if (out / "sweep.json").exists() else {}
     for setting in args.settings:
         for task in tasks:
-            result = run(setting, task, out, benchmarks.get(setting, []))
+            result = run(setting, task, out, benchmarks.get(setting, []), train=not args.stored_only)
+            if result is None:
+                continue  # not run: shown as such
             metric = result["selection_metric"]
             runs.setdefault(setting, {})[task["name"]] = {
                 "metric": metric,
                 "valid": result["valid"][metric],
                 "test": result["test"][metric],
                 "wall_time_s": result.get("wall_time_s"),
-                "curves": result.get("curves"),
+                "curves": result.get("curves") or _earlier_curves(previous, setting, task["name"], result, metric),
             }
             scores.setdefault(setting, {})[task["name"]] = result["valid"][metric]
             print(setting, task["name"], metric, round(result["valid"][metric], 4), flush=True)

@@ -12,9 +12,13 @@ from pathlib import Path
 
 
 def validation_curves(run: dict) -> tuple[list[float], list[float]]:
-    """(epochs, validation metric) of one stored run's per-epoch log."""
+    """(epochs, validation metric) of one stored run's per-epoch curves: columns {"epoch": [...],
+    "valid_<metric>": [...]} as `finetune` writes them, or the Trainer's log entries of runs stored before."""
+    curves = run.get("curves") or []
+    if isinstance(curves, dict):
+        return list(curves["epoch"]), list(curves[f"valid_{run['metric']}"])
     key = f"eval_{run['metric']}"
-    points = [(entry["epoch"], entry[key]) for entry in run.get("curves") or [] if key in entry]
+    points = [(entry["epoch"], entry[key]) for entry in curves if key in entry]
     return [epoch for epoch, _ in points], [value for _, value in points]
 
 

@@ -12,8 +12,9 @@ from recipes.plot_sweep_curves import plot, validation_curves
 SWEEP = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "finetune_recipe" / "sweep.json"
 
 
-def test_validation_curves_are_the_stored_epochs_in_order():
-    run = json.loads(SWEEP.read_text())["runs"]["base"]["bace"]
+@pytest.mark.parametrize("setting", ["base", "gm_long20_lp2"])  # the Trainer's log entries; finetune's columns
+def test_validation_curves_are_the_stored_epochs_in_order(setting):
+    run = json.loads(SWEEP.read_text())["runs"][setting]["bace"]
     epochs, values = validation_curves(run)
     assert epochs == sorted(epochs) and epochs[0] == 1.0 and len(epochs) == len(values) >= 2
     assert max(values) == pytest.approx(run["valid"])  # the chosen checkpoint is the best validation epoch

@@ -12,6 +12,7 @@ also compared with every test split (`test_overlap_with_pretraining` in `results
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import logging
@@ -275,7 +276,7 @@ def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
         "column": task["column"],
     }
     stored = run_dir / "metrics.json"
-    if stored.exists() and json.loads(stored.read_text()).get("key") == key:
+    if stored.exists() and _same_key(json.loads(stored.read_text()).get("key"), key):
         return json.loads(stored.read_text())
     start = time.perf_counter()
     result = {**_fit_random_forest(task, seed), "key": key}
@@ -283,6 +284,17 @@ def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(result, indent=2))
     return result
+
+
+def _same_key(stored: dict | None, key: dict) -> bool:
+    """A baseline run stored under `stored` is the run `key` describes: the same settings and split, and the same
+    data file or one with the very same bytes (a benchmark directory that was moved or copied)."""
+    if not stored or {k: v for k, v in stored.items() if k != "data"} != {k: v for k, v in key.items() if k != "data"}:
+        return False
+    if stored.get("data") == key["data"]:
+        return True
+    before = Path(stored.get("data", ""))
+    return before.is_file() and filecmp.cmp(before, key["data"], shallow=False)
 
 
 def _task_table(task: dict) -> tuple[pd.DataFrame, np.ndarray, str]:
@@ -314,7 +326,7 @@ def _chemprop(task: dict, seed: int, run_dir: Path, epochs: int | None) -> dict:
         "epochs": epochs,
     }
     stored = run_dir / "metrics.json"
-    if stored.exists() and json.loads(stored.read_text()).get("key") == key:
+    if stored.exists() and _same_key(json.loads(stored.read_text()).get("key"), key):
         return json.loads(stored.read_text())
     frame, labels, problem = _task_table(task)
     extra = ("--epochs", str(epochs)) if epochs else ()

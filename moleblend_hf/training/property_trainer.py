@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from ..processing import MoleBlendProcessor, MoleculeError
 from ..processing.molecule_features import molecule_feature_size, rdkit2d_names
 from ..publishing.checkpoints import load_model
 from .metrics import compute_metrics
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureDataset(Dataset):
@@ -91,6 +94,13 @@ class FrozenEncoderEpochs(TrainerCallback):
         self.epochs = epochs
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.epochs >= args.num_train_epochs and args.max_steps <= 0:
+            logger.warning(
+                "the encoder stays frozen for all %d epochs (--freeze-encoder-epochs %d): a linear probe; train "
+                "more epochs than that to fine-tune it",
+                args.num_train_epochs,
+                self.epochs,
+            )
         self._freeze_or_thaw(model, state.epoch or 0.0)  # a resumed run starts in the phase it stopped in
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):

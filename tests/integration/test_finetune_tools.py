@@ -167,7 +167,7 @@ def _encoder_weights(directory) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("frozen_epochs", [1, 3])
-def test_frozen_encoder_epochs_train_the_head_alone_first(tmp_path, esol_small, frozen_epochs):
+def test_frozen_encoder_epochs_train_the_head_alone_first(tmp_path, esol_small, frozen_epochs, caplog):
     import torch
 
     from moleblend_hf import MoleBlendConfig, MoleBlendModel
@@ -177,7 +177,9 @@ def test_frozen_encoder_epochs_train_the_head_alone_first(tmp_path, esol_small, 
     pretrained = _encoder_weights(tmp_path / "pretrained")
     out = tmp_path / "run"
     flags = ("--model", str(tmp_path / "pretrained"), "--epochs", "2", "--patience", "5")
-    assert _finetune(esol_small, out, *flags, "--freeze-encoder-epochs", str(frozen_epochs)) == 0
+    with caplog.at_level("WARNING", logger="moleblend_hf.training.property_trainer"):
+        assert _finetune(esol_small, out, *flags, "--freeze-encoder-epochs", str(frozen_epochs)) == 0
+    assert ("a linear probe" in caplog.text) == (frozen_epochs >= 2)  # said when the encoder never trains
     first, last = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     heads = [_head_weights(c) for c in (first, last)]
     assert not np.array_equal(*heads)  # the head trains in every epoch
@@ -190,6 +192,12 @@ def test_frozen_encoder_epochs_train_the_head_alone_first(tmp_path, esol_small, 
         assert not any(changed)
     else:  # thawed for epoch 2
         assert sum(changed) > len(changed) // 2
+
+
+def test_a_model_from_scratch_trains_whole_from_the_start(tmp_path, esol_small, caplog):
+    with caplog.at_level("WARNING", logger="moleblend_hf.training.property_trainer"):
+        assert _finetune(esol_small, tmp_path / "run", "--epochs", "1", "--freeze-encoder-epochs", "3") == 0
+    assert "linear probe" not in caplog.text  # no pretrained features to probe: the option does not apply
 
 
 def _head_weights(directory) -> np.ndarray:

@@ -453,7 +453,7 @@ TABLES: dict[str, dict] = {
     },
 }
 # Columns of row labels (not figures) per table; every other column's numbers are figures.
-LABEL_COLUMNS = {"Downstream results": 2, "Fine-tuned against chemprop 2 and the forest": 2}
+LABEL_COLUMNS = {"Downstream results": 2, "Fine-tuned against chemprop 2 and the forest": 2, "Ensembles of seeds": 2}
 
 
 # --- reading the pages ---------------------------------------------------------------------------------------------

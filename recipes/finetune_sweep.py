@@ -109,6 +109,8 @@ def mean_ranks(
     """Each setting's mean validation rank against `reference` over the tasks both ran (1 = better, 1.5 = tie)."""
     ranks = {}
     for setting, values in scores.items():
+        if setting == reference:
+            continue
         common = [t for t in values if t in scores[reference]]
         per_task = []
         for task in common:

@@ -128,6 +128,8 @@ def test_a_few_finetuning_steps_from_the_short_name(tmp_path, esol):
                 "random",
                 "--max-steps",
                 "4",
+                "--freeze-encoder-epochs",
+                "0",  # all 4 steps fall in the first epoch, which by default trains the head alone
                 "--batch-size",
                 "16",
                 "--output",

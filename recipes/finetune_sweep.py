@@ -11,11 +11,11 @@ import argparse
 import filecmp
 import json
 import statistics
-from dataclasses import MISSING, asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 from moleblend_hf.arguments import FinetuneArguments
-from moleblend_hf.training.benchmark_tables import BEFORE_THE_OPTION
+from moleblend_hf.training.benchmark_tables import trained_with
 from moleblend_hf.training.finetune import finetune
 from recipes.frozen_probe import benchmark_tasks
 
@@ -46,8 +46,8 @@ BASE = dict(
 
 #: settings also ranked against the setting they change (besides "base")
 REFERENCES = {"gm_long20": "graph_mean", "gm_long20_lp2": "gm_long20"}
-#: FinetuneArguments that name files or logging, not what is trained
-_PATHS = ("data", "output_dir", "split_file", "cache_dir", "log_level", "overwrite", "report_to")
+#: FinetuneArguments that name files, not what is trained
+_PATHS = ("data", "output_dir", "split_file", "cache_dir")
 
 
 def run(
@@ -91,14 +91,10 @@ def benchmark_run(arguments: FinetuneArguments, task: dict, benchmark: Path, col
     if not stored.exists() or not split.exists() or json.loads(split.read_text()) != task["split"]:
         return None
     metrics = json.loads(stored.read_text())
-    theirs = {**metrics.get("arguments", {}), "config_overrides": metrics.get("config_overrides", {})}
-    if not filecmp.cmp(theirs.get("data", ""), arguments.data, shallow=False):
+    if not filecmp.cmp(metrics.get("arguments", {}).get("data", ""), arguments.data, shallow=False):
         return None
-    defaults = {f.name: f.default for f in fields(FinetuneArguments) if f.default is not MISSING} | BEFORE_THE_OPTION
-    mine = json.loads(json.dumps(asdict(arguments), default=str))
-    known = json.loads(json.dumps(defaults, default=str))  # options added after the benchmark ran: as they were
     ignored = _PATHS + (("preset",) if arguments.model else ())  # the preset only sizes a model from scratch
-    if any(theirs.get(k, known.get(k)) != v for k, v in mine.items() if k not in ignored):
+    if not trained_with(metrics, arguments, ignored):
         return None
     return metrics
 

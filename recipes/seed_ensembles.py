@@ -12,19 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import mean_absolute_error, mean_squared_error, roc_auc_score
 
 from moleblend_hf.inference.predict import load_ensemble, predict_molecules
+from recipes.frozen_probe import score
 
 
 def metrics(problem_type: str, labels: np.ndarray, values: np.ndarray) -> dict[str, float]:
     """ROC-AUC of the positive class (single-task classification) or RMSE and MAE (single-task regression)."""
     if problem_type == "regression":
-        return {
-            "rmse": float(mean_squared_error(labels, values[:, 0]) ** 0.5),
-            "mae": mean_absolute_error(labels, values[:, 0]),
-        }
-    return {"roc_auc": float(roc_auc_score(labels, values[:, -1]))}
+        return {name: score(name, labels, values[:, 0]) for name in ("rmse", "mae")}
+    return {"roc_auc": score("roc_auc", labels, values[:, -1])}
 
 
 def task_ensemble(runs: list[Path]) -> dict:

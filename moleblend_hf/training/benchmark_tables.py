@@ -222,7 +222,7 @@ def _finetune_arguments(
 #: FinetuneArguments that do not change a run's result
 _NOT_COMPARED = ("config_overrides", "overwrite", "report_to", "log_level")
 #: the value a run stored before an option existed had (where it differs from today's default)
-BEFORE_THE_OPTION = {
+_BEFORE_THE_OPTION = {
     "pooling": "graph",
     "head_layers": 1,
     "layerwise_lr_decay": 1.0,
@@ -237,19 +237,23 @@ def _finished(arguments: FinetuneArguments) -> dict | None:
     if not previous.exists():
         return None
     stored = json.loads(previous.read_text())
+    return stored if trained_with(stored, arguments) else None
+
+
+def trained_with(stored: dict, arguments: FinetuneArguments, ignored: tuple[str, ...] = ()) -> bool:
+    """Whether the run whose metrics are `stored` was trained with `arguments` (those that do not change a result
+    and `ignored` aside); options added to FinetuneArguments after the run was stored count as they were before."""
     if stored.get("config_overrides") != arguments.config_overrides:
-        return None
-    # options added to FinetuneArguments after a run was stored count as their default for it
+        return False
     defaults = {
         f.name: f.default if f.default is not MISSING else f.default_factory()
         for f in fields(arguments)
         if f.default is not MISSING or f.default_factory is not MISSING
-    } | BEFORE_THE_OPTION
-    now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k not in _NOT_COMPARED}, default=str))
+    } | _BEFORE_THE_OPTION
+    skipped = _NOT_COMPARED + ignored
+    now = json.loads(json.dumps({k: v for k, v in asdict(arguments).items() if k not in skipped}, default=str))
     then = stored.get("arguments", {})
-    if all(then.get(k, json.loads(json.dumps(defaults.get(k), default=str))) == v for k, v in now.items()):
-        return stored
-    return None
+    return all(then.get(k, json.loads(json.dumps(defaults.get(k), default=str))) == v for k, v in now.items())
 
 
 def _finetune_or_reuse(arguments: FinetuneArguments) -> dict:
@@ -275,15 +279,22 @@ def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
         "labels": task["labels"],
         "column": task["column"],
     }
-    stored = run_dir / "metrics.json"
-    if stored.exists() and _same_key(json.loads(stored.read_text()).get("key"), key):
-        return json.loads(stored.read_text())
+    stored = _stored_baseline(run_dir, key)
+    if stored is not None:
+        return stored
     start = time.perf_counter()
     result = {**_fit_random_forest(task, seed), "key": key}
     result["wall_time_s"] = time.perf_counter() - start
     run_dir.mkdir(parents=True, exist_ok=True)
-    stored.write_text(json.dumps(result, indent=2))
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _stored_baseline(run_dir: Path, key: dict) -> dict | None:
+    """The metrics a baseline stored in `run_dir` for the run `key` describes, or None."""
+    path = run_dir / "metrics.json"
+    stored = json.loads(path.read_text()) if path.exists() else None
+    return stored if stored is not None and _same_key(stored.get("key"), key) else None
 
 
 def _same_key(stored: dict | None, key: dict) -> bool:
@@ -325,16 +336,16 @@ def _chemprop(task: dict, seed: int, run_dir: Path, epochs: int | None) -> dict:
         "chemprop": chemprop_version(),
         "epochs": epochs,
     }
-    stored = run_dir / "metrics.json"
-    if stored.exists() and _same_key(json.loads(stored.read_text()).get("key"), key):
-        return json.loads(stored.read_text())
+    stored = _stored_baseline(run_dir, key)
+    if stored is not None:
+        return stored
     frame, labels, problem = _task_table(task)
     extra = ("--epochs", str(epochs)) if epochs else ()
     result = {
         **chemprop_baseline(frame["smiles"].tolist(), labels, task["split"], problem, seed, run_dir / "work", extra),
         "key": key,
     }
-    stored.write_text(json.dumps(result, indent=2))
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
 
 

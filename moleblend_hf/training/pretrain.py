@@ -36,12 +36,12 @@ from ..arguments import BUNDLED_QM9, PretrainArguments
 from ..modeling import MoleBlendConfig, MoleBlendForPreTraining
 from ..processing import MoleBlendProcessor, MoleculeError
 from ..publishing.card import write_model_card
-from ..publishing.checkpoints import resolve_model
 from ..publishing.push import push_directory
 from ..sources.files import expand_sources, read_table
 from ..sources.fingerprints import fingerprint_sources
 from ..sources.remote import pin_revision, register_dataset
 from ..sources.streaming import Position, PretrainingStream, StreamSettings, next_position
+from .checkpoint_export import build_pretraining_model
 from .plots import write_pretraining_curves
 from .pretrain_checkpoints import PretrainCheckpoints
 from .run_directory import Run, RunDirectory, open_run, read_run, save_model_atomically
@@ -136,10 +136,7 @@ class Pretrainer(PretrainCheckpoints):
         self._logs: dict[str, Any] = {}  # log file name -> open handle, flushed and measured at each checkpoint
 
     def _build_model(self) -> MoleBlendForPreTraining:
-        args = self.args
-        if args.init_from:
-            return MoleBlendForPreTraining.from_pretrained(resolve_model(args.init_from), **args.config_overrides)
-        return MoleBlendForPreTraining(MoleBlendConfig.from_preset(args.preset, **args.config_overrides))
+        return build_pretraining_model(self.args.preset, self.args.config_overrides, self.args.init_from)
 
     # ---------------------------------------------------------------------------------------- data
     def _stream_settings(self) -> StreamSettings:

@@ -426,3 +426,34 @@ def test_gradient_checkpointing_trains_the_same_model(tmp_path):
     a, b = (MoleBlendForPreTraining.from_pretrained(d).state_dict() for d in (plain, checkpointed))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_exports_as_a_model_like_the_final_one(tmp_path):
+    from moleblend_hf.training.checkpoint_export import export_pretraining_checkpoint
+    from moleblend_hf.training.training_state import CheckpointError
+
+    run = tmp_path / "run"
+    overrides = ["--set", "num_hidden_layers=1"]
+    args = ["--max-steps", "4", "--save-steps", "2", "--save-total-limit", "5", *overrides, *SMALL]
+    assert main(["pretrain", "--output", str(run), *args]) == 0
+    last = export_pretraining_checkpoint(run / "checkpoint-4", tmp_path / "step-4")
+    final, exported = (AutoModelForPreTraining.from_pretrained(d) for d in (run, last))
+    assert exported.config.num_hidden_layers == 1  # rebuilt from the run's recorded settings
+    assert final.state_dict().keys() == exported.state_dict().keys()
+    for name, tensor in final.state_dict().items():
+        torch.testing.assert_close(exported.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    assert MoleBlendProcessor.from_pretrained(last).to_dict() == MoleBlendProcessor.from_pretrained(run).to_dict()
+    assert json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())["molecules_seen"] == 4 * 8
+    assert "32" in (last / "README.md").read_text()  # the checkpoint's molecules seen, in the card
+    earlier = AutoModel.from_pretrained(export_pretraining_checkpoint(run / "checkpoint-2", tmp_path / "step-2"))
+    trained = final.moleblend.state_dict()
+    assert any(not torch.equal(tensor, trained[name]) for name, tensor in earlier.state_dict().items())
+
+    with pytest.raises(FileExistsError, match="not empty"):  # never written over
+        export_pretraining_checkpoint(run / "checkpoint-4", last)
+    with pytest.raises(CheckpointError, match="not a pretraining checkpoint"):
+        export_pretraining_checkpoint(run, tmp_path / "x")
+    (run / "checkpoint-2" / "model.safetensors").write_bytes(b"damaged")
+    with pytest.raises(CheckpointError):
+        export_pretraining_checkpoint(run / "checkpoint-2", tmp_path / "y")
+    assert not (tmp_path / "y").exists()

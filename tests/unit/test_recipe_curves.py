@@ -24,3 +24,25 @@ def test_the_figure_is_written(tmp_path):
     pytest.importorskip("matplotlib", reason="the figure needs the [plots] extra")
     plot(json.loads(SWEEP.read_text()), tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_pretraining_compute_points_are_the_mean_validation_of_each_column_in_step_order(tmp_path):
+    from recipes.pretraining_compute import plot as plot_compute
+    from recipes.pretraining_compute import validation_by_steps
+
+    def run(column, seed, valid):
+        return {"task": "bace", "metric": "roc_auc", "init": column, "seed": seed, "valid": valid, "test": valid - 0.1}
+
+    results = {
+        "table": {"bace": {"metric": "roc_auc"}, "esol": {"metric": "rmse"}},
+        "runs": [run("step1000", 0, 0.8), run("scratch", 0, 0.6), run("scratch", 1, 0.7), run("chemprop", 0, 0.9)],
+    }
+    table = validation_by_steps(results, {"step1000": 1000, "scratch": 0, "step500": 500})
+    assert list(table) == ["bace"]  # a task without runs of these columns is left out
+    points = table["bace"]["points"]
+    assert [(p["column"], p["steps"], p["n"]) for p in points] == [("scratch", 0, 2), ("step1000", 1000, 1)]
+    assert points[0]["valid"] == pytest.approx(0.65) and points[0]["test"] == pytest.approx(0.55)
+    assert table["bace"]["higher_is_better"]
+    pytest.importorskip("matplotlib", reason="the figure needs the [plots] extra")
+    plot_compute(table, tmp_path / "compute.png")
+    assert (tmp_path / "compute.png").stat().st_size > 5_000

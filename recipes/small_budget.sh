@@ -34,7 +34,7 @@ pretrain() {  # $1 = run name, then extra flags
     moleblend pretrain "$DATA/qm9/qm9.parquet" "$OUT/moses_conformers.parquet" --output-dir "$OUT/$name" --preset mini \
         --max-steps 4000 --max-tokens 16384 --learning-rate 5e-4 --warmup-steps 400 --shuffle-buffer 160000 \
         --exclude "$OUT/test_molecules.smi" "$OUT/heldout.parquet" --eval-inputs "$OUT/heldout.parquet" \
-        --eval-steps 500 --save-steps 250 --no-progress --report-to jsonl "${resume[@]}" \
+        --eval-steps 500 --save-steps 250 --save-total-limit 16 --no-progress --report-to jsonl "${resume[@]}" \
         ${STEPS_PER_CALL:+--stop-after-steps "$STEPS_PER_CALL"} "$@"
 }
 pretrain pretrain_blend &
@@ -49,3 +49,14 @@ moleblend benchmark "${BENCH[@]}" --output-dir "$OUT/benchmark" --preset mini --
     --pretraining-corpus "$DATA/qm9/qm9.parquet" "$OUT/moses_conformers.parquet" \
     --pretraining-exclude "$OUT/test_molecules.smi" "$OUT/heldout.parquet" \
     --max-train-molecules 2000 --max-valid-molecules 500 --cache-dir "$OUT/cache"
+
+# 6. Does more pretraining pay? The blended run's checkpoints at 500, 1,000 and 2,000 steps (and its final model at
+#    4,000) fine-tuned on three validation tasks, seed 0, with scratch as step 0: validation metric against steps.
+python -m recipes.pretraining_compute export "$OUT/pretrain_blend" "$OUT/compute_models" --steps 500 1000 2000
+M=$OUT/compute_models
+moleblend benchmark --moleculenet-dir "$DATA/moleculenet" --tasks bbbp bace freesolv --seeds 0 \
+    --output-dir "$OUT/compute" --max-train-molecules 2000 --max-valid-molecules 500 --cache-dir "$OUT/cache" \
+    --no-fingerprint-baseline --no-chemprop-baseline --pretrained "$OUT/pretrain_blend" \
+    --compare step500="$M/step-500" step1000="$M/step-1000" step2000="$M/step-2000" no_blending="$OUT/pretrain_noblend"
+python -m recipes.pretraining_compute plot "$OUT/compute/results.json" "$OUT/compute/pretraining_compute.json" \
+    --points scratch=0 step500=500 step1000=1000 step2000=2000 pretrained=4000

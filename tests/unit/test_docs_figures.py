@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 PAYOFF = "pretraining_payoff/"
+COMPUTE = "pretraining_compute/pretraining_compute.json"
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?(?![\w])")
 
 
@@ -440,6 +441,11 @@ TABLES: dict[str, dict] = {
         for row, key in RECIPE_ROWS.items()
         if key in _read(RECIPE + "sweep.json")["mean_valid_rank_vs_reference"]
     },
+    "Does more pretraining pay?": {
+        (task, header): [J(COMPUTE, "tasks", task, "points", index, "valid")]
+        for task in _read(COMPUTE)["tasks"]
+        for index, header in enumerate(("0 (scratch)", "500", "1,000", "2,000", "4,000"))
+    },
     "Ensembles of seeds": {
         (task, header): [J(RECIPE + "seed_ensembles.json", task, part, kind, metric)]
         for task, record in _read(RECIPE + "seed_ensembles.json").items()
@@ -453,7 +459,12 @@ TABLES: dict[str, dict] = {
     },
 }
 # Columns of row labels (not figures) per table; every other column's numbers are figures.
-LABEL_COLUMNS = {"Downstream results": 2, "Fine-tuned against chemprop 2 and the forest": 2, "Ensembles of seeds": 2}
+LABEL_COLUMNS = {
+    "Downstream results": 2,
+    "Fine-tuned against chemprop 2 and the forest": 2,
+    "Ensembles of seeds": 2,
+    "Does more pretraining pay?": 2,
+}
 
 
 # --- reading the pages ---------------------------------------------------------------------------------------------

@@ -269,10 +269,8 @@ def _finetune_or_reuse(arguments: FinetuneArguments) -> dict:
 def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
     """The fingerprint baseline's metrics; stored in `run_dir/metrics.json` and reused by a rerun on the same data
     (the table's hash) and split."""
-    data = Path(task["data"])
     key = {
-        "data": str(data),
-        "bytes": data.stat().st_size,
+        **_data_key(Path(task["data"])),
         "split": hashlib.sha256(json.dumps(task["split"], sort_keys=True).encode()).hexdigest(),
         "settings": asdict(FingerprintSettings()),
         "seed": seed,
@@ -297,11 +295,34 @@ def _stored_baseline(run_dir: Path, key: dict) -> dict | None:
     return stored if stored is not None and _same_key(stored.get("key"), key) else None
 
 
+def _data_key(data: Path) -> dict:
+    """What identifies a baseline's input table: its path, size and content hash (the hash lets a benchmark directory
+    be moved or copied, and its subsampled tables written again, without training its baselines again)."""
+    return {"data": str(data), "bytes": data.stat().st_size, "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+
+
+def _chemprop_key(task: dict, seed: int, epochs: int | None) -> dict:
+    return {
+        **_data_key(Path(task["data"])),
+        "split": hashlib.sha256(json.dumps(task["split"], sort_keys=True).encode()).hexdigest(),
+        "seed": seed,
+        "labels": task["labels"],
+        "chemprop": chemprop_version(),
+        "epochs": epochs,
+    }
+
+
 def _same_key(stored: dict | None, key: dict) -> bool:
     """A baseline run stored under `stored` is the run `key` describes: the same settings and split, and the same
-    data file or one with the very same bytes (a benchmark directory that was moved or copied)."""
-    if not stored or {k: v for k, v in stored.items() if k != "data"} != {k: v for k, v in key.items() if k != "data"}:
+    data: the same content hash, or (a run stored before keys had one) the same file or one with the very same
+    bytes (a benchmark directory that was moved or copied)."""
+    content = ("data", "sha256")
+    if not stored or {k: v for k, v in stored.items() if k not in content} != {
+        k: v for k, v in key.items() if k not in content
+    }:
         return False
+    if "sha256" in stored and "sha256" in key:
+        return stored["sha256"] == key["sha256"]
     if stored.get("data") == key["data"]:
         return True
     before = Path(stored.get("data", ""))
@@ -326,16 +347,7 @@ def _chemprop(task: dict, seed: int, run_dir: Path, epochs: int | None) -> dict:
     """chemprop 2's metrics on the task's SMILES (chemprop reads no conformers: QM9 runs from the 2D graph whatever
     --qm9-modality says); stored in `run_dir/metrics.json`, reused by a rerun on the same data, split, seed and
     chemprop version."""
-    data = Path(task["data"])
-    key = {
-        "data": str(data),
-        "bytes": data.stat().st_size,
-        "split": hashlib.sha256(json.dumps(task["split"], sort_keys=True).encode()).hexdigest(),
-        "seed": seed,
-        "labels": task["labels"],
-        "chemprop": chemprop_version(),
-        "epochs": epochs,
-    }
+    key = _chemprop_key(task, seed, epochs)
     stored = _stored_baseline(run_dir, key)
     if stored is not None:
         return stored
@@ -415,8 +427,14 @@ def _task_runs(
             }
         )
     chemprop_dir = output / "runs" / task["name"] / CHEMPROP / f"seed{seed}"
-    if args.chemprop_baseline and (not args.summarize_only or (chemprop_dir / "metrics.json").exists()):
+    if args.chemprop_baseline and args.summarize_only:
+        # --summarize-only trains nothing: a stored chemprop run for other data or settings is left out
+        result = _stored_baseline(chemprop_dir, _chemprop_key(task, seed, args.chemprop_epochs))
+    elif args.chemprop_baseline:
         result = _chemprop(task, seed, chemprop_dir, args.chemprop_epochs)
+    else:
+        result = None
+    if result is not None:
         runs.append(
             {
                 **record,

@@ -114,6 +114,7 @@ class BenchmarkArguments(JobArguments):
     freeze_encoder_epochs: int = option(
         _finetune_default("freeze_encoder_epochs"), "epochs that train only the head (see `moleblend finetune`)"
     )
+    ema_decay: float = option(_finetune_default("ema_decay"), "see `moleblend finetune --ema-decay`")
     weight_decay: float = option(_finetune_default("weight_decay"), "AdamW weight decay")
     warmup_ratio: float = option(_finetune_default("warmup_ratio"), "warmup, as a fraction of all steps")
     classifier_dropout: float | None = option(None, "dropout of the property head")
@@ -152,6 +153,8 @@ class BenchmarkArguments(JobArguments):
         )
         _non_negative(self, "weight_decay", "freeze_encoder_epochs")
         _fraction(self, "warmup_ratio", "classifier_dropout")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"--ema-decay must be in [0, 1) (0: off), got {self.ema_decay}")
         self.columns()  # checks --compare
 
     def columns(self) -> list[tuple[str, str | None]]:

@@ -119,6 +119,11 @@ class FinetuneArguments(JobArguments):
         "probing, then fine-tuning: the head starts from a fit to the pretrained features; N >= --epochs: a "
         "linear probe; 0: off); a model from scratch trains whole from the start",
     )
+    ema_decay: float = option(
+        0.0,
+        "evaluate, keep and save an exponential moving average of the weights with this decay (e.g. 0.99; the "
+        "best epoch is chosen on the average's validation metric); 0: off",
+    )
     molecule_features: list[str] = option(
         [],
         "molecule-level descriptors concatenated with the embedding in the "
@@ -200,6 +205,8 @@ class FinetuneArguments(JobArguments):
             raise ValueError(f"--molecule-features repeats a name: {self.molecule_features}")
         _non_negative(self, "weight_decay", "num_workers", "freeze_encoder_epochs")
         _fraction(self, "warmup_ratio")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"--ema-decay must be in [0, 1) (0: off), got {self.ema_decay}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max-steps must be positive (or -1: epochs decide), got {self.max_steps}")
         self._check_split_sizes()

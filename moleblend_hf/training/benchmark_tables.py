@@ -209,6 +209,7 @@ def _finetune_arguments(
         pooling=args.pooling,
         head_layers=args.head_layers,
         freeze_encoder_epochs=args.freeze_encoder_epochs,
+        ema_decay=args.ema_decay,
         molecule_features=list(molecule_features or []),
         warmup_ratio=args.warmup_ratio,
         patience=args.patience,

@@ -62,6 +62,7 @@ from .property_trainer import (
     FeatureDataset,
     FrozenEncoderEpochs,
     MoleculeTrainer,
+    MovingAverageWeights,
     build_model,
     build_optimizer,
     featurize_rows,
@@ -233,13 +234,16 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         compute_metrics=metrics_function(problem_type),
     )
     # a random encoder (no --model) has no features worth probing
-    frozen = [FrozenEncoderEpochs(args.freeze_encoder_epochs)] if args.freeze_encoder_epochs and args.model else []
+    recipe_callbacks = (
+        [FrozenEncoderEpochs(args.freeze_encoder_epochs)] if args.freeze_encoder_epochs and args.model else []
+    )
+    recipe_callbacks += [MovingAverageWeights(args.ema_decay)] if args.ema_decay else []
     if args.search_trials:  # the test split takes no part in the search
         search_args = training_arguments(args, str(output / "search"), metric, greater, search=True)
         args = run_search(
             args,
             lambda init, factory: MoleculeTrainer(
-                model_init=init, optimizer_factory=factory, args=search_args, callbacks=frozen, **common
+                model_init=init, optimizer_factory=factory, args=search_args, callbacks=recipe_callbacks, **common
             ),
             make_model,
             build_optimizer,
@@ -257,7 +261,7 @@ def _train_one(args: FinetuneArguments, prepared: dict, run: RunDirectory) -> tu
         callbacks=[
             EarlyStoppingCallback(early_stopping_patience=args.patience),
             TrainerManifest(run),
-            *frozen,
+            *recipe_callbacks,
         ],
         **common,
     )

@@ -113,6 +113,55 @@ class FrozenEncoderEpochs(TrainerCallback):
                 parameter.requires_grad_(trainable)
 
 
+class MovingAverageWeights(TrainerCallback):
+    """Polyak averaging: an exponential moving average of the weights is what gets evaluated, chosen and saved.
+
+    After every optimizer step, `average <- d * average + (1 - d) * weights` with `d = min(decay, (1 + t) / (10 + t))`
+    at step t (the warm-up keeps the first steps from being dominated by the initial, e.g. random head, weights).
+    At the end of every epoch the model is given the average, so the evaluation that follows (the validation
+    metric, early stopping, the best-checkpoint choice) and the checkpoint saved after it are the average's; the
+    trained weights are put back after the save (or before the next step, whichever comes first). The parameters
+    keep their identity (values are swapped in place), so the optimizer's state stays attached to them.
+    """
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.average: list[torch.Tensor] = []
+        self.holds_average = False
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.average = [p.detach().clone() for p in model.parameters()]
+        self.holds_average = False
+
+    @torch.no_grad()
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self._put_back(model)
+        decay = min(self.decay, (1 + state.global_step) / (10 + state.global_step))
+        torch._foreach_lerp_(self.average, [p.detach() for p in model.parameters()], 1.0 - decay)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        if not self.holds_average:
+            self._swap(model)
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        self._put_back(model)
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self._put_back(model)
+
+    def _put_back(self, model: torch.nn.Module) -> None:
+        if self.holds_average:
+            self._swap(model)
+
+    @torch.no_grad()
+    def _swap(self, model: torch.nn.Module) -> None:
+        for parameter, average in zip(model.parameters(), self.average, strict=True):
+            trained = parameter.detach().clone()
+            parameter.copy_(average)
+            average.copy_(trained)
+        self.holds_average = not self.holds_average
+
+
 def featurize_rows(
     processor: MoleBlendProcessor, molecules: list, cache: Path | None
 ) -> tuple[dict[int, dict], dict[int, str]]:

@@ -136,6 +136,7 @@ def test_classification_metric_choice_and_roc_pr_curves(tmp_path, bbbp):
         (["--search-trials", "2", "--search-space", '{"depth": {"value": 3}}'], "'depth'"),
         (["--conformal-alpha", "1.5"], "between 0 and 1"),
         (["--freeze-encoder-epochs", "-1"], "must be >= 0"),
+        (["--ema-decay", "1"], "--ema-decay must be in [0, 1)"),
     ],
 )
 def test_bad_split_sizes_metric_and_search_flags_exit_2(tmp_path, esol_small, capsys, flags, message):
@@ -192,6 +193,19 @@ def test_frozen_encoder_epochs_train_the_head_alone_first(tmp_path, esol_small, 
         assert not any(changed)
     else:  # thawed for epoch 2
         assert sum(changed) > len(changed) // 2
+
+
+def test_a_moving_average_of_the_weights_is_what_is_chosen_saved_and_scored(tmp_path, esol_small):
+    out = tmp_path / "run"
+    assert _finetune(esol_small, out, "--epochs", "3", "--patience", "5", "--ema-decay", "0.9") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["arguments"]["ema_decay"] == 0.9
+    # the final model scores on validation what the best epoch's evaluation logged: the checkpoint kept is the
+    # average that was evaluated, not the weights being trained
+    assert metrics["valid"]["rmse"] == pytest.approx(min(metrics["curves"]["valid_rmse"]), rel=1e-5)
+    plain = tmp_path / "plain"
+    assert _finetune(esol_small, plain, "--epochs", "3", "--patience", "5") == 0
+    assert json.loads((plain / "metrics.json").read_text())["curves"]["valid_rmse"] != metrics["curves"]["valid_rmse"]
 
 
 def test_a_model_from_scratch_trains_whole_from_the_start(tmp_path, esol_small, caplog):

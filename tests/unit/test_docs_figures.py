@@ -199,6 +199,24 @@ RECIPE_ROWS = {
     "graph token + atom mean, 20 epochs, patience 8": "gm_long20",
     "+ head alone for the first 2 epochs": "gm_long20_lp2",
 }
+DEFAULTS_SWEEP = RECIPE + "sweep_on_defaults.json"
+DEFAULTS_ROWS = {
+    "the defaults": "gm_long20_lp2",
+    "+ moving average of the weights (0.99)": "defaults_ema0.99",
+    "+ layer-wise decay 0.8": "defaults_llrd0.8",
+    "+ 2 hidden layers, dropout 0.1": "defaults_head2_do0.1",
+    "+ weight decay 0.01": "defaults_wd0.01",
+    "+ batch 64": "defaults_bs64",
+}
+SWEEP_TASKS = {
+    "BBBP": "bbbp",
+    "BACE": "bace",
+    "ClinTox": "clintox",
+    "HIV": "hiv",
+    "ESOL": "esol",
+    "FreeSolv": "freesolv",
+    "Lipo": "lipo",
+}
 GPU_VARIANTS = {
     "official": "official",
     "ours (SDPA)": "ours",
@@ -440,6 +458,18 @@ TABLES: dict[str, dict] = {
         ]
         for row, key in RECIPE_ROWS.items()
         if key in _read(RECIPE + "sweep.json")["mean_valid_rank_vs_reference"]
+    },
+    "Knobs on top of the defaults": {
+        (row, header): [J(DEFAULTS_SWEEP, "runs", key, task, "valid")]
+        for row, key in DEFAULTS_ROWS.items()
+        if key in _read(DEFAULTS_SWEEP)["runs"]
+        for header, task in SWEEP_TASKS.items()
+        if task in _read(DEFAULTS_SWEEP)["runs"][key]
+    }
+    | {
+        (row, "mean rank vs the defaults"): [J(DEFAULTS_SWEEP, "mean_valid_rank_vs_reference", key, "rank")]
+        for row, key in DEFAULTS_ROWS.items()
+        if key in _read(DEFAULTS_SWEEP)["mean_valid_rank_vs_reference"]
     },
     "Does more pretraining pay?": {
         (task, header): [J(COMPUTE, "tasks", task, "points", index, "valid")]

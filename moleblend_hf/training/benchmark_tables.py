@@ -270,14 +270,7 @@ def _finetune_or_reuse(arguments: FinetuneArguments) -> dict:
 def _random_forest(task: dict, seed: int, run_dir: Path) -> dict:
     """The fingerprint baseline's metrics; stored in `run_dir/metrics.json` and reused by a rerun on the same data
     (the table's hash) and split."""
-    key = {
-        **_data_key(Path(task["data"])),
-        "split": hashlib.sha256(json.dumps(task["split"], sort_keys=True).encode()).hexdigest(),
-        "settings": asdict(FingerprintSettings()),
-        "seed": seed,
-        "labels": task["labels"],
-        "column": task["column"],
-    }
+    key = {**_run_key(task, seed), "settings": asdict(FingerprintSettings()), "column": task["column"]}
     stored = _stored_baseline(run_dir, key)
     if stored is not None:
         return stored
@@ -302,15 +295,14 @@ def _data_key(data: Path) -> dict:
     return {"data": str(data), "bytes": data.stat().st_size, "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
 
 
+def _run_key(task: dict, seed: int) -> dict:
+    """What every baseline run's key holds: the data, the split (its hash), the seed and the label columns."""
+    split = hashlib.sha256(json.dumps(task["split"], sort_keys=True).encode()).hexdigest()
+    return {**_data_key(Path(task["data"])), "split": split, "seed": seed, "labels": task["labels"]}
+
+
 def _chemprop_key(task: dict, seed: int, epochs: int | None) -> dict:
-    return {
-        **_data_key(Path(task["data"])),
-        "split": hashlib.sha256(json.dumps(task["split"], sort_keys=True).encode()).hexdigest(),
-        "seed": seed,
-        "labels": task["labels"],
-        "chemprop": chemprop_version(),
-        "epochs": epochs,
-    }
+    return {**_run_key(task, seed), "chemprop": chemprop_version(), "epochs": epochs}
 
 
 def _same_key(stored: dict | None, key: dict) -> bool:

@@ -135,7 +135,7 @@ class MovingAverageWeights(TrainerCallback):
 
     @torch.no_grad()
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        self._put_back(model)
+        # the trained weights are in the model: on_step_begin put them back
         decay = min(self.decay, (1 + state.global_step) / (10 + state.global_step))
         torch._foreach_lerp_(self.average, [p.detach() for p in model.parameters()], 1.0 - decay)
 

@@ -46,3 +46,47 @@ def test_pretraining_compute_points_are_the_mean_validation_of_each_column_in_st
     pytest.importorskip("matplotlib", reason="the figure needs the [plots] extra")
     plot_compute(table, tmp_path / "compute.png")
     assert (tmp_path / "compute.png").stat().st_size > 5_000
+
+
+def test_compared_columns_weigh_every_pretraining_run_once_on_the_seeds_they_share(tmp_path):
+    from recipes.compare_columns import compare
+
+    def run(task, metric, column, seed, test):
+        return {"task": task, "metric": metric, "init": column, "seed": seed, "valid": test - 0.5, "test": test}
+
+    first = tmp_path / "first.json"  # the blended run with 2 seeds, the first no-blending run with seed 0 only
+    first.write_text(
+        json.dumps(
+            {
+                "runs": [
+                    run("bace", "roc_auc", "pretrained", 0, 0.80),
+                    run("bace", "roc_auc", "pretrained", 1, 0.90),
+                    run("bace", "roc_auc", "no_blending", 0, 0.70),
+                    run("esol", "rmse", "pretrained", 0, 1.0),
+                    run("esol", "rmse", "no_blending", 0, 0.8),
+                ]
+            }
+        )
+    )
+    second = tmp_path / "second.json"  # the second no-blending run has no ESOL: ESOL is left out
+    second.write_text(json.dumps({"runs": [run("bace", "roc_auc", "no_blending_2", 0, 0.90)]}))
+    result = compare(
+        [
+            ("blended", first, "pretrained"),
+            ("no_blending", first, "no_blending"),
+            ("no_blending", second, "no_blending_2"),
+        ],
+        seeds=[0],
+    )
+    assert list(result["table"]) == ["bace"]
+    row = result["table"]["bace"]
+    assert row["blended"] == {"mean": 0.80, "std": 0.0, "n": 1, "runs": [0.80]}  # seed 1 is not shared: left out
+    assert row["no_blending"]["runs"] == [0.70, 0.90] and row["no_blending"]["mean"] == pytest.approx(0.80)
+    assert result["better_on"] == {"blended": [], "no_blending": []}  # a tie counts for neither
+    assert result["mean_rank"] == {"blended": 1.5, "no_blending": 1.5}
+    runs = [("blended", first, "pretrained"), ("no_blending", first, "no_blending")]
+    on_valid = compare(runs, seeds=[0, 1], split="valid")  # no_blending lacks seed 1 everywhere: nothing shared
+    assert on_valid["table"] == {}
+    on_valid = compare(runs, seeds=[0], split="valid")
+    assert on_valid["table"]["esol"]["blended"]["mean"] == pytest.approx(0.5)
+    assert on_valid["better_on"] == {"blended": ["bace"], "no_blending": ["esol"]}

@@ -181,6 +181,27 @@ def results_table(name: str) -> dict:
     return cells
 
 
+def compared_columns_table(name: str, headers: dict[str, tuple[str, int | None]]) -> dict:
+    """A table of `recipes.compare_columns`: a row per task and the mean rank; a header shows an arm's mean (index
+    None; "± std" too where the arm pools several columns) or one of its columns' values (index)."""
+    stored, cells = _read(name), {}
+    for header, (arm, index) in headers.items():
+        for task, row in stored["table"].items():
+            if index is not None:
+                cells[(task, header)] = [J(name, "table", task, arm, "runs", index)]
+            else:
+                cells[(task, header)] = [J(name, "table", task, arm, "mean")] + (
+                    [J(name, "table", task, arm, "std")] if row[arm]["n"] > 1 else []
+                )
+        if index is None:
+            cells[("mean rank (1 = best)", header)] = [J(name, "mean_rank", arm)]
+    return cells
+
+
+DESCRIPTORS = "finetune_recipe/molecule_features_on_valid.json"
+ABLATION = "blending_ablation/blending_over_pretraining_runs.json"
+
+
 CPU_ENCODER = "encoder_speed_cpu.json"
 INT8 = "int8_accuracy.json"
 STEP_CPU = "pretraining_step_cpu_fp32.json"
@@ -471,6 +492,19 @@ TABLES: dict[str, dict] = {
         for row, key in DEFAULTS_ROWS.items()
         if key in _read(DEFAULTS_SWEEP)["mean_valid_rank_vs_reference"]
     },
+    "Which molecule descriptors": compared_columns_table(
+        DESCRIPTORS,
+        {"none": ("none", None), "RDKit 2D": ("rdkit2d", None), "RDKit 2D + Morgan counts": ("rdkit2d_morgan", None)},
+    ),
+    "Blended against no blending over pretraining runs": compared_columns_table(
+        ABLATION,
+        {
+            "blended (shipped)": ("blended", None),
+            "no blending, run 1": ("no_blending", 0),
+            "no blending, run 2": ("no_blending", 1),
+            "no blending, mean ± std": ("no_blending", None),
+        },
+    ),
     "Does more pretraining pay?": {
         (task, header): [J(COMPUTE, "tasks", task, "points", index, "valid")]
         for task in _read(COMPUTE)["tasks"]

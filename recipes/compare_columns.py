@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from moleblend_hf.training.benchmark_report import mean_ranks
+from moleblend_hf.training.benchmark_report import mean_ranks, ranking_sign
 
 
 def _run_values(results: dict, column: str, seeds: list[int], split: str) -> dict[str, tuple[str, float]]:
@@ -55,7 +55,7 @@ def compare(runs: list[tuple[str, Path, str]], seeds: list[int], split: str = "t
         table[task] = row
     better = {arm: [] for arm in arms}
     for task, row in table.items():
-        sign = 1.0 if row["metric"] in ("rmse", "mae") else -1.0
+        sign = ranking_sign(row["metric"])
         best = min(arms, key=lambda a: sign * row[a]["mean"])
         if sum(sign * row[a]["mean"] == sign * row[best]["mean"] for a in arms) == 1:
             better[best].append(task)

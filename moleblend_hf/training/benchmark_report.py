@@ -100,6 +100,15 @@ def _summarize(runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks:
     }
 
 
+#: The benchmark's error metrics, where lower is better (on the others, ROC-AUC, higher is).
+ERROR_METRICS = ("rmse", "mae")
+
+
+def ranking_sign(metric: str) -> float:
+    """+1 for an error metric, -1 otherwise: `sign * value` is smaller for the better result."""
+    return 1.0 if metric in ERROR_METRICS else -1.0
+
+
 def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
     """Mean over tasks of each column's rank (1 = best) by the mean test metric; ties share the average rank.
     Only tasks where every column has a value count."""
@@ -107,7 +116,7 @@ def mean_ranks(table: dict, names: list[str]) -> dict[str, float]:
     for row in table.values():
         if any(not isinstance(row.get(n), dict) for n in names):
             continue
-        sign = 1.0 if row["metric"] in ("rmse", "mae") else -1.0  # rank 1 = lowest error / highest AUC
+        sign = ranking_sign(row["metric"])  # rank 1 = lowest error / highest AUC
         values = {n: sign * row[n]["mean"] for n in names}
         for name in names:
             below = sum(v < values[name] for v in values.values())

@@ -42,6 +42,7 @@ from .baselines import FingerprintSettings, random_forest_baseline
 # the report (summary, results.md, results.png) lives in benchmark_report.py; its names are importable from here as
 # before (`X as X`: a re-export)
 from .benchmark_report import COLORS as COLORS
+from .benchmark_report import ERROR_METRICS
 from .benchmark_report import HEADERS as HEADERS
 from .benchmark_report import _exclusion_notes as _exclusion_notes
 from .benchmark_report import _not_excluded as _not_excluded
@@ -327,7 +328,7 @@ def _task_table(task: dict) -> tuple[pd.DataFrame, np.ndarray, str]:
     reader = pd.read_parquet if str(task["data"]).endswith(".parquet") else pd.read_csv
     frame = reader(task["data"])
     labels = frame[task["labels"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    problem = "regression" if task["metric"] in ("rmse", "mae") else "multi_label_classification"
+    problem = "regression" if task["metric"] in ERROR_METRICS else "multi_label_classification"
     return frame, labels, problem
 
 

@@ -1,7 +1,8 @@
 """Choose fine-tuning defaults on validation splits only: fine-tune the shipped checkpoint under each setting on the
 benchmark's MoleculeNet tasks (its splits and subsets, seed 0) and write every run's validation metric (the
 choice), test metric (recorded, never used to choose), wall time and per-epoch curves, and each setting's mean
-validation rank against the defaults.
+validation rank against the defaults. Settings an earlier call wrote to OUTPUT_DIR/sweep.json and this call does not
+run are kept in it.
 
     python -m recipes.finetune_sweep MOLECULENET_DIR QM9_PARQUET OUTPUT_DIR [SETTING ...] [--tasks T ...]
         [--benchmark-runs SETTING=BENCHMARK_DIR:COLUMN ...]
@@ -15,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from moleblend_hf.arguments import FinetuneArguments
+from moleblend_hf.training.benchmark_report import ERROR_METRICS
 from moleblend_hf.training.benchmark_tables import trained_with
 from moleblend_hf.training.finetune import finetune
 from recipes.frozen_probe import benchmark_tasks
@@ -47,6 +49,8 @@ SETTINGS |= {
     "defaults_head2_do0.1": dict(DEFAULTS, head_layers=2, config_overrides={"classifier_dropout": 0.1}),
     "defaults_wd0.01": dict(DEFAULTS, weight_decay=0.01),
     "defaults_bs64": dict(DEFAULTS, batch_size=64),
+    # the Trainer clips the gradient's norm at 1.0 (our default too): without clipping
+    "defaults_noclip": dict(DEFAULTS, max_grad_norm=0.0),
 }
 BASE = dict(
     epochs=8, patience=4, batch_size=32, learning_rate=5e-4, encoder_learning_rate_ratio=1.0, freeze_encoder_epochs=0
@@ -128,6 +132,13 @@ def mean_ranks(
     return ranks
 
 
+def with_earlier_settings(runs: dict, previous: dict) -> dict:
+    """`runs` (setting -> task -> run) with the settings of an earlier sweep.json (`previous`) that this call did
+    not run, in the order of SETTINGS; a setting run now replaces its earlier runs."""
+    merged = {**{setting: r for setting, r in previous.items() if setting in SETTINGS}, **runs}
+    return {setting: merged[setting] for setting in SETTINGS if setting in merged}
+
+
 def _earlier_curves(previous: dict, setting: str, task: str, result: dict, metric: str) -> list | None:
     """The curves an earlier sweep.json recorded for this very run (same validation value), for runs whose
     metrics.json predates stored curves."""
@@ -159,7 +170,7 @@ def main() -> None:
     tasks = [t for t in benchmark_tasks(args.moleculenet, args.qm9, out / "data") if t["name"] in args.tasks]
     known = {f.name for f in fields(FinetuneArguments)}
     assert all(set(v) <= known for v in SETTINGS.values())
-    runs, scores = {}, {}
+    runs = {}
     previous = json.loads((out / "sweep.json").read_text())["runs"] if (out / "sweep.json").exists() else {}
     for setting in args.settings:
         for task in tasks:
@@ -174,9 +185,10 @@ def main() -> None:
                 "wall_time_s": result.get("wall_time_s"),
                 "curves": result.get("curves") or _earlier_curves(previous, setting, task["name"], result, metric),
             }
-            scores.setdefault(setting, {})[task["name"]] = result["valid"][metric]
             print(setting, task["name"], metric, round(result["valid"][metric], 4), flush=True)
-    lower = {t["name"]: t["metric"] in ("rmse", "mae") for t in tasks}
+    runs = with_earlier_settings(runs, previous)
+    scores = {setting: {task: run["valid"] for task, run in per_task.items()} for setting, per_task in runs.items()}
+    lower = {task: run["metric"] in ERROR_METRICS for per_task in runs.values() for task, run in per_task.items()}
     summary = {
         "runs": runs,
         "mean_valid_rank_vs_base": mean_ranks(scores, lower) if "base" in scores else {},

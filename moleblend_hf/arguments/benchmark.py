@@ -117,6 +117,7 @@ class BenchmarkArguments(JobArguments):
     )
     ema_decay: float = option(_finetune_default("ema_decay"), "see `moleblend finetune --ema-decay`")
     weight_decay: float = option(_finetune_default("weight_decay"), "AdamW weight decay")
+    max_grad_norm: float = option(_finetune_default("max_grad_norm"), "gradient clipping (0: off)")
     warmup_ratio: float = option(_finetune_default("warmup_ratio"), "warmup, as a fraction of all steps")
     classifier_dropout: float | None = option(None, "dropout of the property head")
     patience: int = option(_finetune_default("patience"), "early stopping, in epochs")
@@ -152,7 +153,7 @@ class BenchmarkArguments(JobArguments):
             "encoder_learning_rate_ratio",
             "patience",
         )
-        _non_negative(self, "weight_decay", "freeze_encoder_epochs")
+        _non_negative(self, "weight_decay", "max_grad_norm", "freeze_encoder_epochs")
         _fraction(self, "warmup_ratio", "classifier_dropout")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema-decay must be in [0, 1) (0: off), got {self.ema_decay}")

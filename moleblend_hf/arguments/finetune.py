@@ -133,6 +133,9 @@ class FinetuneArguments(JobArguments):
         choices=list(MOLECULE_FEATURE_SETS),
     )
     weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(
+        1.0, "gradient clipping: the gradient's norm is scaled down to at most this before each step (0: off)"
+    )
     warmup_ratio: float = option(0.06, "warmup, as a fraction of all steps")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
     group_by_size: bool = option(
@@ -203,7 +206,7 @@ class FinetuneArguments(JobArguments):
         )
         if len(set(self.molecule_features)) != len(self.molecule_features):
             raise ValueError(f"--molecule-features repeats a name: {self.molecule_features}")
-        _non_negative(self, "weight_decay", "num_workers", "freeze_encoder_epochs")
+        _non_negative(self, "weight_decay", "max_grad_norm", "num_workers", "freeze_encoder_epochs")
         _fraction(self, "warmup_ratio")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema-decay must be in [0, 1) (0: off), got {self.ema_decay}")

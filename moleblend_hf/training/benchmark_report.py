@@ -76,6 +76,7 @@ def _summarize(runs: list[dict], overlap: dict, args: BenchmarkArguments, tasks:
             "molecule_features",
             "feature_columns",
             "weight_decay",
+            "max_grad_norm",
             "warmup_ratio",
             "classifier_dropout",
             "patience",

@@ -206,6 +206,7 @@ def _finetune_arguments(
         learning_rate=args.learning_rate,
         encoder_learning_rate_ratio=args.encoder_learning_rate_ratio,
         weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
         layerwise_lr_decay=args.layerwise_lr_decay,
         pooling=args.pooling,
         head_layers=args.head_layers,

@@ -277,6 +277,7 @@ def training_arguments(
         per_device_eval_batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
         warmup_steps=args.warmup_ratio,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         eval_strategy="epoch",

@@ -90,3 +90,19 @@ def test_compared_columns_weigh_every_pretraining_run_once_on_the_seeds_they_sha
     on_valid = compare(runs, seeds=[0], split="valid")
     assert on_valid["table"]["esol"]["blended"]["mean"] == pytest.approx(0.5)
     assert on_valid["better_on"] == {"blended": ["bace"], "no_blending": ["esol"]}
+
+
+def test_a_sweep_keeps_the_settings_an_earlier_call_ran_and_replaces_those_it_runs_again():
+    from recipes.finetune_sweep import with_earlier_settings
+
+    earlier = {
+        "defaults_ema0.99": {"bbbp": {"valid": 0.97}},
+        "gm_long20_lp2": {"bbbp": {"valid": 0.90}},
+        "renamed_since": {"bbbp": {"valid": 0.5}},  # no longer a setting: dropped
+    }
+    now = {"defaults_noclip": {"bbbp": {"valid": 0.96}}, "gm_long20_lp2": {"bbbp": {"valid": 0.974}}}
+    merged = with_earlier_settings(now, earlier)
+    assert list(merged) == ["gm_long20_lp2", "defaults_ema0.99", "defaults_noclip"]  # the order of SETTINGS
+    assert (
+        merged["gm_long20_lp2"]["bbbp"]["valid"] == 0.974 and merged["defaults_ema0.99"] == earlier["defaults_ema0.99"]
+    )

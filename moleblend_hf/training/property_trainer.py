@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -200,8 +202,26 @@ def featurize_rows(
         ]
         template = records[0] if records else {}
         records += [{**{k: None for k in template}, "row": r, "error": reason} for r, reason in failures.items()]
-        HFDataset.from_list(records).save_to_disk(str(target))
+        # written beside the cache entry, then renamed into place: a run sharing the cache (a benchmark column beside
+        # another) never reads a half-written entry, and of two runs writing the same entry one rename wins
+        temporary = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+        HFDataset.from_list(records).save_to_disk(str(temporary))
+        _move_into_place(temporary, target)
     return features, failures
+
+
+def _move_into_place(temporary: Path, target: Path) -> None:
+    """Rename the complete directory `temporary` to `target`. Where another process got there first, its entry (the
+    same features: the same key) stays and `temporary` is removed; an incomplete entry (a write interrupted before
+    entries were renamed into place) is replaced."""
+    if target.exists() and not (target / "dataset_info.json").exists():
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        temporary.rename(target)
+    except OSError:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if not (target / "dataset_info.json").exists():
+            raise
 
 
 def build_model(

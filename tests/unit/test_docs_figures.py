@@ -499,7 +499,9 @@ TABLES: dict[str, dict] = {
     "Blended against no blending over pretraining runs": compared_columns_table(
         ABLATION,
         {
-            "blended (shipped)": ("blended", None),
+            "blended, run 1 (shipped)": ("blended", 0),
+            "blended, run 2": ("blended", 1),
+            "blended, mean ± std": ("blended", None),
             "no blending, run 1": ("no_blending", 0),
             "no blending, run 2": ("no_blending", 1),
             "no blending, mean ± std": ("no_blending", None),

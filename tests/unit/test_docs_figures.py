@@ -200,6 +200,7 @@ def compared_columns_table(name: str, headers: dict[str, tuple[str, int | None]]
 
 DESCRIPTORS = "finetune_recipe/molecule_features_on_valid.json"
 ABLATION = "blending_ablation/blending_over_pretraining_runs.json"
+SHARED_MASK = "blending_ablation/shared_batch_mask.json"
 
 
 CPU_ENCODER = "encoder_speed_cpu.json"
@@ -505,6 +506,14 @@ TABLES: dict[str, dict] = {
             "no blending, run 1": ("no_blending", 0),
             "no blending, run 2": ("no_blending", 1),
             "no blending, mean ± std": ("no_blending", None),
+        },
+    ),
+    "The official shared-batch mask": compared_columns_table(
+        SHARED_MASK,
+        {
+            "blended, mean ± std (2 runs)": ("blended", None),
+            "no blending, mean ± std (2 runs)": ("no_blending", None),
+            "shared-batch mask (1 run)": ("shared_batch", None),
         },
     ),
     "Does more pretraining pay?": {

@@ -229,6 +229,7 @@ DEFAULTS_ROWS = {
     "+ 2 hidden layers, dropout 0.1": "defaults_head2_do0.1",
     "+ weight decay 0.01": "defaults_wd0.01",
     "+ batch 64": "defaults_bs64",
+    "+ no gradient clipping": "defaults_noclip",
 }
 SWEEP_TASKS = {
     "BBBP": "bbbp",

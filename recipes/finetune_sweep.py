@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from moleblend_hf.arguments import FinetuneArguments
-from moleblend_hf.training.benchmark_report import ERROR_METRICS
+from moleblend_hf.training.benchmark_report import ranking_sign
 from moleblend_hf.training.benchmark_tables import trained_with
 from moleblend_hf.training.finetune import finetune
 from recipes.frozen_probe import benchmark_tasks
@@ -115,9 +115,10 @@ def benchmark_run(arguments: FinetuneArguments, task: dict, benchmark: Path, col
 
 
 def mean_ranks(
-    scores: dict[str, dict[str, float]], lower_is_better: dict[str, bool], reference: str = "base"
+    scores: dict[str, dict[str, float]], metrics: dict[str, str], reference: str = "base"
 ) -> dict[str, float]:
-    """Each setting's mean validation rank against `reference` over the tasks both ran (1 = better, 1.5 = tie)."""
+    """Each setting's mean validation rank against `reference` over the tasks both ran (1 = better, 1.5 = tie);
+    `metrics`: each task's selection metric, which says whether lower is better."""
     ranks = {}
     for setting, values in scores.items():
         if setting == reference:
@@ -125,7 +126,7 @@ def mean_ranks(
         common = [t for t in values if t in scores[reference]]
         per_task = []
         for task in common:
-            sign = 1 if lower_is_better[task] else -1
+            sign = ranking_sign(metrics[task])
             mine, theirs = sign * values[task], sign * scores[reference][task]
             per_task.append(1.5 if mine == theirs else (1.0 if mine < theirs else 2.0))
         ranks[setting] = statistics.mean(per_task) if per_task else float("nan")
@@ -188,12 +189,12 @@ def main() -> None:
             print(setting, task["name"], metric, round(result["valid"][metric], 4), flush=True)
     runs = with_earlier_settings(runs, previous)
     scores = {setting: {task: run["valid"] for task, run in per_task.items()} for setting, per_task in runs.items()}
-    lower = {task: run["metric"] in ERROR_METRICS for per_task in runs.values() for task, run in per_task.items()}
+    metrics = {task: run["metric"] for per_task in runs.values() for task, run in per_task.items()}
     summary = {
         "runs": runs,
-        "mean_valid_rank_vs_base": mean_ranks(scores, lower) if "base" in scores else {},
+        "mean_valid_rank_vs_base": mean_ranks(scores, metrics) if "base" in scores else {},
         "mean_valid_rank_vs_reference": {
-            setting: {"reference": reference, "rank": mean_ranks(scores, lower, reference)[setting]}
+            setting: {"reference": reference, "rank": mean_ranks(scores, metrics, reference)[setting]}
             for setting, reference in REFERENCES.items()
             if setting in scores and reference in scores
         },
